@@ -1,0 +1,605 @@
+"""Measure what `run.log()` costs the caller, next to the cheapest durable logger we know.
+
+The floor (FIELD-NOTES "The floor") is ``orjson.dumps`` of the row appended to a shared
+``bytearray`` under a lock, with a thread that swaps the buffer out every ~2 ms and
+``os.write``s it to a file. Everything but ``import tracker`` is measured in this one
+process, with the same pool of rows; read-back checks run in subprocesses so that
+reading 200k rows does not count towards this process's peak RSS.
+
+Usage: ``python benchmarks/log_overhead.py [--rows N] [--quick] [--json PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import math
+import os
+import platform
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import cycle, islice
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "log_overhead.json"
+POOL_SIZE = 1000
+WARMUP_ROWS = 20_000
+FINISH_ROWS = 100_000
+INIT_RUNS = 10
+IMPORT_RUNS = 5
+FLOOR_SWAP_SECONDS = 0.002
+QUICK_ROWS = 50_000
+
+Row = dict[str, float]
+LogCall = Callable[[Row], object]
+
+_IMPORT_PROBE = """\
+import sys, time
+t = time.perf_counter()
+import tracker
+elapsed = time.perf_counter() - t
+print(elapsed, 'aiohttp' in sys.modules)
+"""
+
+# Reads a run back and compares every history row with the pool it was logged from.
+_VERIFY_PROBE = """\
+import sys, orjson, tracker
+with open(sys.argv[2], 'rb') as f:
+    pool = orjson.loads(f.read())
+history = tracker.read_run(sys.argv[1]).history()
+size = len(pool)
+bad_steps = sum(1 for i, r in enumerate(history) if r['_step'] != i)
+bad_values = sum(
+    1 for i, r in enumerate(history)
+    if any(r.get(k) != v for k, v in pool[i % size].items())
+)
+found = {'rows': len(history), 'bad_steps': bad_steps, 'bad_values': bad_values}
+print(orjson.dumps(found).decode())
+"""
+
+
+class RunLike(Protocol):
+    """The part of `tracker.Run` this benchmark drives."""
+
+    @property
+    def dir(self) -> Path:
+        """The run directory."""
+        ...
+
+    def log(self, data: Row, /) -> object:
+        """Log one row."""
+        ...
+
+    def flush(self, timeout: float | None = None) -> object:
+        """Return when everything logged so far is in the run log."""
+        ...
+
+    def status(self) -> object:
+        """A snapshot of the run's counters."""
+        ...
+
+    def finish(self, *, quiet: bool) -> object:
+        """Flush and close the run."""
+        ...
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-call latency percentiles of one timed loop, in microseconds."""
+
+    p50_us: float
+    p99_us: float
+    p999_us: float
+    mean_us: float
+    max_us: float
+
+    @classmethod
+    def from_samples(cls, samples_ns: Iterable[int]) -> Latency:
+        """Summarise nanosecond samples with nearest-rank percentiles."""
+        ordered = sorted(samples_ns)
+        n = len(ordered)
+
+        def rank(q: float) -> float:
+            # round() first: 0.99 * 200_000 is 198000.00000000003 in floating point.
+            return ordered[max(0, math.ceil(round(q * n, 6)) - 1)] / 1000
+
+        return cls(
+            p50_us=rank(0.5),
+            p99_us=rank(0.99),
+            p999_us=rank(0.999),
+            mean_us=sum(ordered) / n / 1000,
+            max_us=ordered[-1] / 1000,
+        )
+
+
+class Floor:
+    """The cheapest durable logger: orjson into a locked ``bytearray``, a thread writes it out.
+
+    "Durable" means in the file (the OS page cache), as for the tracker's ``flush``; no fsync.
+    """
+
+    def __init__(self, path: Path, swap_seconds: float = FLOOR_SWAP_SECONDS) -> None:
+        """Open ``path`` for appending and start the writer thread."""
+        self._buffer = bytearray()
+        self._lock = threading.Lock()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._swap_seconds = swap_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write_loop, name="floor-writer", daemon=True)
+        self._thread.start()
+
+    def log(self, row: Row) -> None:
+        """Encode ``row`` as one JSON line and append it to the shared buffer."""
+        line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        with self._lock:
+            self._buffer += line
+
+    def close(self) -> None:
+        """Stop the writer after it has written everything logged, and close the file."""
+        self._stop.set()
+        self._thread.join()
+        os.close(self._fd)
+
+    def _write_loop(self) -> None:
+        while not self._stop.wait(self._swap_seconds):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        with self._lock:
+            data, self._buffer = self._buffer, bytearray()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+
+def make_pool(size: int, seed: int = 0) -> list[Row]:
+    """Build ``size`` distinct rows of 10 floats, so no row is built inside a timed loop."""
+    rng = random.Random(seed)
+    return [{f"m{k}": rng.random() for k in range(10)} for _ in range(size)]
+
+
+def log_untimed(log: LogCall, pool: list[Row], n: int) -> None:
+    """Call ``log`` on ``n`` rows of the pool, cyclically, with nothing else in the loop."""
+    for row in islice(cycle(pool), n):
+        log(row)
+
+
+def log_timed(log: LogCall, pool: list[Row], samples: array[int]) -> None:
+    """Call ``log`` once per slot of ``samples`` and store each call's duration in ns."""
+    clock = time.perf_counter_ns
+    for i, row in enumerate(islice(cycle(pool), len(samples))):
+        start = clock()
+        log(row)
+        samples[i] = clock() - start
+
+
+def timer_overhead_ns(n: int = 100_000) -> float:
+    """Median cost of two back-to-back ``perf_counter_ns`` calls: included in every sample."""
+    clock = time.perf_counter_ns
+    samples = array("q", bytes(8 * n))
+    for i in range(n):
+        start = clock()
+        samples[i] = clock() - start
+    return statistics.median(samples)
+
+
+def vmrss_mb() -> float | None:
+    """The process's current resident set size in MB, from /proc (None elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def child_env() -> dict[str, str]:
+    """The environment for subprocesses: this checkout's ``tracker`` first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def measure_import(cwd: Path, runs: int = IMPORT_RUNS) -> dict[str, Any]:
+    """Time ``import tracker`` in ``runs`` fresh interpreters; note whether aiohttp came along."""
+    seconds: list[float] = []
+    aiohttp = False
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT_PROBE],
+            cwd=cwd,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        seconds.append(float(out[0]))
+        aiohttp = aiohttp or out[1] == "True"
+    return {"median": statistics.median(seconds), "samples": seconds, "aiohttp": aiohttp}
+
+
+def verify_run(run_dir: Path, pool_file: Path, expected: int, notes: list[str]) -> bool:
+    """Read ``run_dir`` back in a subprocess; True when it holds exactly the rows logged."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _VERIFY_PROBE, str(run_dir), str(pool_file)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        notes.append(f"reading {run_dir.name} back failed: {proc.stderr.strip()[-500:]}")
+        return False
+    found: dict[str, int] = json.loads(proc.stdout)
+    ok = found == {"rows": expected, "bad_steps": 0, "bad_values": 0}
+    if not ok:
+        notes.append(f"{run_dir.name}: expected {expected} rows read back, got {found}")
+    return ok
+
+
+def verify_floor_file(path: Path, pool: list[Row], n: int, notes: list[str]) -> bool:
+    """True when the floor's file holds ``n`` lines and exactly the bytes of ``n`` rows."""
+    sizes = [len(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)) for row in pool]
+    expected_bytes = sum(sizes) * (n // len(pool)) + sum(sizes[: n % len(pool)])
+    lines = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+    size = path.stat().st_size
+    ok = lines == n and size == expected_bytes
+    if not ok:
+        notes.append(f"floor file: {lines} lines / {size} bytes, expected {n} / {expected_bytes}")
+    return ok
+
+
+def status_dict(run: RunLike) -> dict[str, Any]:
+    """The run's status snapshot as a plain dict."""
+    status = run.status()
+    if dataclasses.is_dataclass(status) and not isinstance(status, type):
+        return dataclasses.asdict(status)
+    return dict(vars(status))
+
+
+def check_status(label: str, status: dict[str, Any], notes: list[str]) -> None:
+    """Note anything left queued or dropped after a flush."""
+    if status.get("queued") or status.get("dropped") or status.get("last_error"):
+        notes.append(f"{label}: status after flush {status}")
+
+
+class TrackerBench:
+    """Runs every tracker measurement in one root directory, a fresh run per measurement."""
+
+    def __init__(self, tracker: ModuleType, root: Path, pool: list[Row], notes: list[str]) -> None:
+        """Measure ``tracker`` with ``pool``, keeping runs under ``root``."""
+        self.tracker = tracker
+        self.runs_dir = root / "runs"
+        self.pool = pool
+        self.pool_file = root / "pool.json"
+        self.pool_file.write_bytes(orjson.dumps(pool))
+        self.notes = notes
+        self._last_dir: Path | None = None
+
+    def new_run(self) -> RunLike:
+        """Start a fresh offline run; note it if init handed back the previous run."""
+        run: RunLike = self.tracker.init(
+            mode="offline", dir=str(self.runs_dir), project="bench", settings={"silent": True}
+        )
+        if self._last_dir is not None and Path(run.dir) == self._last_dir:
+            self.notes.append(f"init() returned the previous run {run.dir} after its finish()")
+        self._last_dir = Path(run.dir)
+        return run
+
+    def close_and_verify(self, run: RunLike, expected: int) -> bool:
+        """Finish ``run``, check it holds ``expected`` rows, then delete its directory."""
+        run.finish(quiet=True)
+        run_dir = Path(run.dir)
+        ok = verify_run(run_dir, self.pool_file, expected, self.notes)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return ok
+
+    def init_times(self, runs: int = INIT_RUNS) -> dict[str, Any]:
+        """Time ``init()`` of ``runs`` fresh runs; the first also starts the I/O thread."""
+        seconds: list[float] = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            run = self.new_run()
+            seconds.append(time.perf_counter() - start)
+            run.finish(quiet=True)
+            shutil.rmtree(Path(run.dir), ignore_errors=True)
+        return {
+            "median": statistics.median(seconds),
+            "first": seconds[0],
+            "max": max(seconds),
+            "samples": seconds,
+        }
+
+    def latency(self, n: int) -> dict[str, Any]:
+        """Per-call cost of ``n`` timed calls after a warm-up, and RSS growth over them (MB)."""
+        run = self.new_run()
+        log_untimed(run.log, self.pool, WARMUP_ROWS)
+        samples = array("q", bytes(8 * n))
+        before = vmrss_mb()
+        log_timed(run.log, self.pool, samples)
+        after = vmrss_mb()
+        run.flush(timeout=None)
+        check_status("tracker timed run", status_dict(run), self.notes)
+        return {
+            "log_us": dataclasses.asdict(Latency.from_samples(samples)),
+            "rss_growth_mb": None if before is None or after is None else after - before,
+            "verified": self.close_and_verify(run, WARMUP_ROWS + n),
+        }
+
+    def throughput(self, n: int) -> dict[str, Any]:
+        """Untimed loop of ``n`` calls: calls/s, and rows/s until ``flush()`` returns."""
+        run = self.new_run()
+        start = time.perf_counter()
+        log_untimed(run.log, self.pool, n)
+        logged = time.perf_counter()
+        run.flush(timeout=None)
+        flushed = time.perf_counter()
+        status = status_dict(run)
+        check_status("tracker throughput run", status, self.notes)
+        return {
+            "calls_per_s": n / (logged - start),
+            "rows_per_s_on_disk": n / (flushed - start),
+            "flush_seconds": flushed - logged,
+            "status_after_flush": status,
+            "verified": self.close_and_verify(run, n),
+        }
+
+    def finish_time(self, n: int = FINISH_ROWS) -> dict[str, Any]:
+        """Seconds ``finish()`` takes right after ``n`` rows were logged, and the read-back."""
+        run = self.new_run()
+        log_untimed(run.log, self.pool, n)
+        start = time.perf_counter()
+        run.finish(quiet=True)
+        seconds = time.perf_counter() - start
+        run_dir = Path(run.dir)
+        verified = verify_run(run_dir, self.pool_file, n, self.notes)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return {"finish_seconds": seconds, "verified": verified}
+
+
+def bench_floor(root: Path, pool: list[Row], n: int, notes: list[str]) -> dict[str, Any]:
+    """The floor's per-call cost, calls/s, and rows/s until its file holds everything."""
+    timed_path = root / "floor-timed.jsonl"
+    floor = Floor(timed_path)
+    log_untimed(floor.log, pool, WARMUP_ROWS)
+    samples = array("q", bytes(8 * n))
+    log_timed(floor.log, pool, samples)
+    floor.close()
+    timed_ok = verify_floor_file(timed_path, pool, WARMUP_ROWS + n, notes)
+
+    path = root / "floor-throughput.jsonl"
+    floor = Floor(path)
+    start = time.perf_counter()
+    log_untimed(floor.log, pool, n)
+    logged = time.perf_counter()
+    floor.close()
+    joined = time.perf_counter()
+    return {
+        "log_us": dataclasses.asdict(Latency.from_samples(samples)),
+        "calls_per_s": n / (logged - start),
+        "rows_per_s_on_disk": n / (joined - start),
+        "flush_seconds": joined - logged,
+        "verified": verify_floor_file(path, pool, n, notes) and timed_ok,
+    }
+
+
+def import_tracker() -> ModuleType:
+    """Import this checkout's ``tracker`` (ahead of any installed copy)."""
+    sys.path.insert(0, str(ROOT))
+    return importlib.import_module("tracker")
+
+
+def environment(timer_ns: float) -> dict[str, Any]:
+    """The facts a reader needs to compare this result with another machine's."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "orjson": orjson.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timer_overhead_ns": timer_ns,
+    }
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "us":
+        return f"{value:.2f} µs"
+    if unit == "ms":
+        return f"{value * 1000:.1f} ms"
+    if unit == "rate":
+        return f"{value:,.0f}/s"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    return str(value)
+
+
+def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric: tracker value, floor value, target, and whether it is met."""
+    t, f, ratio = report["tracker"], report["floor"], report["ratio"]
+    tl, fl = t["log_us"], f["log_us"]
+    imp, init = t["import_seconds"], t["init_seconds"]
+    rows: list[tuple[str, Any, Any, str, str, bool | None]] = [
+        ("log() p50", tl["p50_us"], fl["p50_us"], "us", "<= 1 µs", tl["p50_us"] <= 1),
+        ("log() p99", tl["p99_us"], fl["p99_us"], "us", "<= 10 µs", tl["p99_us"] <= 10),
+        ("log() p99.9", tl["p999_us"], fl["p999_us"], "us", "", None),
+        ("log() mean", tl["mean_us"], fl["mean_us"], "us", "", None),
+        ("log() max", tl["max_us"], fl["max_us"], "us", "", None),
+        ("p50 tracker/floor", ratio["p50"], None, "x", "<= 2x", ratio["p50"] <= 2),
+        ("mean tracker/floor", ratio["mean"], None, "x", "", None),
+        ("calls/s (untimed loop)", t["calls_per_s"], f["calls_per_s"], "rate", "", None),
+        (
+            "rows/s until on disk",
+            t["rows_per_s_on_disk"],
+            f["rows_per_s_on_disk"],
+            "rate",
+            ">= 500,000/s",
+            t["rows_per_s_on_disk"] >= 500_000,
+        ),
+        ("flush() after the loop", t["flush_seconds"], f["flush_seconds"], "ms", "", None),
+        ("read back verified", t["verified"], f["verified"], "", "all rows", t["verified"]),
+        ("import tracker (median)", imp["median"], None, "ms", "<= 100 ms", imp["median"] <= 0.1),
+        ("aiohttp imported", imp["aiohttp"], None, "", "no", not imp["aiohttp"]),
+        ("init() (median)", init["median"], None, "ms", "<= 20 ms", init["median"] <= 0.02),
+        ("init() first (starts thread)", init["first"], None, "ms", "", None),
+        (
+            f"finish() after {FINISH_ROWS:,} rows",
+            t["finish_seconds"],
+            None,
+            "ms",
+            "<= 50 ms",
+            t["finish_seconds"] <= 0.05,
+        ),
+        ("peak RSS", t["peak_rss_mb"], None, "MB", "<= 60 MB", t["peak_rss_mb"] <= 60),
+        ("RSS growth over timed rows", t["rss_growth_mb"], None, "MB", "", None),
+    ]
+    return [
+        {
+            "metric": name,
+            "tracker": _fmt(tv, unit),
+            "floor": _fmt(fv, unit),
+            "target": target,
+            "met": met,
+        }
+        for name, tv, fv, unit, target, met in rows
+    ]
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """Print the environment, the metric table and any notes."""
+    env = report["environment"]
+    print(
+        f"Python {env['python']} ({env['implementation']}), orjson {env['orjson']}, "
+        f"{env['cpu_count']} CPUs, {env['platform']}, {env['date']}"
+    )
+    s = report["settings"]
+    print(
+        f"rows={s['rows']:,} warm-up={s['warmup_rows']:,} pool={s['pool_size']} "
+        f"timer overhead={env['timer_overhead_ns']:.0f} ns (included in each sample)\n"
+    )
+    header = ("metric", "tracker", "floor", "target", "met?")
+    lines = [
+        (
+            r["metric"],
+            r["tracker"],
+            r["floor"],
+            r["target"],
+            {True: "yes", False: "NO"}.get(r["met"], ""),
+        )
+        for r in report["targets"]
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *lines]:
+        print(" | ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
+    for note in report["notes"]:
+        print(f"note: {note}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: ``--rows``, ``--quick``, ``--json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="rows per measurement")
+    parser.add_argument("--quick", action="store_true", help=f"CI smoke run: --rows {QUICK_ROWS}")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"where to write results ({DEFAULT_JSON})"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows = QUICK_ROWS
+    if args.rows < 1:
+        parser.error(f"--rows must be at least 1, got {args.rows}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement, print the table, write the JSON; exit 1 if a read-back failed."""
+    args = parse_args(argv)
+    n: int = args.rows
+    pool = make_pool(POOL_SIZE)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
+        root = Path(tmp)
+        imported = measure_import(root)
+        bench = TrackerBench(import_tracker(), root, pool, notes)
+        init = bench.init_times()
+        timed = bench.latency(n)
+        loop = bench.throughput(n)
+        finish = bench.finish_time()
+        floor = bench_floor(root, pool, n, notes)
+        peak = peak_rss_mb()
+    tracker = {
+        "log_us": timed["log_us"],
+        "calls_per_s": loop["calls_per_s"],
+        "rows_per_s_on_disk": loop["rows_per_s_on_disk"],
+        "flush_seconds": loop["flush_seconds"],
+        "verified": timed["verified"] and loop["verified"] and finish["verified"],
+        "import_seconds": imported,
+        "init_seconds": init,
+        "finish_seconds": finish["finish_seconds"],
+        "peak_rss_mb": peak,
+        "rss_growth_mb": timed["rss_growth_mb"],
+        "status_after_flush": loop["status_after_flush"],
+    }
+    report: dict[str, Any] = {
+        "environment": environment(timer_overhead_ns()),
+        "settings": {
+            "rows": n,
+            "warmup_rows": WARMUP_ROWS,
+            "pool_size": POOL_SIZE,
+            "finish_rows": FINISH_ROWS,
+            "init_runs": INIT_RUNS,
+            "import_runs": IMPORT_RUNS,
+            "floor_swap_seconds": FLOOR_SWAP_SECONDS,
+        },
+        "tracker": tracker,
+        "floor": floor,
+        "ratio": {
+            "p50": tracker["log_us"]["p50_us"] / floor["log_us"]["p50_us"],
+            "mean": tracker["log_us"]["mean_us"] / floor["log_us"]["mean_us"],
+        },
+        "notes": notes,
+    }
+    report["targets"] = target_rows(report)
+    print_table(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"\nwrote {args.json}")
+    return 0 if tracker["verified"] and floor["verified"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""tracker: async-native experiment tracking.
+
+    run = tracker.init(project="mnist", config={"lr": 3e-4})
+    run.log({"loss": 0.25})
+    run.finish()
+
+`run.log()` costs about a microsecond; a background thread writes every row to
+the run log on disk. See docs/ for the guides and the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker import _process
+from tracker._config import Config
+from tracker._errors import AuthenticationError, CommError, Error, UsageError
+from tracker._init import ainit, finish, init, log
+from tracker._reader import StoredRun, read_run
+from tracker._run import Run
+from tracker._settings import Settings
+from tracker._status import RunStatus
+from tracker._summary import Summary
+
+__all__ = [
+    "AuthenticationError",
+    "CommError",
+    "Config",
+    "Error",
+    "Run",
+    "RunStatus",
+    "Settings",
+    "StoredRun",
+    "Summary",
+    "UsageError",
+    "ainit",
+    "finish",
+    "init",
+    "log",
+    "read_run",
+]
+
+__version__ = "0.1.0"
+
+for _public in (
+    AuthenticationError,
+    CommError,
+    Config,
+    Error,
+    Run,
+    RunStatus,
+    Settings,
+    StoredRun,
+    Summary,
+    UsageError,
+):
+    _public.__module__ = "tracker"
+del _public
+
+
+class _NoRunError(UsageError, AttributeError):
+    """`tracker.config` / `tracker.summary` with no current run (also an AttributeError,
+    so ``hasattr`` works)."""
+
+
+def __getattr__(name: str) -> Any:
+    """`tracker.run` is the current run (or None); `tracker.config` and `tracker.summary`
+    are the current run's."""
+    if name == "run":
+        return _process.current()
+    if name in ("config", "summary"):
+        run = _process.current()
+        if run is None:
+            raise _NoRunError(f"tracker.{name}: no active run; call tracker.init() first")
+        return getattr(run, name)
+    raise AttributeError(f"module 'tracker' has no attribute {name!r}")

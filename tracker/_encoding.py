@@ -1,0 +1,211 @@
+"""Encoding of logged values: orjson, once, on the caller's thread, with an exact round trip.
+
+orjson writes NaN and ±inf as ``null`` and refuses ints beyond 64 bits. A record
+holding such values keeps ``null`` (or the int's decimal string) in place and
+carries a sidecar list of ``[path, kind]`` pairs after its payload, so the
+reader restores them exactly and user data can never be mistaken for a marker.
+numpy and torch values are converted to Python numbers and lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from tracker._errors import UsageError
+
+__all__ = [
+    "CONFIG",
+    "EXIT",
+    "FILE",
+    "METRIC",
+    "ROW",
+    "RUN",
+    "SUMMARY_DELETE",
+    "SUMMARY_SET",
+    "decode_record",
+    "default",
+    "encode_exact",
+    "encode_record",
+    "encode_value",
+    "payload_index",
+]
+
+# Record kinds. Every record is ``[seq, kind, ..., payload, specials?]``; see docs/run-log.md.
+ROW: Final = "row"
+"""A history row: ``[seq, "row", step, timestamp, data]``."""
+RUN: Final = "run"
+"""Run metadata; a record with ``start_time`` opens a session (the run started or resumed)."""
+CONFIG: Final = "config"
+"""Config keys that changed, with their new values."""
+SUMMARY_SET: Final = "summary"
+"""Summary keys set explicitly."""
+SUMMARY_DELETE: Final = "summary_delete"
+"""Summary keys deleted explicitly (a list)."""
+METRIC: Final = "metric"
+"""A `define_metric` rule."""
+FILE: Final = "file"
+"""A file stored with the run, under ``files/``."""
+EXIT: Final = "exit"
+"""The end of a session: state, exit code, end time."""
+
+_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
+_MAX_DEPTH: Final = 200  # orjson refuses more than 255 levels; stay clear of it
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+_ACCEPTED = (
+    "log bool, int, float, str, None, lists and dicts of those, numpy scalars and arrays, "
+    "or torch tensors (convert other objects first, e.g. float(x) or str(x))"
+)
+_SPECIAL_FLOATS: Final = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+Path = list[str | int]
+
+
+def default(value: Any) -> Any:
+    """orjson's hook for types it does not know: numpy and torch values become Python values."""
+    module = type(value).__module__
+    if module == "numpy":
+        if hasattr(value, "tolist"):  # ndarray and numpy scalars alike
+            return value.tolist()
+    elif module.startswith("torch") and hasattr(value, "detach"):
+        tensor = value.detach().cpu()
+        return tensor.item() if tensor.dim() == 0 else tensor.tolist()
+    raise TypeError(type(value).__qualname__)
+
+
+def payload_index(kind: str) -> int:
+    """Position of the payload in a record of this kind (the sidecar follows it)."""
+    return 4 if kind == ROW else 2
+
+
+def encode_record(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
+    """Encode ``[*head, payload]`` as one newline-terminated JSON line, exactly.
+
+    Raises:
+        UsageError: a value cannot be encoded; the message names ``what`` and the key.
+    """
+    try:
+        line = orjson.dumps((*head, payload), default=default, option=_NEWLINE)
+    except TypeError:
+        line = b""  # fall through to the precise path, which names the culprit
+    if line and line.find(b"null") < 0:
+        return line
+    return encode_exact(head, payload, what)
+
+
+def encode_exact(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
+    """The slow path of `encode_record`: normalise, note special values, encode."""
+    specials: list[list[Any]] = []
+    plain = _normalize(payload, [], specials, what, 0)
+    record = (*head, plain, specials) if specials else (*head, plain)
+    return orjson.dumps(record, option=_NEWLINE)
+
+
+def encode_value(value: Any, what: str) -> bytes:
+    """Encode one value exactly (NaN differs from None); used to validate and size values.
+
+    Raises:
+        UsageError: the value cannot be encoded; the message names ``what``.
+    """
+    return encode_record((), value, what)
+
+
+def decode_record(line: bytes | memoryview) -> list[Any]:
+    """Decode one record line and restore its special values; the sidecar is removed."""
+    record: list[Any] = orjson.loads(line)
+    if not record or not isinstance(record[0], int) or len(record) < 2:
+        raise ValueError("not a tracker record")
+    index = payload_index(record[1]) if isinstance(record[1], str) else 2
+    if len(record) == index + 2:
+        record[index] = _restore(record[index], record.pop())
+    elif len(record) != index + 1:
+        raise ValueError(f"a {record[1]!r} record has {len(record)} fields")
+    return record
+
+
+def _restore(payload: Any, specials: list[list[Any]]) -> Any:
+    for path, kind in specials:
+        value: Any = _SPECIAL_FLOATS[kind] if kind in _SPECIAL_FLOATS else int(_get(payload, path))
+        if not path:
+            payload = value
+            continue
+        _get(payload, path[:-1])[path[-1]] = value
+    return payload
+
+
+def _get(node: Any, path: list[Any]) -> Any:
+    for part in path:
+        node = node[part]
+    return node
+
+
+def _normalize(value: Any, path: Path, specials: list[list[Any]], what: str, depth: int) -> Any:
+    """Return ``value`` as plain JSON types, recording NaN, ±inf and big ints in ``specials``."""
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, str):
+        _check_text(value, path, what)
+        return value
+    if isinstance(value, int):
+        number = int(value)
+        if _INT_MIN <= number <= _INT_MAX:
+            return number
+        specials.append([list(path), "int"])
+        return str(number)
+    if isinstance(value, float):
+        real = float(value)
+        if math.isfinite(real):
+            return real
+        kind = "nan" if math.isnan(real) else ("inf" if real > 0 else "-inf")
+        specials.append([list(path), kind])
+        return None
+    if depth >= _MAX_DEPTH:
+        raise UsageError(
+            f"{what}: the value at {_render(path)} is nested more than {_MAX_DEPTH} levels deep "
+            "(or refers to itself); flatten it"
+        )
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UsageError(
+                    f"{what}: key {key!r} at {_render(path)} is a {type(key).__name__}; "
+                    "keys must be str (convert it, e.g. str(key))"
+                )
+            _check_text(key, path, what)
+            out[key] = _normalize(item, [*path, key], specials, what, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [
+            _normalize(item, [*path, index], specials, what, depth + 1)
+            for index, item in enumerate(value)
+        ]
+    try:
+        converted = default(value)
+    except TypeError:
+        raise UsageError(
+            f"{what}: the value at {_render(path)} has type {type(value).__qualname__}, "
+            f"which cannot be logged; {_ACCEPTED}"
+        ) from None
+    return _normalize(converted, path, specials, what, depth + 1)
+
+
+def _check_text(text: str, path: Path, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{what}: the text {text[:40]!r} at {_render(path)} holds a lone surrogate, "
+            "which is not valid unicode; fix the string (e.g. text.encode('utf-8', 'replace'))"
+        ) from None
+
+
+def _render(path: Path) -> str:
+    if not path:
+        return "the top level"
+    return "".join(f"[{part!r}]" for part in path)
+

@@ -1,0 +1,112 @@
+"""The writer: drains a run's outbox into its run log on the I/O thread, in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from tracker._io._outbox import Outbox
+from tracker._io._thread import IOThread
+from tracker._runlog import RunLogWriter
+
+__all__ = ["start_writer"]
+
+logger = logging.getLogger(__name__)
+
+_RETRY_SECONDS = 1.0
+
+
+class _Writer:
+    def __init__(
+        self, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float
+    ) -> None:
+        self.outbox = outbox
+        self.log = log
+        self.fsync_each_batch = fsync_policy == "batch"
+        self.fsync_on_flush = fsync_policy != "never"
+        self.linger = linger
+        self.wakeup = asyncio.Event()
+        self.done = threading.Event()
+        self.held = bytearray()  # a batch the disk refused; written first on the next try
+        self.held_count = 0
+
+    async def run(self) -> None:
+        outbox = self.outbox
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while True:
+                    if self.linger and not (outbox.closing or outbox.flush_target > outbox.durable):
+                        await asyncio.sleep(self.linger)  # let a batch gather
+                    if not self.drain():
+                        await asyncio.sleep(_RETRY_SECONDS)
+                        continue
+                    with outbox.lock:
+                        if outbox.count:
+                            continue
+                        if outbox.closing:
+                            return
+                        outbox.writer_asleep = True
+                        break
+        finally:
+            self.log.close()
+            with outbox.lock:
+                outbox.closed = True
+                outbox.changed.notify_all()
+            self.done.set()
+
+    def drain(self) -> bool:
+        """Write what is queued; False when the disk refused it (kept, retried later)."""
+        outbox = self.outbox
+        data, count = outbox.take()
+        if count:
+            if self.held_count:
+                self.held += data
+                data, count = self.held, self.held_count + count
+            try:
+                self.log.append(data)
+                if self.fsync_each_batch:
+                    self.log.fsync()
+            except OSError as exc:
+                self.held, self.held_count = data, count
+                if outbox.last_error is None:
+                    logger.warning("tracker: cannot write the run log %s: %s", self.log.path, exc)
+                with outbox.lock:
+                    outbox.last_error = f"cannot write the run log {self.log.path}: {exc}"
+                return False
+            self.held, self.held_count = bytearray(), 0
+        with outbox.lock:
+            outbox.written += count
+            flush_due = outbox.flush_target > outbox.durable
+            if not flush_due and (self.fsync_each_batch or not self.fsync_on_flush):
+                outbox.durable = outbox.written
+            if count:
+                outbox.changed.notify_all()
+        if flush_due:
+            if self.fsync_on_flush:
+                try:
+                    self.log.fsync()
+                except OSError as exc:
+                    with outbox.lock:
+                        outbox.last_error = f"cannot fsync the run log {self.log.path}: {exc}"
+            with outbox.lock:
+                outbox.durable = outbox.written
+                outbox.changed.notify_all()
+        return True
+
+
+def start_writer(
+    thread: IOThread, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float
+) -> threading.Event:
+    """Start the writer task for one run; the returned event is set once its log is closed."""
+    writer = _Writer(outbox, log, fsync_policy, linger)
+    loop = thread.loop()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(writer.wakeup.set)
+
+    outbox.wake = wake
+    thread.submit(writer.run())
+    return writer.done

@@ -1,0 +1,216 @@
+"""Reading a run back from its run directory: `tracker.read_run`.
+
+The run log is folded record by record, in order, into the run's metadata,
+config, summary and history; the same fold gives a resumed run its state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tracker import _encoding as kinds
+from tracker._errors import UsageError
+from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
+from tracker._runlog import RunLogReader
+from tracker._summary import MetricRule, Summary
+
+__all__ = ["StoredRun", "read_run"]
+
+_Row = tuple[int, float, float, dict[str, Any]]  # step, timestamp, runtime, data
+
+
+class StoredRun:
+    """A run as stored: metadata, config, summary and history, read from its run log.
+
+    ``state`` is one of running, finished, failed, killed, crashed (the process that
+    owned the run died before finishing it).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        """Read and fold the run log of ``run_dir``."""
+        self.dir = run_dir
+        self.metadata: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}
+        self.state = "running"
+        self.exit_code: int | None = None
+        self.end_time: float | None = None
+        self.files_stored: dict[str, dict[str, Any]] = {}
+        self.next_seq = 0
+        self.last_step = -1
+        self.runtime = 0.0
+        self.torn = False
+        self._rows: list[_Row] = []
+        self._summary_ops: list[tuple[str, Any]] = []
+        self._fold(run_dir / LOG_NAME)
+        if self.state == "running" and not is_locked(run_dir):
+            self.state = "crashed"
+
+    def _fold(self, path: Path) -> None:
+        reader = RunLogReader(path)
+        session_start = 0.0
+        offset = 0.0
+        ops = self._summary_ops
+        for record in reader.records():
+            kind = record[1]
+            self.next_seq = record[0] + 1
+            if kind == kinds.ROW:
+                step, stamp, data = record[2], record[3], record[4]
+                runtime = offset + stamp - session_start
+                self._rows.append((step, stamp, runtime, data))
+                ops.append((kinds.ROW, data))
+                self.last_step = step
+                self.runtime = runtime
+            elif kind == kinds.RUN:
+                payload = record[2]
+                if "start_time" in payload:
+                    session_start = payload["start_time"]
+                    offset = payload.get("runtime_offset", 0.0)
+                    self.state, self.exit_code, self.end_time = "running", None, None
+                self.metadata.update(payload)
+            elif kind == kinds.CONFIG:
+                self.config.update(record[2])
+            elif kind in (kinds.SUMMARY_SET, kinds.SUMMARY_DELETE, kinds.METRIC):
+                ops.append((kind, record[2]))
+            elif kind == kinds.FILE:
+                self.files_stored[record[2]["name"]] = record[2]
+            elif kind == kinds.EXIT:
+                payload = record[2]
+                self.state = payload["state"]
+                self.exit_code = payload.get("exit_code")
+                self.end_time = payload.get("end_time")
+                self.runtime = payload.get("runtime", self.runtime)
+            # other kinds come from newer versions; skipping them keeps old readers working
+        self.torn = reader.torn
+        if not self.metadata:
+            raise UsageError(f"{path} holds no run metadata; it is not a complete run log")
+
+    def replay_summary(self, summary: Summary) -> None:
+        """Rebuild the summary's state (last values, aggregates, rules) into ``summary``."""
+        for kind, payload in self._summary_ops:
+            if kind == kinds.ROW:
+                summary.observe(payload)
+            elif kind == kinds.SUMMARY_SET:
+                summary.apply_set(payload)
+            elif kind == kinds.SUMMARY_DELETE:
+                summary.apply_delete(payload)
+            else:
+                summary.define(MetricRule.from_record(payload))
+
+    @property
+    def id(self) -> str:
+        """The run id."""
+        return str(self.metadata["id"])
+
+    @property
+    def name(self) -> str:
+        """The run's display name."""
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def project(self) -> str:
+        """The project the run belongs to."""
+        return str(self.metadata.get("project", ""))
+
+    @property
+    def entity(self) -> str:
+        """The user or team that owns the run."""
+        return str(self.metadata.get("entity", ""))
+
+    @property
+    def path(self) -> str:
+        """``"entity/project/id"``."""
+        return f"{self.entity}/{self.project}/{self.id}"
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's tags."""
+        return tuple(self.metadata.get("tags", ()))
+
+    @property
+    def group(self) -> str | None:
+        """The run's group, if any."""
+        return self.metadata.get("group")
+
+    @property
+    def job_type(self) -> str | None:
+        """The run's job type, if any."""
+        return self.metadata.get("job_type")
+
+    @property
+    def notes(self) -> str | None:
+        """The run's notes, if any."""
+        return self.metadata.get("notes")
+
+    @property
+    def start_time(self) -> float:
+        """When the run first started (seconds since the epoch)."""
+        return float(self.metadata.get("created_at", self.metadata.get("start_time", 0.0)))
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run summary as the live run showed it."""
+        summary = Summary()
+        self.replay_summary(summary)
+        return summary.as_dict()
+
+    @property
+    def metric_rules(self) -> tuple[MetricRule, ...]:
+        """The `define_metric` rules of the run."""
+        summary = Summary()
+        for kind, payload in self._summary_ops:
+            if kind == kinds.METRIC:
+                summary.define(MetricRule.from_record(payload))
+        return summary.rules
+
+    def history(
+        self,
+        keys: Sequence[str] | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``.
+
+        Args:
+            keys: keep only these keys (and ``_step``); rows holding none of them are left out.
+            min_step: the first step to include.
+            max_step: the last step to include.
+        """
+        if isinstance(keys, str):
+            raise UsageError(f"history(keys={keys!r}) takes a list of keys, e.g. keys=[{keys!r}]")
+        wanted = None if keys is None else list(keys)
+        rows = []
+        for step, stamp, runtime, data in self._rows:
+            if (min_step is not None and step < min_step) or (
+                max_step is not None and step > max_step
+            ):
+                continue
+            if wanted is None:
+                rows.append({"_step": step, "_timestamp": stamp, "_runtime": runtime, **data})
+                continue
+            picked = {key: data[key] for key in wanted if key in data}
+            if picked:
+                rows.append({"_step": step, **picked})
+        return rows
+
+    def files(self) -> list[Path]:
+        """The files stored with the run, as paths in its ``files/`` directory."""
+        root = self.dir / FILES_DIR
+        return [root / name for name in sorted(self.files_stored) if (root / name).is_file()]
+
+    def __repr__(self) -> str:
+        return f"<StoredRun {self.path} ({self.state})>"
+
+
+def read_run(path: str | os.PathLike[str]) -> StoredRun:
+    """Read a run from its local run directory (offline runs included).
+
+    Args:
+        path: a run directory, its ``run.log``, or a ``dir`` (its latest run is read).
+
+    Raises:
+        UsageError: ``path`` holds no run.
+    """
+    return StoredRun(resolve_run_path(path))

@@ -1,0 +1,743 @@
+"""The Run: log rows at microsecond cost, keep config and summary, finish.
+
+`Run.log()` is the product. On the caller's thread it checks, assigns the step
+and sequence number, encodes the row once with orjson and appends the bytes to
+the run's outbox; the writer on the "tracker-io" thread does everything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import glob
+import hashlib
+import os
+import shutil
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+import orjson
+
+from tracker import _encoding as kinds
+from tracker import _process
+from tracker._config import Config
+from tracker._encoding import default, encode_exact, encode_record
+from tracker._errors import UsageError
+from tracker._io._outbox import Outbox
+from tracker._io._thread import io_thread
+from tracker._io._writer import start_writer
+from tracker._rundir import FILES_DIR, LOG_NAME, RunLock
+from tracker._runlog import RunLogWriter
+from tracker._settings import Settings
+from tracker._status import RunStatus
+from tracker._summary import MetricRule, Summary, make_rule
+
+__all__ = ["DisabledRun", "Run", "check_tags", "exit_state"]
+
+_dumps = orjson.dumps
+_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
+_ROW: Final = kinds.ROW
+_now = time.time
+_RESERVED: Final = ("_step", "_timestamp", "_runtime")
+_SAVE_POLICIES: Final = ("live", "now", "end")
+_MAX_TAG = 64
+
+
+class _Lifecycle(enum.Enum):
+    LIVE = "live"
+    FINISHING = "finishing"
+    FINISHED = "finished"
+    FORKED = "inherited by a forked child"
+
+
+_LIVE: Final = _Lifecycle.LIVE
+
+
+class Run:
+    """One tracked run, created by `tracker.init()` or `await tracker.ainit()`.
+
+    Log history rows with `log()`, keep hyperparameters in `config` and final values
+    in `summary`, and end it with `finish()` (or use it as a context manager).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        run_id: str,
+        name: str,
+        project: str,
+        entity: str,
+        group: str | None,
+        job_type: str | None,
+        tags: tuple[str, ...],
+        notes: str | None,
+        mode: str,
+        run_dir: Path | None,
+        resumed: bool,
+        start_step: int,
+        start_seq: int,
+        config: Mapping[str, Any],
+        allow_val_change: bool,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        """Open the run's log and writer; use `tracker.init()` rather than this."""
+        self._settings = settings
+        self._id = run_id
+        self._name = name
+        self._project = project
+        self._entity = entity
+        self._group = group
+        self._job_type = job_type
+        self._tags = tags
+        self._notes = notes
+        self._mode = mode
+        self._run_dir = run_dir
+        self._resumed = resumed
+        self._owner_pid = os.getpid()
+        self._start_time = _now()
+        self._step = start_step
+        self._seq = start_seq
+        self._pending: dict[str, Any] = {}
+        self._saved: list[tuple[Path, Path, str]] = []
+        self._on_finish: list[Callable[[], None]] = []
+        self._lifecycle = _LIVE
+        self._outbox = Outbox(
+            settings.queue_max_events,
+            settings.queue_max_bytes,
+            settings.queue_full_policy == "drop",
+        )
+        self.config = Config(allow_val_change=allow_val_change)
+        """The run's hyperparameters: attribute and item access, `update()`."""
+        self.config.update(config, allow_val_change=True)
+        self.summary = Summary(self._record_summary_set, self._record_summary_delete)
+        """The last value of every logged key, unless set explicitly or shaped."""
+        self._lock_file: RunLock | None = None
+        self._writer_done: threading.Event | None = None
+        if run_dir is not None:
+            self._lock_file = RunLock(run_dir)
+            try:
+                log = RunLogWriter(run_dir / LOG_NAME)
+            except (OSError, ValueError) as exc:
+                self._lock_file.release()
+                raise UsageError(f"cannot open the run log in {run_dir}: {exc}") from exc
+            self._writer_done = start_writer(
+                io_thread(), self._outbox, log, settings.fsync_policy, settings.batch_linger_seconds
+            )
+        with self._outbox.lock:
+            self._emit(kinds.RUN, {**self._identity(), **metadata, "start_time": self._start_time})
+            if self.config:
+                self._emit(kinds.CONFIG, self.config.as_dict())
+        self.config._on_change = self._record_config
+
+    # -- identity -----------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The run id, unique in its project."""
+        return self._id
+
+    @property
+    def name(self) -> str:
+        """The run's display name; assign to rename the run."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"run.name must be a non-empty str, not {value!r}")
+        self._record_metadata({"name": value})
+        self._name = value
+
+    @property
+    def project(self) -> str:
+        """The project the run belongs to."""
+        return self._project
+
+    @property
+    def entity(self) -> str:
+        """The user or team that owns the run."""
+        return self._entity
+
+    @property
+    def path(self) -> str:
+        """``"entity/project/id"``."""
+        return f"{self._entity}/{self._project}/{self._id}"
+
+    @property
+    def group(self) -> str | None:
+        """The group the run belongs to, if any."""
+        return self._group
+
+    @property
+    def job_type(self) -> str | None:
+        """The kind of job, e.g. ``"train"``, if given."""
+        return self._job_type
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's tags; assign a tuple to replace them, ``run.tags += ("x",)`` to add."""
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Iterable[str]) -> None:
+        tags = check_tags(value, "run.tags")
+        self._record_metadata({"tags": list(tags)})
+        self._tags = tags
+
+    @property
+    def notes(self) -> str | None:
+        """Free-form notes about the run; assign to change them."""
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"run.notes must be a str or None, not {type(value).__name__}")
+        self._record_metadata({"notes": value})
+        self._notes = value
+
+    @property
+    def dir(self) -> str:
+        """The run directory (empty in disabled mode)."""
+        return "" if self._run_dir is None else str(self._run_dir)
+
+    @property
+    def url(self) -> str | None:
+        """The run's dashboard page; None offline."""
+        return None
+
+    @property
+    def mode(self) -> str:
+        """``"online"``, ``"offline"`` or ``"disabled"``."""
+        return self._mode
+
+    @property
+    def step(self) -> int:
+        """The step the next committed row gets."""
+        return self._step
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this run continues an earlier one with the same id."""
+        return self._resumed
+
+    @property
+    def start_time(self) -> float:
+        """When this session of the run started (seconds since the epoch)."""
+        return self._start_time
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the run was created with."""
+        return self._settings
+
+    def __repr__(self) -> str:
+        return f"<tracker.Run {self.path} ({self._name}, {self._lifecycle.value})>"
+
+    # -- logging --------------------------------------------------------------------
+
+    def log(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        """Log a history row; returns at once (the caller never waits on disk or network).
+
+        Step rules are W&B's: ``log(d)`` merges ``d`` into the current step's row,
+        commits it and advances the step; ``commit=False`` only merges; a ``step``
+        above the current one commits the pending row and makes ``d`` pending at
+        ``step``; the current step merges; a lower step is dropped with a warning.
+
+        Raises:
+            UsageError: ``data`` is not a dict of str keys, a value cannot be encoded
+                (nothing of the call is logged), or the run is finished.
+        """
+        if step is not None or commit is not None or self._pending or type(data) is not dict:
+            self._log(data, step, commit, block=True)
+            return
+        outbox = self._outbox
+        lock = outbox.lock
+        lock.acquire()
+        try:
+            if self._lifecycle is not _LIVE:
+                raise self._not_live("run.log()")
+            full = outbox.count >= outbox.max_events or len(outbox.data) >= outbox.max_bytes
+            if full and not self._make_room(block=True):
+                self._step += 1  # dropped under the "drop" policy, and counted
+                return
+            if "_step" in data or "_timestamp" in data or "_runtime" in data:
+                raise _reserved_key_error(data)
+            seq = self._seq
+            step = self._step
+            now = _now()
+            try:
+                line = _dumps((seq, _ROW, step, now, data), default=default, option=_NEWLINE)
+            except TypeError:
+                line = encode_exact((seq, _ROW, step, now), data, "log()")
+            else:
+                if line.find(b"null") >= 0:
+                    line = encode_exact((seq, _ROW, step, now), data, "log()")
+            outbox.data += line
+            outbox.count += 1
+            outbox.appended += 1
+            if outbox.writer_asleep:
+                outbox.writer_asleep = False
+                outbox.wake()
+            self._seq = seq + 1
+            self._step = step + 1
+            self.summary.observe(data)
+        finally:
+            lock.release()
+
+    async def alog(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        """`log()` for async code: when the queue is full under the ``"block"`` policy it
+        awaits room without blocking the event loop (asyncio or trio)."""
+        delay = 0.0005
+        while not self._log(data, step, commit, block=False):
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _log(self, data: Any, step: Any, commit: Any, *, block: bool) -> bool:
+        """The general path of `log`: every step/commit rule. False when not logged for
+        want of room and ``block`` is False (nothing changed then)."""
+        row = _check_row(data)
+        if step is not None and (
+            isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0
+        ):
+            raise UsageError(f"log(step={step!r}): step must be an int >= 0, or None")
+        if commit is not None and not isinstance(commit, bool):
+            raise UsageError(f"log(commit={commit!r}): commit must be True, False or None")
+        target = None if step is None else step.__index__()
+        outbox = self._outbox
+        with outbox.lock:
+            if self._lifecycle is not _LIVE:
+                raise self._not_live("run.log()")
+            encode_record((), row, "log()")  # all of the call, or nothing of it
+            if target is not None and target < self._step:
+                warnings.warn(
+                    f"tracker: log(step={target}) dropped: the run is already at step "
+                    f"{self._step} and steps only go up. To log against another x-axis, "
+                    "log it as a key and use run.define_metric(key, step_metric=...)",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                return True
+            commits_pending = bool(self._pending) and target is not None and target > self._step
+            commits_now = commit is True or (commit is None and target is None)
+            wants_room = (commits_pending or commits_now) and not block
+            if wants_room and outbox.is_full() and not outbox.drop_when_full:
+                return False
+            if commits_pending:
+                self._commit_pending()
+            if target is not None:
+                self._step = max(self._step, target)
+            self._pending.update(row)
+            if commits_now:
+                self._commit_pending()
+        return True
+
+    def _commit_pending(self) -> None:
+        """Commit the pending row at the current step and advance. Caller holds the lock."""
+        row, self._pending = self._pending, {}
+        step = self._step
+        self._step = step + 1
+        if self._outbox.is_full() and not self._make_room(block=True):
+            return
+        self._outbox.put(encode_record((self._seq, _ROW, step, _now()), row, "log()"))
+        self._seq += 1
+        self.summary.observe(row)
+
+    def _make_room(self, *, block: bool) -> bool:
+        """Wait until the outbox has room (``"block"``), or count a drop (``"drop"``).
+        Caller holds the lock; False when the row is not to be appended."""
+        outbox = self._outbox
+        while outbox.is_full():
+            if outbox.drop_when_full:
+                outbox.dropped += 1
+                return False
+            if not block:
+                return False
+            if outbox.writer_asleep:
+                outbox.writer_asleep = False
+                outbox.wake()
+            outbox.changed.wait(0.5)
+            if self._lifecycle is _Lifecycle.FORKED:
+                raise self._not_live("run.log()")
+        return True
+
+    def _emit(self, kind: str, payload: Any) -> None:
+        """Append a control record (never dropped, never blocked). Caller holds the lock."""
+        self._outbox.put(encode_record((self._seq, kind), payload, f"{kind} record"))
+        self._seq += 1
+
+    def _emit_checked(self, kind: str, payload: Any, what: str) -> None:
+        """Append a control record from a user call; the run must be live."""
+        with self._outbox.lock:
+            if self._lifecycle is not _LIVE:
+                raise self._not_live(what)
+            self._emit(kind, payload)
+
+    def _record_config(self, changes: dict[str, Any]) -> None:
+        self._emit_checked(kinds.CONFIG, changes, "config update")
+
+    def _record_summary_set(self, values: dict[str, Any]) -> None:
+        self._emit_checked(kinds.SUMMARY_SET, values, "summary update")
+
+    def _record_summary_delete(self, keys: list[str]) -> None:
+        self._emit_checked(kinds.SUMMARY_DELETE, keys, "summary delete")
+
+    def _record_metadata(self, changes: dict[str, Any]) -> None:
+        self._emit_checked(kinds.RUN, changes, "run metadata update")
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "name": self._name,
+            "project": self._project,
+            "entity": self._entity,
+            "group": self._group,
+            "job_type": self._job_type,
+            "tags": list(self._tags),
+            "notes": self._notes,
+            "mode": self._mode,
+        }
+
+    def _not_live(self, what: str) -> UsageError:
+        if self._lifecycle is _Lifecycle.FORKED:
+            return UsageError(
+                f"{what}: this Run was created in process {self._owner_pid} and inherited "
+                f"by this forked child (pid {os.getpid()}); a child cannot log to its parent's "
+                "run. Call tracker.init() in the child to start its own run"
+            )
+        return UsageError(
+            f"{what} after run.finish(): run {self._id} is finished; "
+            "start a new run with tracker.init()"
+        )
+
+    # -- metrics, files -------------------------------------------------------------
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        hidden: bool = False,
+    ) -> MetricRule:
+        """Shape how the keys matching ``name`` (a key or a glob like ``"val/*"``) are shown
+        and summarised: ``summary`` is ``"min"``, ``"max"``, ``"mean"``, ``"first"``,
+        ``"last"`` or ``"none"``, comma-separated allowed.
+
+        Raises:
+            UsageError: a bad name, summary, goal or step_metric.
+        """
+        rule = make_rule(name, step_metric=step_metric, summary=summary, goal=goal, hidden=hidden)
+        with self._outbox.lock:
+            if self._lifecycle is not _LIVE:
+                raise self._not_live("run.define_metric()")
+            self._emit(kinds.METRIC, rule.to_record())
+            self.summary.define(rule)
+        return rule
+
+    def save(
+        self,
+        glob_str: str | os.PathLike[str],
+        base_path: str | os.PathLike[str] | None = None,
+        policy: str = "live",
+    ) -> list[str]:
+        """Store files with the run (copied now into its ``files/`` directory).
+
+        Args:
+            glob_str: a file path or a glob pattern such as ``"checkpoints/*.pt"``.
+            base_path: the directory stored names are relative to; default the
+                pattern's own directory.
+            policy: ``"now"`` stores the file as it is; ``"live"`` and ``"end"`` store it
+                again at `finish()` so the final version is kept.
+
+        Returns:
+            The paths of the stored copies.
+
+        Raises:
+            UsageError: nothing matches, a bad policy, or a file outside ``base_path``.
+        """
+        if policy not in _SAVE_POLICIES:
+            raise UsageError(f"save(policy={policy!r}): use one of {', '.join(_SAVE_POLICIES)}")
+        pattern = os.fspath(glob_str)
+        matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matches:
+            raise UsageError(
+                f"save({pattern!r}): no file matches; check the path (relative paths start at "
+                f"{os.getcwd()})"
+            )
+        base = Path(base_path) if base_path is not None else Path(_glob_root(pattern))
+        base = base.resolve()
+        stored = []
+        for source in matches:
+            try:
+                name = source.resolve().relative_to(base).as_posix()
+            except ValueError:
+                raise UsageError(
+                    f"save(): {source} is not inside base_path={str(base)!r}; pass a base_path "
+                    "that contains every matched file"
+                ) from None
+            stored.append(self._store_file(source, name, policy))
+        return stored
+
+    def _store_file(self, source: Path, name: str, policy: str) -> str:
+        if self._run_dir is None:
+            return ""
+        target = self._run_dir / FILES_DIR / name
+        self._emit_checked(kinds.FILE, _copy_file(source, target, name, policy), "run.save()")
+        if policy != "now":
+            self._saved.append((source, target, name))
+        return str(target)
+
+    # -- flush, status, finish ------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row logged so far is durable in the run log.
+
+        Returns:
+            True when everything is durable, False when ``timeout`` seconds passed first.
+        """
+        outbox = self._outbox
+        with outbox.lock:
+            if self._writer_done is None:
+                return True
+            target = outbox.request_flush()
+            return outbox.changed.wait_for(
+                lambda: outbox.durable >= target or outbox.closed, timeout
+            ) and (outbox.durable >= target)
+
+    async def aflush(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """`flush()` for async code; awaits without blocking the event loop."""
+        return await anyio.to_thread.run_sync(self.flush, timeout, abandon_on_cancel=True)
+
+    def status(self) -> RunStatus:
+        """A snapshot of where the run's records are: queued, written, durable, dropped."""
+        outbox = self._outbox
+        with outbox.lock:
+            return RunStatus(
+                queued=outbox.appended - outbox.written,
+                written=outbox.written,
+                durable=outbox.durable,
+                sent=0,
+                acknowledged=0,
+                dropped=outbox.dropped,
+                connection=self._mode,
+                last_error=outbox.last_error,
+            )
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """Flush everything, mark the run finished (failed when ``exit_code`` is not 0)
+        and close it; waits at most ``settings.finish_timeout`` seconds. Idempotent."""
+        if isinstance(exit_code, bool) or not isinstance(exit_code, (int, type(None))):
+            raise UsageError(f"finish(exit_code={exit_code!r}): exit_code must be an int or None")
+        state = "finished" if not exit_code else "failed"
+        self._finish(state, exit_code, quiet)
+
+    async def afinish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """`finish()` for async code; awaits without blocking the event loop."""
+        await anyio.to_thread.run_sync(self.finish, exit_code, quiet)
+
+    def _finish(self, state: str, exit_code: int | None, quiet: bool | None) -> None:
+        outbox = self._outbox
+        with outbox.lock:
+            if self._lifecycle is not _LIVE:
+                return
+            self._lifecycle = _Lifecycle.FINISHING
+            if self._pending:
+                self._commit_pending()
+        for callback in self._on_finish:
+            callback()
+        stored_again = [
+            _copy_file(source, target, name, "end")
+            for source, target, name in self._saved
+            if source.is_file()
+        ]
+        deadline = time.monotonic() + self._settings.finish_timeout
+        with outbox.lock:
+            for record in stored_again:
+                self._emit(kinds.FILE, record)
+            end = _now()
+            self._emit(
+                kinds.EXIT,
+                {
+                    "state": state,
+                    "exit_code": exit_code,
+                    "end_time": end,
+                    "runtime": end - self._start_time,
+                    "rows": self._step,
+                },
+            )
+            outbox.closing = True
+            outbox.request_flush()
+            if self._writer_done is not None:
+                outbox.changed.wait_for(
+                    lambda: outbox.closed, max(0.0, deadline - time.monotonic())
+                )
+            waiting = outbox.appended - outbox.written if self._writer_done else 0
+            self._lifecycle = _Lifecycle.FINISHED
+        if self._lock_file is not None and not waiting:
+            self._lock_file.release()
+        _process.forget(self)
+        if not (quiet or self._settings.silent) and self._run_dir is not None:
+            self._report(state, waiting)
+
+    def _report(self, state: str, waiting: int) -> None:
+        shown = ", ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in list(self.summary.items())[:6]
+            if isinstance(value, (int, float, str))
+        )
+        lines = [f"tracker: run {self._name} ({self._id}) {state} at step {self._step}"]
+        if shown:
+            lines.append(f"tracker: summary {shown}")
+        lines.append(f"tracker: stored in {self._run_dir}")
+        if waiting:
+            lines.append(
+                f"tracker: {waiting} records could not be written in time "
+                f"(finish_timeout={self._settings.finish_timeout}s); "
+                f"last error: {self._outbox.last_error}"
+            )
+        print("\n".join(lines), file=sys.stderr)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: refuse further use; the parent still owns the run."""
+        outbox = self._outbox
+        outbox.lock = threading.Lock()  # the parent's may have been held at fork time
+        outbox.changed = threading.Condition(outbox.lock)
+        self._lifecycle = _Lifecycle.FORKED
+        if self._lock_file is not None:
+            self._lock_file.release()
+
+    # -- context managers -----------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(*exit_state(exc), None)
+
+    async def __aenter__(self) -> Run:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        state, code = exit_state(exc)
+        await anyio.to_thread.run_sync(self._finish, state, code, None)
+
+
+def exit_state(exc: BaseException | None) -> tuple[str, int | None]:
+    """The state and exit code a run ends with when ``exc`` escapes it (None: no error)."""
+    if exc is None:
+        return "finished", None
+    if isinstance(exc, KeyboardInterrupt):
+        return "killed", 255
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return ("finished" if code == 0 else "failed"), code
+    return "failed", 1
+
+
+def check_tags(value: object, what: str) -> tuple[str, ...]:
+    """Validate tags: an iterable of non-empty str of at most 64 characters."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise UsageError(f"{what} must be a list or tuple of str, e.g. ('baseline',), not {value!r}")
+    tags = tuple(value)
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip() or len(tag) > _MAX_TAG:
+            raise UsageError(
+                f"{what}: {tag!r} is not a valid tag; a tag is a non-empty str of at most "
+                f"{_MAX_TAG} characters"
+            )
+    return tuple(dict.fromkeys(tags))
+
+
+def _check_row(data: Any) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise UsageError(
+            f"log() takes a dict of str keys, e.g. run.log({{'loss': 0.1}}); "
+            f"got a {type(data).__name__}"
+        )
+    for key in data:
+        if not isinstance(key, str):
+            raise UsageError(
+                f"log(): key {key!r} is a {type(key).__name__}; keys must be str "
+                "(convert it, e.g. str(key))"
+            )
+        if key in _RESERVED:
+            raise _reserved_key_error(data)
+    return dict(data)
+
+
+def _reserved_key_error(data: Mapping[str, Any]) -> UsageError:
+    key = next(key for key in _RESERVED if key in data)
+    return UsageError(
+        f"log(): key {key!r} is reserved (every row carries _step, _timestamp and _runtime); "
+        "rename it, or pass the step as log(data, step=...)"
+    )
+
+
+def _copy_file(source: Path, target: Path, name: str, policy: str) -> dict[str, Any]:
+    """Copy ``source`` to ``target`` and describe it for a file record."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    content = target.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    return {"name": name, "size": len(content), "sha256": digest, "policy": policy}
+
+
+def _glob_root(pattern: str) -> str:
+    """The directory part of ``pattern`` before its first wildcard (a plain path: its folder)."""
+    fixed: list[str] = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    else:
+        fixed = fixed[:-1]
+    return str(Path(*fixed)) if fixed else "."
+
+
+class DisabledRun(Run):
+    """A Run of ``mode="disabled"``: the same API, nothing written, every call a cheap no-op."""
+
+    def log(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        """Do nothing: the run is disabled."""
+
+    async def alog(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        """Do nothing: the run is disabled."""
+
+    def save(
+        self,
+        glob_str: str | os.PathLike[str],
+        base_path: str | os.PathLike[str] | None = None,
+        policy: str = "live",
+    ) -> list[str]:
+        """Store nothing: the run is disabled."""
+        return []
+
+    def _emit(self, kind: str, payload: Any) -> None:
+        """Write nothing: the run is disabled."""
