@@ -13,8 +13,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-import yaml
-
 from tracker._encoding import encode_value
 from tracker._errors import UsageError
 
@@ -86,6 +84,8 @@ def _source_to_dict(source: object) -> dict[str, Any]:
 
 
 def _load_yaml(path: str | bytes) -> dict[str, Any]:
+    import yaml  # only YAML configs pay for the import
+
     """Read a YAML config file; unwrap W&B's ``{value: v, desc: ...}`` entries."""
     shown = os.fsdecode(path)
     try:

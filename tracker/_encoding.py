@@ -208,4 +208,3 @@ def _render(path: Path) -> str:
     if not path:
         return "the top level"
     return "".join(f"[{part!r}]" for part in path)
-

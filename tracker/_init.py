@@ -6,7 +6,6 @@ argument leaves no directory behind.
 
 from __future__ import annotations
 
-import __main__
 import argparse
 import functools
 import os
@@ -17,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import anyio.to_thread
-
+import __main__
 from tracker import _process
 from tracker._config import Config, load_config_source
 from tracker._errors import UsageError
 from tracker._magic import capture_argparse
 from tracker._names import check_run_id, new_run_id, new_run_name
 from tracker._reader import StoredRun
+from tracker._run import DisabledRun, Run, check_tags
 from tracker._rundir import (
     clear_resume_marker,
     create_run_dir,
@@ -32,7 +31,6 @@ from tracker._rundir import (
     read_resume_marker,
     write_resume_marker,
 )
-from tracker._run import DisabledRun, Run, check_tags
 from tracker._settings import Settings, resolve_settings
 
 __all__ = ["ainit", "finish", "init", "log"]
@@ -224,6 +222,8 @@ async def ainit(
         resume_from=resume_from,
         settings=settings,
     )
+    import anyio.to_thread
+
     return await anyio.to_thread.run_sync(start)
 
 
@@ -264,7 +264,7 @@ def _check_pointers(fork_from: object, resume_from: object, resume: object) -> N
         )
 
 
-def _start(
+def _start(  # noqa: PLR0917
     settings: Settings,
     config: dict[str, Any],
     allow_val_change: bool,

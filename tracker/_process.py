@@ -81,7 +81,7 @@ def install() -> None:
             _uncaught = value
             return previous_hook(kind, value, traceback)
 
-        def exit_noting_code(status: object = None) -> NoReturn:
+        def exit_noting_code(status: str | int | None = None) -> NoReturn:
             global _exit_code
             _exit_code = status if isinstance(status, int) else (0 if status is None else 1)
             previous_exit(status)

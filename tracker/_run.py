@@ -21,8 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-import anyio
-import anyio.to_thread
 import orjson
 
 from tracker import _encoding as kinds
@@ -32,7 +30,6 @@ from tracker._encoding import default, encode_exact, encode_record
 from tracker._errors import UsageError
 from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
-from tracker._io._writer import start_writer
 from tracker._rundir import FILES_DIR, LOG_NAME, RunLock
 from tracker._runlog import RunLogWriter
 from tracker._settings import Settings
@@ -128,6 +125,8 @@ class Run:
             except (OSError, ValueError) as exc:
                 self._lock_file.release()
                 raise UsageError(f"cannot open the run log in {run_dir}: {exc}") from exc
+            from tracker._io._writer import start_writer  # asyncio loads with the first run
+
             self._writer_done = start_writer(
                 io_thread(), self._outbox, log, settings.fsync_policy, settings.batch_linger_seconds
             )
@@ -300,6 +299,10 @@ class Run:
     ) -> None:
         """`log()` for async code: when the queue is full under the ``"block"`` policy it
         awaits room without blocking the event loop (asyncio or trio)."""
+        if self._log(data, step, commit, block=False):
+            return
+        import anyio
+
         delay = 0.0005
         while not self._log(data, step, commit, block=False):
             await anyio.sleep(delay)
@@ -517,8 +520,10 @@ class Run:
                 lambda: outbox.durable >= target or outbox.closed, timeout
             ) and (outbox.durable >= target)
 
-    async def aflush(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+    async def aflush(self, timeout: float | None = None) -> bool:
         """`flush()` for async code; awaits without blocking the event loop."""
+        import anyio.to_thread
+
         return await anyio.to_thread.run_sync(self.flush, timeout, abandon_on_cancel=True)
 
     def status(self) -> RunStatus:
@@ -546,6 +551,8 @@ class Run:
 
     async def afinish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         """`finish()` for async code; awaits without blocking the event loop."""
+        import anyio.to_thread
+
         await anyio.to_thread.run_sync(self.finish, exit_code, quiet)
 
     def _finish(self, state: str, exit_code: int | None, quiet: bool | None) -> None:
@@ -641,6 +648,8 @@ class Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        import anyio.to_thread
+
         state, code = exit_state(exc)
         await anyio.to_thread.run_sync(self._finish, state, code, None)
 
@@ -660,7 +669,9 @@ def exit_state(exc: BaseException | None) -> tuple[str, int | None]:
 def check_tags(value: object, what: str) -> tuple[str, ...]:
     """Validate tags: an iterable of non-empty str of at most 64 characters."""
     if isinstance(value, str) or not isinstance(value, Iterable):
-        raise UsageError(f"{what} must be a list or tuple of str, e.g. ('baseline',), not {value!r}")
+        raise UsageError(
+            f"{what} must be a list or tuple of str, e.g. ('baseline',), not {value!r}"
+        )
     tags = tuple(value)
     for tag in tags:
         if not isinstance(tag, str) or not tag.strip() or len(tag) > _MAX_TAG:

@@ -6,11 +6,13 @@ run: a non-daemon I/O thread would hang the process at exit before we could flus
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
 
 __all__ = ["IOThread", "io_thread", "reset_after_fork"]
 
@@ -18,6 +20,8 @@ T = TypeVar("T")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
+    import asyncio  # loaded with the first run, not with `import tracker`
+
     try:
         import uvloop
     except ImportError:
@@ -54,6 +58,8 @@ class IOThread:
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule ``coroutine`` on the loop; the future resolves with its result."""
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop())
 
     def stop(self, timeout: float) -> None:
@@ -68,6 +74,8 @@ class IOThread:
 
     @staticmethod
     def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+        import asyncio
+
         asyncio.set_event_loop(loop)
         loop.call_soon(started.set)
         try:

@@ -18,9 +18,7 @@ _RETRY_SECONDS = 1.0
 
 
 class _Writer:
-    def __init__(
-        self, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float
-    ) -> None:
+    def __init__(self, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float) -> None:
         self.outbox = outbox
         self.log = log
         self.fsync_each_batch = fsync_policy == "batch"
