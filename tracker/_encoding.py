@@ -53,7 +53,9 @@ EXIT: Final = "exit"
 """The end of a session: state, exit code, end time."""
 
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
-_MAX_DEPTH: Final = 200  # orjson refuses more than 255 levels; stay clear of it
+# orjson refuses a 255th nested container; a payload sits inside the record array, so
+# payload containers may nest 253 deep: the fast and the exact path then agree.
+_MAX_DEPTH: Final = 253
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 _ACCEPTED = (
@@ -191,7 +193,7 @@ def _normalize(value: Any, path: Path, specials: list[list[Any]], what: str, dep
             f"{what}: the value at {_render(path)} has type {type(value).__qualname__}, "
             f"which cannot be logged; {_ACCEPTED}"
         ) from None
-    return _normalize(converted, path, specials, what, depth + 1)
+    return _normalize(converted, path, specials, what, depth)
 
 
 def _check_text(text: str, path: Path, what: str) -> None:

@@ -342,6 +342,7 @@ def _start(  # noqa: PLR0917
     )
     if stored is not None:
         stored.replay_summary(run.summary)
+        run._folded_to = stored.log_end
     write_resume_marker(root, run_id)
     run._on_finish.append(functools.partial(clear_resume_marker, root, run_id))
     return run

@@ -17,7 +17,7 @@ from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
 from tracker._runlog import RunLogReader
 from tracker._summary import MetricRule, Summary
 
-__all__ = ["StoredRun", "read_run"]
+__all__ = ["StoredRun", "apply_to_summary", "read_run"]
 
 _Row = tuple[int, float, float, dict[str, Any]]  # step, timestamp, runtime, data
 
@@ -42,6 +42,8 @@ class StoredRun:
         self.last_step = -1
         self.runtime = 0.0
         self.torn = False
+        self.log_end = 0
+        """Where the intact part of the run log ends; a resumed run appends from here."""
         self._rows: list[_Row] = []
         self._summary_ops: list[tuple[str, Any]] = []
         self._fold(run_dir / LOG_NAME)
@@ -84,20 +86,14 @@ class StoredRun:
                 self.runtime = payload.get("runtime", self.runtime)
             # other kinds come from newer versions; skipping them keeps old readers working
         self.torn = reader.torn
+        self.log_end = reader.valid_end
         if not self.metadata:
             raise UsageError(f"{path} holds no run metadata; it is not a complete run log")
 
     def replay_summary(self, summary: Summary) -> None:
         """Rebuild the summary's state (last values, aggregates, rules) into ``summary``."""
         for kind, payload in self._summary_ops:
-            if kind == kinds.ROW:
-                summary.observe(payload)
-            elif kind == kinds.SUMMARY_SET:
-                summary.apply_set(payload)
-            elif kind == kinds.SUMMARY_DELETE:
-                summary.apply_delete(payload)
-            else:
-                summary.define(MetricRule.from_record(payload))
+            apply_to_summary(summary, kind, payload, with_rules=True)
 
     @property
     def id(self) -> str:
@@ -202,6 +198,19 @@ class StoredRun:
 
     def __repr__(self) -> str:
         return f"<StoredRun {self.path} ({self.state})>"
+
+
+def apply_to_summary(summary: Summary, kind: str, payload: Any, *, with_rules: bool) -> None:
+    """Fold one record into ``summary``: rows, explicit sets and deletes, and (when
+    ``with_rules``) `define_metric` rules. Other kinds do not touch the summary."""
+    if kind == kinds.ROW:
+        summary.observe(payload)
+    elif kind == kinds.SUMMARY_SET:
+        summary.apply_set(payload)
+    elif kind == kinds.SUMMARY_DELETE:
+        summary.apply_delete(payload)
+    elif kind == kinds.METRIC and with_rules:
+        summary.define(MetricRule.from_record(payload))
 
 
 def read_run(path: str | os.PathLike[str]) -> StoredRun:

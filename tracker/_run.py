@@ -26,12 +26,13 @@ import orjson
 from tracker import _encoding as kinds
 from tracker import _process
 from tracker._config import Config
-from tracker._encoding import default, encode_exact, encode_record
+from tracker._encoding import default, encode_exact, encode_record, payload_index
 from tracker._errors import UsageError
 from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
+from tracker._reader import apply_to_summary
 from tracker._rundir import FILES_DIR, LOG_NAME, RunLock
-from tracker._runlog import RunLogWriter
+from tracker._runlog import RunLogReader, RunLogWriter
 from tracker._settings import Settings
 from tracker._status import RunStatus
 from tracker._summary import MetricRule, Summary, make_rule
@@ -114,8 +115,9 @@ class Run:
         self.config = Config(allow_val_change=allow_val_change)
         """The run's hyperparameters: attribute and item access, `update()`."""
         self.config.update(config, allow_val_change=True)
-        self.summary = Summary(self._record_summary_set, self._record_summary_delete)
-        """The last value of every logged key, unless set explicitly or shaped."""
+        self._summary = Summary(self._record_summary_set, self._record_summary_delete)
+        self._folded_to = 0  # the run log offset the summary has folded up to
+        self._fold_lock = threading.RLock()
         self._lock_file: RunLock | None = None
         self._writer_done: threading.Event | None = None
         if run_dir is not None:
@@ -135,6 +137,8 @@ class Run:
             if self.config:
                 self._emit(kinds.CONFIG, self.config.as_dict())
         self.config._on_change = self._record_config
+        if run_dir is not None:
+            self._summary.sync_with(self._fold_summary)
 
     # -- identity -----------------------------------------------------------------
 
@@ -290,7 +294,6 @@ class Run:
                 outbox.wake()
             self._seq = seq + 1
             self._step = step + 1
-            self.summary.observe(data)
         finally:
             lock.release()
 
@@ -356,7 +359,6 @@ class Run:
             return
         self._outbox.put(encode_record((self._seq, _ROW, step, _now()), row, "log()"))
         self._seq += 1
-        self.summary.observe(row)
 
     def _make_room(self, *, block: bool) -> bool:
         """Wait until the outbox has room (``"block"``), or count a drop (``"drop"``).
@@ -368,9 +370,7 @@ class Run:
                 return False
             if not block:
                 return False
-            if outbox.writer_asleep:
-                outbox.writer_asleep = False
-                outbox.wake()
+            outbox.hurry()
             outbox.changed.wait(0.5)
             if self._lifecycle is _Lifecycle.FORKED:
                 raise self._not_live("run.log()")
@@ -443,12 +443,47 @@ class Run:
             UsageError: a bad name, summary, goal or step_metric.
         """
         rule = make_rule(name, step_metric=step_metric, summary=summary, goal=goal, hidden=hidden)
-        with self._outbox.lock:
-            if self._lifecycle is not _LIVE:
-                raise self._not_live("run.define_metric()")
-            self._emit(kinds.METRIC, rule.to_record())
-            self.summary.define(rule)
+        with self._fold_lock:
+            self._fold_summary()  # rows logged before the rule are not shaped by it
+            with self._outbox.lock:
+                if self._lifecycle is not _LIVE:
+                    raise self._not_live("run.define_metric()")
+                self._emit(kinds.METRIC, rule.to_record())
+                self._summary.define(rule)
         return rule
+
+    @property
+    def summary(self) -> Summary:
+        """The last value of every logged key, unless set explicitly or shaped by
+        `define_metric`; assign ``run.summary["best"] = 0.9`` to set a key."""
+        return self._summary
+
+    def _fold_summary(self) -> None:
+        """Fold the rows logged since the last read into the summary.
+
+        `log()` does not touch the summary (it would cost the caller ~0.2 µs per row);
+        the summary is a fold of the run log, the same one `read_run` computes, caught
+        up when it is read or changed.
+        """
+        if self._run_dir is None:
+            return
+        outbox = self._outbox
+        with self._fold_lock:
+            with outbox.lock:
+                target = outbox.appended
+                if self._lifecycle is not _Lifecycle.FORKED:
+                    if outbox.written < target and not outbox.closed:
+                        outbox.hurry()
+                    outbox.changed.wait_for(
+                        lambda: outbox.written >= target or outbox.closed,
+                        self._settings.finish_timeout,
+                    )
+            reader = RunLogReader(self._run_dir / LOG_NAME, start=self._folded_to)
+            summary = self._summary
+            for record in reader.records():
+                kind = record[1]
+                apply_to_summary(summary, kind, record[payload_index(kind)], with_rules=False)
+            self._folded_to = reader.valid_end
 
     def save(
         self,
@@ -586,8 +621,8 @@ class Run:
                 },
             )
             outbox.closing = True
-            outbox.request_flush()
             if self._writer_done is not None:
+                outbox.request_flush()
                 outbox.changed.wait_for(
                     lambda: outbox.closed, max(0.0, deadline - time.monotonic())
                 )
@@ -600,15 +635,10 @@ class Run:
             self._report(state, waiting)
 
     def _report(self, state: str, waiting: int) -> None:
-        shown = ", ".join(
-            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-            for key, value in list(self.summary.items())[:6]
-            if isinstance(value, (int, float, str))
-        )
-        lines = [f"tracker: run {self._name} ({self._id}) {state} at step {self._step}"]
-        if shown:
-            lines.append(f"tracker: summary {shown}")
-        lines.append(f"tracker: stored in {self._run_dir}")
+        lines = [
+            f"tracker: run {self._name} ({self._id}) {state} at step {self._step}",
+            f"tracker: stored in {self._run_dir}; read it with tracker.read_run(path)",
+        ]
         if waiting:
             lines.append(
                 f"tracker: {waiting} records could not be written in time "

@@ -32,18 +32,24 @@ class RunLogReader:
     """Reads the valid frames of a run log and remembers where the valid part ends."""
 
     path: Path
+    start: int = 0
+    """Where to start reading: 0, or the ``valid_end`` of an earlier read of the same log."""
     valid_end: int = 0
     torn: bool = False
 
     def frames(self) -> Iterator[memoryview]:
         """Yield each intact frame's payload in order; stop at a torn or corrupt tail."""
-        data = memoryview(self.path.read_bytes())
-        if bytes(data[: len(HEADER)]) != HEADER:
-            self.torn = len(data) > 0
-            self.valid_end = 0
-            return
-        offset = len(HEADER)
-        self.valid_end = offset
+        with self.path.open("rb") as handle:
+            handle.seek(self.start)
+            data = memoryview(handle.read())
+        offset = 0
+        if self.start == 0:
+            if bytes(data[: len(HEADER)]) != HEADER:
+                self.torn = len(data) > 0
+                self.valid_end = 0
+                return
+            offset = len(HEADER)
+        self.valid_end = self.start + offset
         while offset < len(data):
             if offset + _FRAME.size > len(data):
                 self.torn = True
@@ -56,7 +62,7 @@ class RunLogReader:
                 return
             yield payload
             offset = start + length
-            self.valid_end = offset
+            self.valid_end = self.start + offset
 
     def records(self) -> Iterator[list[Any]]:
         """Yield every record of the intact frames, decoded, in the order written."""

@@ -219,6 +219,7 @@ class Summary:
         "_rules",
         "_shaping",
         "_stats",
+        "_sync",
         "_tracked",
         "observe",
     )
@@ -239,7 +240,13 @@ class Summary:
         self._rule_cache: dict[str, MetricRule | None] = {}
         self._tracked: dict[str, bool] = {}
         self._shaping = False
+        self._sync: Callable[[], None] | None = None
         self.observe: Callable[[dict[str, Any]], None] = self._last.update
+
+    def sync_with(self, catch_up: Callable[[], None]) -> None:
+        """Call ``catch_up`` before every read or explicit change: a live run folds the rows
+        logged since the last read into the summary then, not on every `log()`."""
+        self._sync = catch_up
 
     @property
     def rules(self) -> tuple[MetricRule, ...]:
@@ -315,6 +322,8 @@ class Summary:
 
     def _lookup(self, key: object) -> Any:
         """The view's value for `key`, or `_MISSING`."""
+        if self._sync is not None:
+            self._sync()
         if not isinstance(key, str):
             return _MISSING
         value = self._explicit.get(key, _MISSING)
@@ -327,6 +336,8 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         """A snapshot of the summary as a plain dict (safe while other threads log)."""
+        if self._sync is not None:
+            self._sync()
         last = dict(self._last)
         if not self._shaping:
             return last
@@ -367,6 +378,8 @@ class Summary:
 
     def __len__(self) -> int:
         """The number of keys in the summary view."""
+        if self._sync is not None:
+            self._sync()
         return len(self._last) if not self._shaping else len(self.as_dict())
 
     def keys(self) -> KeysView[str]:
@@ -404,6 +417,8 @@ class Summary:
         if not values:
             return
         _check_keys(values)
+        if self._sync is not None:
+            self._sync()
         if self._on_set is not None:
             self._on_set(values)
         self.apply_set(values)

@@ -66,10 +66,13 @@ class Outbox:
     def request_flush(self) -> int:
         """Ask the writer to make every record appended so far durable. Caller holds ``lock``."""
         self.flush_target = self.appended
-        if self.writer_asleep:
-            self.writer_asleep = False
-            self.wake()
+        self.hurry()
         return self.appended
+
+    def hurry(self) -> None:
+        """Wake the writer now, asleep or gathering a batch. Caller holds ``lock``."""
+        self.writer_asleep = False
+        self.wake()
 
 
 def _not_started() -> None:

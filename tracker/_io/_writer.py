@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 
@@ -36,8 +37,8 @@ class _Writer:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while True:
-                    if self.linger and not (outbox.closing or outbox.flush_target > outbox.durable):
-                        await asyncio.sleep(self.linger)  # let a batch gather
+                    if self.linger and not self.urgent():
+                        await self.gather()
                     if not self.drain():
                         await asyncio.sleep(_RETRY_SECONDS)
                         continue
@@ -54,6 +55,17 @@ class _Writer:
                 outbox.closed = True
                 outbox.changed.notify_all()
             self.done.set()
+
+    def urgent(self) -> bool:
+        """Whether someone waits: a flush, a finish, or a caller blocked on a full outbox."""
+        outbox = self.outbox
+        return outbox.closing or outbox.flush_target > outbox.durable or outbox.is_full()
+
+    async def gather(self) -> None:
+        """Let a batch gather for up to ``linger`` seconds; a wake-up cuts it short."""
+        self.wakeup.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), self.linger)
 
     def drain(self) -> bool:
         """Write what is queued; False when the disk refused it (kept, retried later)."""
