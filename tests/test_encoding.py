@@ -373,15 +373,21 @@ def test_unencodable_values_raise_usage_error_naming_the_path(
 
 
 def test_nesting_limit_does_not_depend_on_nan() -> None:
-    """A nested value is accepted or refused alike whether or not it holds a NaN."""
-    for levels in (150, 210, 250):
-        outcomes = []
-        for leaf in (1.0, math.nan):
-            try:
-                outcomes.append(same(round_trip(deep(levels, leaf)), deep(levels, leaf)))
-            except tracker.UsageError:
-                outcomes.append("refused")
-        assert outcomes[0] == outcomes[1], (levels, outcomes)
+    """A nested value is accepted or refused alike whether or not it holds a NaN, at
+    every depth around the limit, in a row and as a whole payload."""
+    for levels in (150, 210, *range(245, 260)):
+        for head, wrap in ((HEAD, lambda v: {"k": v}), ((0, "summary"), lambda v: v)):
+            outcomes = []
+            for leaf in (1.0, math.nan):
+                value = wrap(deep(levels, leaf))
+                try:
+                    record = decode_record(encode_record(head, value, "log()"))
+                except tracker.UsageError:
+                    outcomes.append("refused")
+                else:
+                    outcomes.append(same(record[len(head)], value))
+            assert outcomes[0] == outcomes[1], (levels, head, outcomes)
+            assert "refused" in outcomes or outcomes == [True, True]
 
 
 def test_decode_record_rejects_non_records() -> None:

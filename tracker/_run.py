@@ -304,12 +304,18 @@ class Run:
         awaits room without blocking the event loop (asyncio or trio)."""
         if self._log(data, step, commit, block=False):
             return
-        import anyio
+        import anyio.to_thread
 
-        delay = 0.0005
         while not self._log(data, step, commit, block=False):
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            await anyio.to_thread.run_sync(self._wait_for_room, abandon_on_cancel=True)
+
+    def _wait_for_room(self) -> None:
+        """Block (in a worker thread, for `alog`) until the outbox has room or the run ends."""
+        outbox = self._outbox
+        with outbox.lock:
+            while outbox.is_full() and self._lifecycle is _LIVE and not outbox.closed:
+                outbox.hurry()
+                outbox.changed.wait(0.5)
 
     def _log(self, data: Any, step: Any, commit: Any, *, block: bool) -> bool:
         """The general path of `log`: every step/commit rule. False when not logged for
@@ -333,7 +339,7 @@ class Run:
                     f"{self._step} and steps only go up. To log against another x-axis, "
                     "log it as a key and use run.define_metric(key, step_metric=...)",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=_caller_stacklevel(),
                 )
                 return True
             commits_pending = bool(self._pending) and target is not None and target > self._step
@@ -694,6 +700,17 @@ def exit_state(exc: BaseException | None) -> tuple[str, int | None]:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return ("finished" if code == 0 else "failed"), code
     return "failed", 1
+
+
+def _caller_stacklevel() -> int:
+    """The `warnings.warn` stacklevel of the first frame outside this package."""
+    package = os.path.dirname(__file__)
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def check_tags(value: object, what: str) -> tuple[str, ...]:
