@@ -27,6 +27,7 @@ __all__ = [
     "SUMMARY_DELETE",
     "SUMMARY_SET",
     "decode_record",
+    "decode_value",
     "default",
     "encode_exact",
     "encode_record",
@@ -114,6 +115,14 @@ def encode_value(value: Any, what: str) -> bytes:
         UsageError: the value cannot be encoded; the message names ``what``.
     """
     return encode_record((), value, what)
+
+
+def decode_value(document: bytes | str) -> Any:
+    """Decode what `encode_value` wrote (``[value]`` or ``[value, specials]``), exactly."""
+    wrapped = orjson.loads(document)
+    if not isinstance(wrapped, list) or len(wrapped) not in (1, 2):
+        raise ValueError("not an exactly encoded value")
+    return _restore(wrapped[0], wrapped[1]) if len(wrapped) == 2 else wrapped[0]
 
 
 def decode_record(line: bytes | memoryview) -> list[Any]:

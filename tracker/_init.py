@@ -264,7 +264,7 @@ def _check_pointers(fork_from: object, resume_from: object, resume: object) -> N
         )
 
 
-def _start(  # noqa: PLR0917
+def _start(
     settings: Settings,
     config: dict[str, Any],
     allow_val_change: bool,

@@ -1,0 +1,1 @@
+"""The tracker server: an aiohttp application over a storage backend (SQLite, PostgreSQL)."""
