@@ -130,7 +130,12 @@ class Run:
             from tracker._io._writer import start_writer  # asyncio loads with the first run
 
             self._writer_done = start_writer(
-                io_thread(), self._outbox, log, settings.fsync_policy, settings.batch_linger_seconds
+                io_thread(),
+                self._outbox,
+                log,
+                settings.fsync_policy,
+                settings.batch_linger_seconds,
+                settings.batch_max_bytes,
             )
         with self._outbox.lock:
             self._emit(kinds.RUN, {**self._identity(), **metadata, "start_time": self._start_time})

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from tracker._encoding import decode_record
 
-__all__ = ["HEADER", "RunLogReader", "RunLogWriter", "read_records"]
+__all__ = ["HEADER", "FrameCursor", "RunLogReader", "RunLogWriter", "read_records", "seq_range"]
 
 HEADER: Final = b"TRACKER-RUNLOG1\n"
 _FRAME: Final = struct.Struct("<II")
@@ -71,6 +71,63 @@ class RunLogReader:
                 yield decode_record(line)
 
 
+def seq_range(payload: bytes | memoryview) -> tuple[int, int]:
+    """The first and last sequence numbers of a frame payload, read without decoding it."""
+    data = bytes(payload[:24])
+    first = int(data[1 : data.index(b",")])
+    start = bytes(payload).rfind(b"\n", 0, len(payload) - 1) + 1
+    tail = bytes(payload[start : start + 24])
+    return first, int(tail[1 : tail.index(b",")])
+
+
+class FrameCursor:
+    """Reads a run log frame by frame from an offset, one frame in memory at a time.
+
+    The sender uses it to stream what the server has not acknowledged, so its memory
+    stays bounded however long the server is away. A frame still being written (or
+    torn) reads as "no frame yet".
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Open ``path`` for reading, positioned at the first frame."""
+        self._fd = os.open(path, os.O_RDONLY)
+        self.offset = len(HEADER)
+
+    def next_frame(self) -> memoryview | None:
+        """The next intact frame's payload, advancing past it; None when there is none yet."""
+        header = os.pread(self._fd, _FRAME.size, self.offset)
+        if len(header) < _FRAME.size:
+            return None
+        length, crc = _FRAME.unpack(header)
+        if length > _MAX_FRAME:
+            return None
+        payload = os.pread(self._fd, length, self.offset + _FRAME.size)
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            return None
+        self.offset += _FRAME.size + length
+        return memoryview(payload)
+
+    def seek_to_seq(self, seq: int, hint: int = 0) -> None:
+        """Position at the frame holding ``seq`` (or the end), starting the search at ``hint``,
+        a frame boundary at or before it (0: the start)."""
+        self.offset = max(hint, len(HEADER))
+        while True:
+            before = self.offset
+            payload = self.next_frame()
+            if payload is None:
+                self.offset = before
+                return
+            if seq_range(payload)[1] >= seq:
+                self.offset = before
+                return
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 def read_records(path: Path) -> Iterator[list[Any]]:
     """Yield the records of the run log at ``path``; a torn tail is ignored."""
     return RunLogReader(path).records()
@@ -95,9 +152,21 @@ class RunLogWriter:
         if not exists:
             self._write_all([HEADER])
 
-    def append(self, payload: bytes | bytearray) -> None:
-        """Write one frame holding ``payload`` (one or more newline-terminated records)."""
-        self._write_all([_FRAME.pack(len(payload), zlib.crc32(payload)), payload])
+    def append(self, payload: bytes | bytearray, max_frame: int = _MAX_FRAME) -> None:
+        """Write ``payload`` (newline-terminated records) as frames of at most ``max_frame``
+        bytes each, cut at record boundaries (a single larger record gets a frame of its own)."""
+        view = memoryview(payload)
+        parts: list[bytes | bytearray | memoryview] = []
+        start = 0
+        while start < len(payload):
+            end = len(payload)
+            if end - start > max_frame:
+                cut = payload.rfind(b"\n", start, start + max_frame)
+                end = cut + 1 if cut >= start else payload.find(b"\n", start + max_frame) + 1
+            chunk = view[start:end]
+            parts += [_FRAME.pack(len(chunk), zlib.crc32(chunk)), chunk]
+            start = end
+        self._write_all(parts)
 
     def fsync(self) -> None:
         """Make everything appended so far durable on disk."""
@@ -109,9 +178,13 @@ class RunLogWriter:
             os.close(self._fd)
             self._fd = -1
 
-    def _write_all(self, parts: list[bytes | bytearray]) -> None:
+    def _write_all(self, parts: list[bytes | bytearray | memoryview]) -> None:
         # Plain os.writev: it works at interpreter exit, when executors are gone.
-        views = [memoryview(part) for part in parts]
+        # At most 512 buffers per call (IOV_MAX is 1024 on Linux).
+        for first in range(0, len(parts), 512):
+            self._writev([memoryview(part) for part in parts[first : first + 512]])
+
+    def _writev(self, views: list[memoryview]) -> None:
         while views:
             written = os.writev(self._fd, views)
             while views and written >= len(views[0]):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 
 from tracker._io._outbox import Outbox
 from tracker._io._thread import IOThread
@@ -19,8 +20,12 @@ _RETRY_SECONDS = 1.0
 
 
 class _Writer:
-    def __init__(self, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float) -> None:
+    def __init__(
+        self, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float, max_frame: int
+    ) -> None:
         self.outbox = outbox
+        self.max_frame = max_frame
+        self.on_written: list[Callable[[], None]] = []
         self.log = log
         self.fsync_each_batch = fsync_policy == "batch"
         self.fsync_on_flush = fsync_policy != "never"
@@ -54,6 +59,8 @@ class _Writer:
             with outbox.lock:
                 outbox.closed = True
                 outbox.changed.notify_all()
+            for notify in self.on_written:
+                notify()
             self.done.set()
 
     def urgent(self) -> bool:
@@ -76,7 +83,7 @@ class _Writer:
                 self.held += data
                 data, count = self.held, self.held_count + count
             try:
-                self.log.append(data)
+                self.log.append(data, self.max_frame)
                 if self.fsync_each_batch:
                     self.log.fsync()
             except OSError as exc:
@@ -94,6 +101,9 @@ class _Writer:
                 outbox.durable = outbox.written
             if count:
                 outbox.changed.notify_all()
+        if count:
+            for notify in self.on_written:
+                notify()
         if flush_due:
             if self.fsync_on_flush:
                 try:
@@ -108,10 +118,19 @@ class _Writer:
 
 
 def start_writer(
-    thread: IOThread, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float
+    thread: IOThread,
+    outbox: Outbox,
+    log: RunLogWriter,
+    fsync_policy: str,
+    linger: float,
+    max_frame: int,
+    on_written: Callable[[], None] | None = None,
 ) -> threading.Event:
-    """Start the writer task for one run; the returned event is set once its log is closed."""
-    writer = _Writer(outbox, log, fsync_policy, linger)
+    """Start the writer task for one run; the returned event is set once its log is closed.
+    ``on_written`` is called on the loop thread after each write and at the close."""
+    writer = _Writer(outbox, log, fsync_policy, linger, max_frame)
+    if on_written is not None:
+        writer.on_written.append(on_written)
     loop = thread.loop()
 
     def wake() -> None:
