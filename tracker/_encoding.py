@@ -33,6 +33,7 @@ __all__ = [
     "encode_record",
     "encode_value",
     "payload_index",
+    "restore_exact",
 ]
 
 # Record kinds. Every record is ``[seq, kind, ..., payload, specials?]``; see docs/run-log.md.
@@ -119,7 +120,11 @@ def encode_value(value: Any, what: str) -> bytes:
 
 def decode_value(document: bytes | str) -> Any:
     """Decode what `encode_value` wrote (``[value]`` or ``[value, specials]``), exactly."""
-    wrapped = orjson.loads(document)
+    return restore_exact(orjson.loads(document))
+
+
+def restore_exact(wrapped: Any) -> Any:
+    """The value of an already parsed exact encoding ``[value]`` or ``[value, specials]``."""
     if not isinstance(wrapped, list) or len(wrapped) not in (1, 2):
         raise ValueError("not an exactly encoded value")
     return _restore(wrapped[0], wrapped[1]) if len(wrapped) == 2 else wrapped[0]

@@ -1,0 +1,321 @@
+"""The sender: streams a run log's unacknowledged records to the server, from disk.
+
+It reads frames from the run log (never from memory), so memory stays bounded
+however long the server is away, and it resends from the server's acknowledged
+sequence number after any failure, so the server stores each record once.
+Reconnects back off with jitter (tenacity, `_retry.py`); after three websocket
+failures in a row it carries on over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tracker._io._retry import TransportError, stream_retrying
+from tracker._io._transport import (
+    BatchTransport,
+    HttpTransport,
+    ServerClient,
+    WebSocketTransport,
+    run_path,
+)
+from tracker._runlog import FrameCursor, seq_range
+
+__all__ = ["Sender", "StreamTarget", "handshake"]
+
+_WINDOW_BYTES = 16 * 2**20  # batches in flight, awaiting their acks
+_WEBSOCKET_FAILURES_BEFORE_HTTP = 3
+_WATERMARK_EVERY_SECONDS = 1.0
+WATERMARK_NAME = "sync.json"
+
+
+@dataclass(frozen=True)
+class StreamTarget:
+    """Where a run log streams to: the server, the run, and the log's identity."""
+
+    client: ServerClient
+    entity: str
+    project: str
+    run_id: str
+    log_id: str
+    heartbeat_interval: float
+
+    @property
+    def path(self) -> str:
+        """The run's API path."""
+        return run_path(self.entity, self.project, self.run_id)
+
+
+async def handshake(client: ServerClient, body: dict[str, Any]) -> dict[str, Any]:
+    """POST a run handshake; the answer as a dict (its ``run`` decoded exactly)."""
+    from tracker._encoding import restore_exact
+
+    answer: dict[str, Any] = orjson.loads(await client.request("POST", "runs/start", json=body))
+    answer["run"] = restore_exact(answer.get("run") or [{}])
+    return answer
+
+
+class _Reconnect(Exception):
+    """The connection failed after making progress: reconnect with a fresh backoff."""
+
+
+class Sender:
+    """Streams one run log; runs as a task on the I/O loop until the log is complete and
+    acknowledged, or is cancelled."""
+
+    def __init__(
+        self,
+        target: StreamTarget,
+        log_path: Path,
+        acked_seq: int,
+        *,
+        transport: str,
+        retry_initial: float,
+        retry_max: float,
+        batch_max_bytes: int,
+        log_complete: Callable[[], bool],
+    ) -> None:
+        """Prepare to stream ``log_path`` from ``acked_seq + 1``; `run()` does the work."""
+        self.target = target
+        self.acked_seq = acked_seq
+        self.sent_seq = acked_seq
+        self.connection = "connecting"
+        self.last_error: str | None = None
+        self.fatal: TransportError | None = None
+        self.done = threading.Event()
+        self._log_path = log_path
+        self._log_complete = log_complete
+        self._transport_name = transport
+        self._batch_max_bytes = batch_max_bytes
+        self._retry = (retry_initial, retry_max)
+        self._wake = asyncio.Event()
+        self._inflight: deque[tuple[int, int, int]] = deque()  # last seq, end offset, bytes
+        self._inflight_bytes = 0
+        self._acked_offset = 0
+        self._cursor = FrameCursor(log_path)
+        self._uploads: deque[tuple[str, Path]] = deque()
+        self._websocket_failures = 0
+        self._handshake_done = True  # init made the first handshake
+        self._watermark_at = 0.0
+
+    # -- called on the loop thread ---------------------------------------------------
+
+    def notify(self) -> None:
+        """New records are on disk (the writer calls this after each write)."""
+        self._wake.set()
+
+    def upload(self, name: str, path: Path) -> None:
+        """Queue a stored file for upload."""
+        self._uploads.append((name, path))
+        self.notify()
+
+    def reconnect_with_handshake(self) -> None:
+        """The next connection starts with a handshake (`tracker sync` starts that way)."""
+        self._handshake_done = False
+
+    # -- the task --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stream until everything is acknowledged; a final error is kept in ``fatal``."""
+        self._cursor.seek_to_seq(self.acked_seq + 1)
+        try:
+            while True:
+                try:
+                    async for attempt in stream_retrying(*self._retry, self._note_retry):
+                        with attempt:
+                            await self._session()
+                    return
+                except _Reconnect:
+                    continue
+        except TransportError as exc:
+            self.fatal = exc
+            self.connection = "failed"
+            self.last_error = str(exc)
+        finally:
+            self._cursor.close()
+            self._write_watermark(force=True)
+            self.done.set()
+
+    def _note_retry(self, state: Any) -> None:
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        self.connection = "retrying"
+        self.last_error = str(exc)
+
+    async def _session(self) -> None:
+        """One connection: handshake if needed, then stream until done or broken."""
+        target = self.target
+        if not self._handshake_done:
+            answer = await handshake(
+                target.client,
+                {
+                    "protocol": 1,
+                    "entity": target.entity,
+                    "project": target.project,
+                    "run_id": target.run_id,
+                    "log_id": target.log_id,
+                    "mode": "continue",
+                    "fork_from": None,
+                    "rewind_to": None,
+                    "heartbeat_interval": target.heartbeat_interval,
+                },
+            )
+            self._reposition(int(answer["acked_seq"]))
+        self._handshake_done = False  # every later connection re-learns the stored seq
+        transport = self._open_transport()
+        progress = self.acked_seq
+        try:
+            await transport.open()
+            self.connection = "connected"
+            await self._pump(transport)
+        except TransportError as exc:
+            if transport.name == "websocket" and exc.status == 0:
+                self._websocket_failures += 1
+            if exc.code == "seq_gap" or (self.acked_seq > progress and exc.retryable):
+                self.connection = "retrying"
+                self.last_error = str(exc)
+                raise _Reconnect from exc
+            raise
+        finally:
+            await transport.close()
+
+    def _open_transport(self) -> BatchTransport:
+        target = self.target
+        use_http = (
+            self._transport_name == "http"
+            or self._websocket_failures >= _WEBSOCKET_FAILURES_BEFORE_HTTP
+        )
+        if use_http:
+            return HttpTransport(target.client, target.path, target.log_id, self._on_ack)
+        return WebSocketTransport(
+            target.client,
+            target.path,
+            target.log_id,
+            target.heartbeat_interval,
+            self._on_ack,
+            self.notify,
+        )
+
+    def _reposition(self, acked_seq: int) -> None:
+        """Resume sending after ``acked_seq``, as the server says, whatever was in flight."""
+        hint = self._acked_offset if acked_seq >= self.acked_seq else 0
+        self.acked_seq = acked_seq
+        self.sent_seq = acked_seq
+        self._inflight.clear()
+        self._inflight_bytes = 0
+        self._cursor.seek_to_seq(acked_seq + 1, hint)
+
+    async def _pump(self, transport: BatchTransport) -> None:
+        wake = self._wake
+        last_activity = time.monotonic()
+        while True:
+            wake.clear()
+            failure = transport.failure()
+            if failure is not None:
+                raise failure
+            await self._send_uploads()
+            complete = self._log_complete()
+            while self._inflight_bytes < _WINDOW_BYTES:
+                batch = self._next_batch()
+                if batch is None:
+                    break
+                await transport.send(batch)
+                last_activity = time.monotonic()
+                self._websocket_failures = 0
+            if complete and not self._inflight and not self._uploads and self._at_end():
+                self.connection = "done"
+                return
+            idle = time.monotonic() - last_activity
+            if idle >= self.target.heartbeat_interval:
+                await transport.heartbeat()
+                last_activity = time.monotonic()
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.target.heartbeat_interval - idle)
+
+    def _next_batch(self) -> bytes | None:
+        """Up to one batch of whole frames (at least one frame) after what was sent."""
+        cursor = self._cursor
+        parts: list[bytes] = []
+        size = 0
+        last = self.sent_seq
+        limit = self._batch_max_bytes
+        while size < limit:
+            before = cursor.offset
+            payload = cursor.next_frame()
+            if payload is None:
+                break
+            frame_last = seq_range(payload)[1]
+            if frame_last <= self.sent_seq:
+                continue  # fully sent already (we re-read from a frame boundary)
+            if parts and size + len(payload) > limit:
+                cursor.offset = before
+                break
+            parts.append(bytes(payload))
+            size += len(payload)
+            last = frame_last
+        if not parts:
+            return None
+        self.sent_seq = last
+        self._inflight.append((last, cursor.offset, size))
+        self._inflight_bytes += size
+        return b"".join(parts)
+
+    def _at_end(self) -> bool:
+        cursor = self._cursor
+        before = cursor.offset
+        at_end = cursor.next_frame() is None
+        cursor.offset = before
+        return at_end
+
+    def _on_ack(self, seq: int) -> None:
+        self.acked_seq = max(self.acked_seq, seq)
+        inflight = self._inflight
+        while inflight and inflight[0][0] <= seq:
+            _, end, size = inflight.popleft()
+            self._acked_offset = end
+            self._inflight_bytes -= size
+        self._write_watermark()
+        self.notify()
+
+    async def _send_uploads(self) -> None:
+        while self._uploads:
+            name, path = self._uploads[0]
+            if path.is_file():
+                await self.target.client.request(
+                    "PUT",
+                    f"{self.target.path}/files/{name}",
+                    data=path.read_bytes(),
+                    content_type="application/octet-stream",
+                )
+            self._uploads.popleft()
+
+    def _write_watermark(self, *, force: bool = False) -> None:
+        """Persist the acknowledged position in the run directory (at most once a second)."""
+        now = time.monotonic()
+        if not force and now - self._watermark_at < _WATERMARK_EVERY_SECONDS:
+            return
+        self._watermark_at = now
+        document = {
+            "log_id": self.target.log_id,
+            "acked_seq": self.acked_seq,
+            "acked_offset": self._acked_offset,
+            "server": self.target.client.base_url,
+            "path": f"{self.target.entity}/{self.target.project}/{self.target.run_id}",
+        }
+        target = self._log_path.parent / WATERMARK_NAME
+        temporary = target.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            temporary.write_bytes(orjson.dumps(document))
+            os.replace(temporary, target)
