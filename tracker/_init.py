@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -19,7 +20,7 @@ from typing import Any, Final
 import __main__
 from tracker import _process
 from tracker._config import Config, load_config_source
-from tracker._errors import UsageError
+from tracker._errors import AuthenticationError, CommError, UsageError
 from tracker._magic import capture_argparse
 from tracker._names import check_run_id, new_run_id, new_run_name
 from tracker._reader import StoredRun
@@ -153,7 +154,9 @@ def init(
         settings,
     )
     values = load_config_source(config, config_include_keys, config_exclude_keys)
-    run = _start(resolved, values, bool(allow_val_change), bool(force), fork_from, resume_from)
+    run = _start(
+        resolved, values, bool(allow_val_change), bool(force), fork_from, resume_from, anonymous
+    )
     if magic:
         run._on_finish.append(capture_argparse(functools.partial(_capture_args, run)))
     if save_code:
@@ -271,6 +274,7 @@ def _start(
     force: bool,
     fork_from: str | None,
     resume_from: str | None,
+    anonymous: str | None,
 ) -> Run:
     mode = settings.mode or ("online" if settings.base_url else "offline")
     if mode == "disabled":
@@ -282,13 +286,17 @@ def _start(
             "init(force=True): no server configured; set TRACKER_BASE_URL, pass "
             "settings={'base_url': ...}, or run `tracker login`"
         )
+    root = Path(settings.root_dir or "tracker").absolute()
+    if mode == "online" and not no_server:
+        return _start_online(
+            settings, root, config, allow_val_change, fork_from, resume_from, anonymous
+        )
     if fork_from is not None or resume_from is not None:
         label = "fork_from" if fork_from is not None else "resume_from"
         raise UsageError(
             f"init({label}=...) needs a tracker server, which holds the parent run's history; "
             "set TRACKER_BASE_URL (offline runs cannot be forked or rewound)"
         )
-    root = Path(settings.root_dir or "tracker").absolute()
     stored = _run_to_resume(root, settings)
     run_id = settings.run_id or (stored.id if stored else None) or new_run_id()
     project = settings.project or (stored.project if stored else None) or default_project()
@@ -301,26 +309,28 @@ def _start(
     if stored is not None:
         merged.update(stored.config, allow_val_change=True)
     merged.update(config)
-    if mode == "online" and not no_server:
-        _notice(
-            settings,
-            f"tracker: streaming to {settings.base_url} is not available in this version; "
-            f"the run is kept offline in {root}",
-        )
-    elif no_server:
+    if no_server:
         _notice(
             settings,
             f"tracker: no server configured; logging offline to {root} "
             "(set TRACKER_BASE_URL or run `tracker login` to stream runs)",
         )
-    start_step, start_seq, metadata = 0, 0, {}
+    start_step, start_seq = 0, 0
+    metadata: dict[str, Any]
     if stored is not None:
         run_dir = stored.dir
         start_step, start_seq = stored.last_step + 1, stored.next_seq
         metadata = {"resumed": True, "runtime_offset": stored.runtime}
+        if "log_id" not in stored.metadata:
+            metadata["log_id"] = uuid.uuid4().hex
     else:
         run_dir = create_run_dir(root, run_id, time.time(), offline=True)
-        metadata = {"created_at": time.time(), **_environment()}
+        metadata = {
+            "created_at": time.time(),
+            "log_id": uuid.uuid4().hex,
+            "entity_given": settings.entity is not None,
+            **_environment(),
+        }
     run = Run(
         settings=settings,
         run_id=run_id,
@@ -346,6 +356,154 @@ def _start(
     write_resume_marker(root, run_id)
     run._on_finish.append(functools.partial(clear_resume_marker, root, run_id))
     return run
+
+
+def _start_online(
+    settings: Settings,
+    root: Path,
+    config: dict[str, Any],
+    allow_val_change: bool,
+    fork_from: str | None,
+    resume_from: str | None,
+    anonymous: str | None,
+) -> Run:
+    """Handshake with the server (retried up to ``init_timeout``), then start a streaming run."""
+    from tracker._io._sender import StreamTarget
+    from tracker._io._transport import ServerClient
+
+    assert settings.base_url is not None
+    run_id, body = _handshake_body(settings, root, fork_from, resume_from)
+    log_id = body["log_id"] = uuid.uuid4().hex
+    api_key = None if anonymous == "must" else settings.api_key
+    client = ServerClient(settings.base_url, api_key)
+    answer = _handshake_now(client, body, settings)
+    stored = answer["run"]
+    resumed = bool(answer["resumed"])
+    merged = Config(allow_val_change=allow_val_change)
+    if resumed or body["mode"] == "fork":
+        merged.update(stored.get("config") or {}, allow_val_change=True)
+    merged.update(config)
+    entity, project = str(answer["entity"]), str(answer["project"])
+    run = Run(
+        settings=settings,
+        run_id=run_id,
+        name=settings.run_name or stored.get("name") or new_run_name(),
+        project=project,
+        entity=entity,
+        group=settings.run_group or stored.get("group"),
+        job_type=settings.run_job_type or stored.get("job_type"),
+        tags=settings.run_tags or tuple(stored.get("tags") or ()),
+        notes=settings.run_notes or stored.get("notes"),
+        mode="online",
+        run_dir=create_run_dir(root, run_id, time.time(), offline=False),
+        resumed=resumed,
+        start_step=int(answer["last_step"]) + 1,
+        start_seq=0,
+        config=merged.as_dict(),
+        allow_val_change=allow_val_change,
+        metadata={
+            "created_at": time.time(),
+            "log_id": log_id,
+            "entity_given": True,
+            "resumed": resumed,
+            **_environment(),
+        },
+        stream=StreamTarget(
+            client, entity, project, run_id, log_id, settings.heartbeat_interval
+        ),
+        url=answer.get("url"),
+    )
+    if resumed and stored.get("summary"):
+        run.summary.apply_set(stored["summary"])
+    write_resume_marker(root, run_id)
+    run._on_finish.append(functools.partial(clear_resume_marker, root, run_id))
+    return run
+
+
+def _handshake_body(
+    settings: Settings, root: Path, fork_from: str | None, resume_from: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The run id and the handshake request for this init's resume/fork/rewind rules."""
+    resume = {True: "auto", False: None}.get(settings.resume, settings.resume)  # type: ignore[arg-type]
+    run_id = settings.run_id
+    mode = {None: "new", "auto": "allow", "allow": "allow", "never": "never", "must": "must"}[
+        resume
+    ]
+    if resume == "auto" and run_id is None:
+        crashed = read_resume_marker(root)
+        if crashed is not None and any(
+            StoredRun(path).state == "crashed" for path in find_run_dirs(root, crashed)[-1:]
+        ):
+            run_id = crashed
+        else:
+            mode = "new"
+    if resume == "must" and run_id is None:
+        raise UsageError(
+            "init(resume='must') needs the id of the run to resume: pass id=... "
+            "(or set TRACKER_RUN_ID)"
+        )
+    fork, rewind_to = None, None
+    if fork_from is not None:
+        parent, step = fork_from.split("?_step=")
+        fork, mode = {"run_id": parent, "step": int(step)}, "fork"
+    if resume_from is not None:
+        target, step = resume_from.split("?_step=")
+        if run_id is not None and run_id != target:
+            raise UsageError(
+                f"init(id={run_id!r}, resume_from={resume_from!r}): resume_from rewinds the "
+                "run it names; drop id= or make it the same run"
+            )
+        run_id, rewind_to, mode = target, int(step), "rewind"
+    run_id = run_id or new_run_id()
+    body = {
+        "protocol": 1,
+        "entity": settings.entity,
+        "project": settings.project or default_project(),
+        "run_id": run_id,
+        "log_id": None,
+        "mode": mode,
+        "fork_from": fork,
+        "rewind_to": rewind_to,
+        "heartbeat_interval": settings.heartbeat_interval,
+    }
+    return run_id, body
+
+
+def _handshake_now(client: Any, body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Run the handshake on the I/O thread, retrying up to ``init_timeout``; map failures
+    to the public errors."""
+    from tracker._io._retry import TransportError, handshake_retrying
+    from tracker._io._sender import handshake
+    from tracker._io._thread import io_thread
+
+    async def attempt() -> dict[str, Any]:
+        retrying = handshake_retrying(
+            settings.init_timeout,
+            settings.retry_initial_wait_seconds,
+            settings.retry_max_wait_seconds,
+        )
+        async for trying in retrying:
+            with trying:
+                return await handshake(client, body)
+        raise AssertionError("tenacity re-raises the last error")
+
+    try:
+        return io_thread().submit(attempt()).result(settings.init_timeout + 30)
+    except TransportError as exc:
+        io_thread().submit(client.close())
+        where = client.base_url
+        if exc.status in (401, 403):
+            raise AuthenticationError(
+                f"{where} refused the API key ({exc}); run `tracker login`, set "
+                "TRACKER_API_KEY, or pass settings={'api_key': ...}"
+            ) from None
+        if exc.retryable:
+            raise CommError(
+                f"cannot reach the tracker server at {where} within "
+                f"init_timeout={settings.init_timeout}s: {exc}. Check that `tracker server` "
+                "runs there, or pass mode='offline' and upload later with `tracker sync`"
+            ) from None
+        raise UsageError(f"init(): {where} refused the run: {exc}") from None
 
 
 def _run_to_resume(root: Path, settings: Settings) -> StoredRun | None:

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -36,6 +36,11 @@ from tracker._runlog import RunLogReader, RunLogWriter
 from tracker._settings import Settings
 from tracker._status import RunStatus
 from tracker._summary import MetricRule, Summary, make_rule
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+    from tracker._io._sender import Sender, StreamTarget
 
 __all__ = ["DisabledRun", "Run", "check_tags", "exit_state"]
 
@@ -85,6 +90,8 @@ class Run:
         config: Mapping[str, Any],
         allow_val_change: bool,
         metadata: Mapping[str, Any],
+        stream: StreamTarget | None = None,
+        url: str | None = None,
     ) -> None:
         """Open the run's log and writer; use `tracker.init()` rather than this."""
         self._settings = settings
@@ -120,6 +127,9 @@ class Run:
         self._fold_lock = threading.RLock()
         self._lock_file: RunLock | None = None
         self._writer_done: threading.Event | None = None
+        self._url = url
+        self._sender: Sender | None = None
+        self._sender_task: concurrent.futures.Future[None] | None = None
         if run_dir is not None:
             self._lock_file = RunLock(run_dir)
             try:
@@ -129,6 +139,8 @@ class Run:
                 raise UsageError(f"cannot open the run log in {run_dir}: {exc}") from exc
             from tracker._io._writer import start_writer  # asyncio loads with the first run
 
+            if stream is not None:
+                self._sender = _new_sender(stream, run_dir / LOG_NAME, settings, self._outbox)
             self._writer_done = start_writer(
                 io_thread(),
                 self._outbox,
@@ -136,7 +148,10 @@ class Run:
                 settings.fsync_policy,
                 settings.batch_linger_seconds,
                 settings.batch_max_bytes,
+                None if self._sender is None else self._sender.notify,
             )
+            if self._sender is not None:
+                self._sender_task = io_thread().submit(self._sender.run())
         with self._outbox.lock:
             self._emit(kinds.RUN, {**self._identity(), **metadata, "start_time": self._start_time})
             if self.config:
@@ -220,7 +235,7 @@ class Run:
     @property
     def url(self) -> str | None:
         """The run's dashboard page; None offline."""
-        return None
+        return self._url
 
     @property
     def mode(self) -> str:
@@ -547,7 +562,12 @@ class Run:
         self._emit_checked(kinds.FILE, _copy_file(source, target, name, policy), "run.save()")
         if policy != "now":
             self._saved.append((source, target, name))
+        self._upload(name, target)
         return str(target)
+
+    def _upload(self, name: str, path: Path) -> None:
+        if self._sender is not None:
+            io_thread().loop().call_soon_threadsafe(self._sender.upload, name, path)
 
     # -- flush, status, finish ------------------------------------------------------
 
@@ -575,16 +595,17 @@ class Run:
     def status(self) -> RunStatus:
         """A snapshot of where the run's records are: queued, written, durable, dropped."""
         outbox = self._outbox
+        sender = self._sender
         with outbox.lock:
             return RunStatus(
                 queued=outbox.appended - outbox.written,
                 written=outbox.written,
                 durable=outbox.durable,
-                sent=0,
-                acknowledged=0,
+                sent=0 if sender is None else sender.sent_seq + 1,
+                acknowledged=0 if sender is None else sender.acked_seq + 1,
                 dropped=outbox.dropped,
-                connection=self._mode,
-                last_error=outbox.last_error,
+                connection=self._mode if sender is None else sender.connection,
+                last_error=outbox.last_error or (None if sender is None else sender.last_error),
             )
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
@@ -616,6 +637,8 @@ class Run:
             for source, target, name in self._saved
             if source.is_file()
         ]
+        for _, target, name in self._saved:
+            self._upload(name, target)
         deadline = time.monotonic() + self._settings.finish_timeout
         with outbox.lock:
             for record in stored_again:
@@ -639,22 +662,41 @@ class Run:
                 )
             waiting = outbox.appended - outbox.written if self._writer_done else 0
             self._lifecycle = _Lifecycle.FINISHED
+        unsent = self._finish_stream(deadline)
         if self._lock_file is not None and not waiting:
             self._lock_file.release()
         _process.forget(self)
-        if not (quiet or self._settings.silent) and self._run_dir is not None:
-            self._report(state, waiting)
+        if self._run_dir is not None and not self._settings.silent and (not quiet or unsent):
+            self._report(state, waiting, unsent)
 
-    def _report(self, state: str, waiting: int) -> None:
-        lines = [
-            f"tracker: run {self._name} ({self._id}) {state} at step {self._step}",
-            f"tracker: stored in {self._run_dir}; read it with tracker.read_run(path)",
-        ]
+    def _finish_stream(self, deadline: float) -> int:
+        """Wait for the server's acks until ``deadline``; return how many records are unacked."""
+        sender, task = self._sender, self._sender_task
+        if sender is None or task is None:
+            return 0
+        sender.done.wait(max(0.0, deadline - time.monotonic()))
+        if not sender.done.is_set():
+            task.cancel()
+            sender.done.wait(1.0)
+        io_thread().submit(sender.target.client.close())
+        return max(0, self._seq - 1 - sender.acked_seq)
+
+    def _report(self, state: str, waiting: int, unsent: int) -> None:
+        lines = [f"tracker: run {self._name} ({self._id}) {state} at step {self._step}"]
+        if self._url:
+            lines.append(f"tracker: {self._url}")
+        lines.append(f"tracker: stored in {self._run_dir}")
         if waiting:
             lines.append(
                 f"tracker: {waiting} records could not be written in time "
                 f"(finish_timeout={self._settings.finish_timeout}s); "
                 f"last error: {self._outbox.last_error}"
+            )
+        if unsent and self._sender is not None:
+            lines.append(
+                f"tracker: {unsent} records are not on the server yet (last error: "
+                f"{self._sender.last_error}); they are kept on disk. Upload them with:\n"
+                f"    tracker sync {self._run_dir}"
             )
         print("\n".join(lines), file=sys.stderr)
 
@@ -693,6 +735,23 @@ class Run:
 
         state, code = exit_state(exc)
         await anyio.to_thread.run_sync(self._finish, state, code, None)
+
+
+def _new_sender(
+    stream: StreamTarget, log_path: Path, settings: Settings, outbox: Outbox
+) -> Sender:
+    from tracker._io._sender import Sender  # aiohttp loads with the first online run
+
+    return Sender(
+        stream,
+        log_path,
+        -1,
+        transport=settings.transport,
+        retry_initial=settings.retry_initial_wait_seconds,
+        retry_max=settings.retry_max_wait_seconds,
+        batch_max_bytes=settings.batch_max_bytes,
+        log_complete=lambda: outbox.closed,
+    )
 
 
 def exit_state(exc: BaseException | None) -> tuple[str, int | None]:
