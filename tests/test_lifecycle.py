@@ -384,7 +384,8 @@ def test_save_copies_file_into_run_files(tmp_path: Path) -> None:
     assert stored_paths == [str(target)]
     assert target.read_text(encoding="utf-8") == "weights"
     run.finish()
-    assert tracker.read_run(run.dir).files() == [target]
+    assert [file.name for file in tracker.read_run(run.dir).files()] == ["model.txt"]
+    assert tracker.read_run(run.dir).files()[0].read() == b"weights"
 
 
 def test_save_glob_with_base_path_keeps_sub_paths(tmp_path: Path) -> None:
@@ -397,7 +398,9 @@ def test_save_glob_with_base_path_keeps_sub_paths(tmp_path: Path) -> None:
     run.save(str(base / "**" / "*.pt"), base_path=str(base))
     run.finish()
     files = Path(run.dir) / "files"
-    assert tracker.read_run(run.dir).files() == [files / "a" / "x.pt", files / "b" / "c" / "y.pt"]
+    stored = tracker.read_run(run.dir).files()
+    assert [file.name for file in stored] == ["a/x.pt", "b/c/y.pt"]
+    assert (files / "a" / "x.pt").is_file()
     assert (files / "b" / "c" / "y.pt").read_text(encoding="utf-8") == "b/c/y.pt"
 
 
@@ -410,7 +413,7 @@ def test_save_live_policy_stores_final_version(tmp_path: Path) -> None:
     source.write_text("v2, longer", encoding="utf-8")
     run.finish()
     (stored,) = tracker.read_run(run.dir).files()
-    assert stored.read_text(encoding="utf-8") == "v2, longer"
+    assert stored.read() == b"v2, longer"
 
 
 def test_save_missing_path_is_usage_error(tmp_path: Path) -> None:
@@ -452,7 +455,7 @@ def test_save_code_stores_main_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     stored = tracker.read_run(tmp_path / "runs")
     code = stored.dir / "files" / "code" / "train.py"
-    assert stored.files() == [code]
+    assert [file.name for file in stored.files()] == ["code/train.py"]
     assert code.read_text(encoding="utf-8") == script.read_text(encoding="utf-8")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 import string
+from urllib.parse import quote
 
 from tracker._errors import UsageError
 
-__all__ = ["check_run_id", "new_run_id", "new_run_name"]
+__all__ = ["check_run_id", "new_run_id", "new_run_name", "run_path"]
 
 _ID_ALPHABET = string.digits + string.ascii_lowercase
 _ID_FORBIDDEN = frozenset("/\\#?%:;,'")
@@ -37,6 +38,13 @@ def new_run_name() -> str:
     """A readable name such as ``"brisk-sunset-12"``."""
     number = secrets.randbelow(99) + 1
     return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{number}"
+
+
+def run_path(entity: str, project: str, run_id: str | None = None, *rest: str) -> str:
+    """The API path of a project's runs, or of a run (``rest``: a sub-resource such as
+    ``"history"``), each name URL-quoted."""
+    parts = [entity, project] if run_id is None else [entity, project, run_id]
+    return "/".join(["runs", *(quote(part, safe="") for part in parts), *rest])
 
 
 def check_run_id(run_id: object, what: str = "id") -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 from tracker import _encoding as kinds
 from tracker._errors import UsageError
+from tracker._files import RunFile
+from tracker._history import downsample, history_frame, select
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
 from tracker._runlog import RunLogReader
 from tracker._summary import MetricRule, Summary
@@ -166,35 +168,43 @@ class StoredRun:
         keys: Sequence[str] | None = None,
         min_step: int | None = None,
         max_step: int | None = None,
-    ) -> list[dict[str, Any]]:
+        samples: int | None = None,
+        pandas: bool = False,
+    ) -> Any:
         """The history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``.
 
         Args:
             keys: keep only these keys (and ``_step``); rows holding none of them are left out.
             min_step: the first step to include.
             max_step: the last step to include.
+            samples: at most about this many rows, keeping each key's extremes.
+            pandas: return a pandas DataFrame (pandas must be installed).
         """
-        if isinstance(keys, str):
-            raise UsageError(f"history(keys={keys!r}) takes a list of keys, e.g. keys=[{keys!r}]")
-        wanted = None if keys is None else list(keys)
-        rows = []
-        for step, stamp, runtime, data in self._rows:
-            if (min_step is not None and step < min_step) or (
-                max_step is not None and step > max_step
-            ):
-                continue
-            if wanted is None:
-                rows.append({"_step": step, "_timestamp": stamp, "_runtime": runtime, **data})
-                continue
-            picked = {key: data[key] for key in wanted if key in data}
-            if picked:
-                rows.append({"_step": step, **picked})
-        return rows
+        rows = select(
+            (
+                {"_step": step, "_timestamp": stamp, "_runtime": runtime, **data}
+                for step, stamp, runtime, data in self._rows
+            ),
+            keys,
+            min_step,
+            max_step,
+        )
+        if samples is not None:
+            rows = downsample(rows, keys, samples)
+        return history_frame(rows) if pandas else rows
 
-    def files(self) -> list[Path]:
-        """The files stored with the run, as paths in its ``files/`` directory."""
+    def files(self) -> list[RunFile]:
+        """The files stored with the run (in its ``files/`` directory)."""
         root = self.dir / FILES_DIR
-        return [root / name for name in sorted(self.files_stored) if (root / name).is_file()]
+        found = []
+        for name in sorted(self.files_stored):
+            path = root / name
+            if path.is_file():
+                record = self.files_stored[name]
+                found.append(
+                    RunFile(name, path.stat().st_size, record.get("sha256"), path.read_bytes)
+                )
+        return found
 
     def __repr__(self) -> str:
         return f"<StoredRun {self.path} ({self.state})>"

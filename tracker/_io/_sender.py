@@ -28,8 +28,8 @@ from tracker._io._transport import (
     HttpTransport,
     ServerClient,
     WebSocketTransport,
-    run_path,
 )
+from tracker._names import run_path
 from tracker._runlog import FrameCursor, seq_range
 
 __all__ = ["Sender", "StreamTarget", "handshake"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -102,11 +101,6 @@ def error_from_answer(status: int, body: bytes, retry_after: str | None) -> Tran
         retry_after=parse_retry_after(retry_after),
         extra=extra,
     )
-
-
-def run_path(entity: str, project: str, run_id: str) -> str:
-    """The API path of a run, each part URL-quoted."""
-    return "runs/" + "/".join(quote(part, safe="") for part in (entity, project, run_id))
 
 
 class BatchTransport(Protocol):

@@ -1,0 +1,282 @@
+"""`tracker.Api`: read runs from a tracker server, with the same interface as `read_run`.
+
+Requests run on the process's I/O thread (aiohttp), so a script, a notebook or an
+async program can all call it; each call blocks its caller until the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+import orjson
+
+from tracker._encoding import decode_value
+from tracker._errors import AuthenticationError, CommError, UsageError
+from tracker._files import RunFile
+from tracker._history import history_frame
+from tracker._names import run_path as _run_path
+from tracker._settings import resolve_settings
+
+if TYPE_CHECKING:
+    from tracker._io._transport import ServerClient
+
+__all__ = ["Api", "ApiRun"]
+
+T = TypeVar("T")
+_PAGE = 500
+
+
+class Api:
+    """Read access to a tracker server: projects, runs, history, files.
+
+    Args:
+        base_url: the server; default from settings (`tracker login`, TRACKER_BASE_URL).
+        api_key: the key; default from settings (TRACKER_API_KEY).
+
+    Raises:
+        UsageError: no server configured.
+    """
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None) -> None:
+        settings = resolve_settings({"base_url": base_url, "api_key": api_key})
+        if settings.base_url is None:
+            raise UsageError(
+                "tracker.Api(): no server configured; pass base_url=..., set TRACKER_BASE_URL, "
+                "or run `tracker login`"
+            )
+        from tracker._io._transport import ServerClient
+
+        self.base_url = settings.base_url
+        self._client = ServerClient(settings.base_url, settings.api_key)
+        self._entity: str | None = settings.entity
+
+    @property
+    def default_entity(self) -> str:
+        """The entity of the API key (from the server), unless settings name one."""
+        if self._entity is None:
+            self._entity = str(self._get_json("viewer")["entity"])
+        return self._entity
+
+    def projects(self, entity: str | None = None) -> list[dict[str, Any]]:
+        """The projects of ``entity`` (default: yours): name, number of runs, last update."""
+        answer = self._get_json("projects", {"entity": entity or self.default_entity})
+        return list(answer["projects"])
+
+    def runs(
+        self,
+        path: str,
+        filters: dict[str, Any] | None = None,
+        order: str = "-created_at",
+    ) -> list[ApiRun]:
+        """The runs of ``"entity/project"`` (or ``"project"``) that match ``filters``.
+
+        Args:
+            filters: conditions that must all hold: ``state``, ``group``, ``job_type``,
+                ``name``, ``tags`` (a tag), ``"config.KEY"``, ``"summary.KEY"``, ``search``.
+            order: ``created_at``, ``name`` or ``updated_at``; ``-`` for descending.
+        """
+        entity, project = self._split(path, 2, "runs", '"entity/project"')
+        query = orjson.dumps(filters or {}).decode()
+        runs: list[ApiRun] = []
+        while True:
+            answer = decode_value(
+                self._get(
+                    _run_path(entity, project),
+                    {
+                        "filters": query,
+                        "order": order,
+                        "limit": str(_PAGE),
+                        "offset": str(len(runs)),
+                    },
+                )
+            )
+            runs += [ApiRun(self, document) for document in answer["runs"]]
+            if len(runs) >= answer["total"] or not answer["runs"]:
+                return runs
+
+    def run(self, path: str) -> ApiRun:
+        """One run, by ``"entity/project/run_id"`` (or ``"project/run_id"``).
+
+        Raises:
+            UsageError: there is no such run.
+        """
+        entity, project, run_id = self._split(path, 3, "run", '"entity/project/run_id"')
+        return ApiRun(self, decode_value(self._get(_run_path(entity, project, run_id))))
+
+    def _split(self, path: str, parts: int, method: str, shape: str) -> list[str]:
+        if not isinstance(path, str):
+            raise UsageError(f"Api.{method}() takes a str like {shape}, not {type(path).__name__}")
+        pieces = path.strip("/").split("/")
+        if len(pieces) == parts - 1:
+            pieces.insert(0, self.default_entity)
+        if len(pieces) != parts or not all(pieces):
+            raise UsageError(f"Api.{method}({path!r}): use the form {shape}")
+        return pieces
+
+    def _get(self, path: str, params: dict[str, str] | None = None) -> bytes:
+        return self._call(self._client.request("GET", path, params=params))
+
+    def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return orjson.loads(self._get(path, params))
+
+    def _call(self, request: Coroutine[Any, Any, T]) -> T:
+        """Run one request on the I/O thread; map failures to the public errors."""
+        from tracker._io._retry import TransportError
+        from tracker._io._thread import io_thread
+
+        try:
+            return io_thread().submit(request).result()
+        except TransportError as exc:
+            if exc.status in (401, 403):
+                raise AuthenticationError(
+                    f"{self.base_url} refused the request ({exc}); run `tracker login` or "
+                    "set TRACKER_API_KEY"
+                ) from None
+            if exc.status in (400, 404, 409, 413):
+                raise UsageError(str(exc)) from None
+            raise CommError(f"{self.base_url}: {exc}") from None
+
+    @property
+    def client(self) -> ServerClient:
+        """The HTTP client (for the run objects)."""
+        return self._client
+
+
+class ApiRun:
+    """A run read from the server; the same interface as `tracker.StoredRun`."""
+
+    def __init__(self, api: Api, document: dict[str, Any]) -> None:
+        """Wrap a run document of the read API."""
+        self._api = api
+        self._document = document
+
+    @property
+    def id(self) -> str:
+        """The run id."""
+        return str(self._document["id"])
+
+    @property
+    def name(self) -> str:
+        """The run's display name."""
+        return str(self._document.get("name") or "")
+
+    @property
+    def project(self) -> str:
+        """The project the run belongs to."""
+        return str(self._document["project"])
+
+    @property
+    def entity(self) -> str:
+        """The user or team that owns the run."""
+        return str(self._document["entity"])
+
+    @property
+    def path(self) -> str:
+        """``"entity/project/id"``."""
+        return f"{self.entity}/{self.project}/{self.id}"
+
+    @property
+    def state(self) -> str:
+        """running, finished, failed, killed or crashed."""
+        return str(self._document["state"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's config."""
+        return dict(self._document.get("config") or {})
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run's summary."""
+        return dict(self._document.get("summary") or {})
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's tags."""
+        return tuple(self._document.get("tags") or ())
+
+    @property
+    def group(self) -> str | None:
+        """The run's group, if any."""
+        return self._document.get("group")
+
+    @property
+    def job_type(self) -> str | None:
+        """The run's job type, if any."""
+        return self._document.get("job_type")
+
+    @property
+    def notes(self) -> str | None:
+        """The run's notes, if any."""
+        return self._document.get("notes")
+
+    @property
+    def start_time(self) -> float:
+        """When the run was created (seconds since the epoch)."""
+        return float(self._document.get("created_at") or 0.0)
+
+    @property
+    def url(self) -> str | None:
+        """The run's page on the server."""
+        return self._document.get("url")
+
+    @property
+    def parent(self) -> dict[str, Any] | None:
+        """``{"run_id", "step"}`` of the run this one was forked from, if any."""
+        return self._document.get("parent")
+
+    def history(
+        self,
+        keys: Sequence[str] | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+        samples: int | None = None,
+        pandas: bool = False,
+    ) -> Any:
+        """The history rows in step order, as `tracker.StoredRun.history` gives them.
+
+        Args:
+            keys: keep only these keys (and ``_step``); rows holding none are left out.
+            min_step: the first step to include.
+            max_step: the last step to include.
+            samples: at most about this many rows, keeping each key's extremes.
+            pandas: return a pandas DataFrame (pandas must be installed).
+        """
+        if isinstance(keys, str):
+            raise UsageError(f"history(keys={keys!r}) takes a list of keys, e.g. keys=[{keys!r}]")
+        params = {}
+        if keys is not None:
+            params["keys"] = ",".join(keys)
+        for name, value in (("min_step", min_step), ("max_step", max_step), ("samples", samples)):
+            if value is not None:
+                params[name] = str(int(value))
+        body = self._api._get(_run_path(self.entity, self.project, self.id, "history"), params)
+        rows = [decode_value(line) for line in body.splitlines() if line]
+        return history_frame(rows) if pandas else rows
+
+    def files(self) -> list[RunFile]:
+        """The files stored with the run."""
+        answer = self._api._get_json(_run_path(self.entity, self.project, self.id, "files"))
+        return [
+            RunFile(
+                name=entry["name"],
+                size=int(entry["size"]),
+                sha256=entry.get("sha256"),
+                fetch=self._fetcher(entry["name"]),
+            )
+            for entry in answer["files"]
+        ]
+
+    def _fetcher(self, name: str) -> Callable[[], bytes]:
+        path = _run_path(self.entity, self.project, self.id, "files") + "/" + quote(name)
+
+        def fetch() -> bytes:
+            return self._api._get(path)
+
+        return fetch
+
+    def __repr__(self) -> str:
+        return f"<ApiRun {self.path} ({self.state})>"
+
