@@ -11,11 +11,14 @@ import tracker
 def test_public_names_are_pinned() -> None:
     """`tracker.__all__` is exactly the documented public surface, sorted."""
     assert tracker.__all__ == [
+        "Api",
+        "ApiRun",
         "AuthenticationError",
         "CommError",
         "Config",
         "Error",
         "Run",
+        "RunFile",
         "RunStatus",
         "Settings",
         "StoredRun",
@@ -25,6 +28,7 @@ def test_public_names_are_pinned() -> None:
         "finish",
         "init",
         "log",
+        "login",
         "read_run",
     ]
 

@@ -13,21 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from tracker import _process
+from tracker._api import Api, ApiRun
 from tracker._config import Config
 from tracker._errors import AuthenticationError, CommError, Error, UsageError
+from tracker._files import RunFile
 from tracker._init import ainit, finish, init, log
 from tracker._reader import StoredRun, read_run
 from tracker._run import Run
 from tracker._settings import Settings
 from tracker._status import RunStatus
 from tracker._summary import Summary
+from tracker._sync import login
 
 __all__ = [
+    "Api",
+    "ApiRun",
     "AuthenticationError",
     "CommError",
     "Config",
     "Error",
     "Run",
+    "RunFile",
     "RunStatus",
     "Settings",
     "StoredRun",
@@ -37,17 +43,21 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "login",
     "read_run",
 ]
 
 __version__ = "0.1.0"
 
 for _public in (
+    Api,
+    ApiRun,
     AuthenticationError,
     CommError,
     Config,
     Error,
     Run,
+    RunFile,
     RunStatus,
     Settings,
     StoredRun,

@@ -1,0 +1,42 @@
+"""`tracker sync DIR...`: upload run directories the server does not have in full."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tracker._settings import resolve_settings
+from tracker._sync import run_dirs_under, sync_run_dir
+
+__all__ = ["add_parser"]
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``sync`` command."""
+    parser = commands.add_parser(
+        "sync",
+        help="upload offline or unfinished runs to a server",
+        description=(
+            "Upload what the server does not have of each run directory (a run directory, or "
+            "a folder of them). Running it twice stores nothing twice."
+        ),
+    )
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, or their folder")
+    parser.add_argument("--base-url", help="the server (default: settings / TRACKER_BASE_URL)")
+    parser.add_argument("--api-key", help="the API key (default: settings / TRACKER_API_KEY)")
+    parser.set_defaults(handler=run_sync)
+
+
+def run_sync(arguments: argparse.Namespace) -> int:
+    """Sync every run directory named; print one line per run."""
+    settings = resolve_settings({"base_url": arguments.base_url, "api_key": arguments.api_key})
+    run_dirs = [run_dir for name in arguments.dirs for run_dir in run_dirs_under(Path(name))]
+    for run_dir in run_dirs:
+        report = sync_run_dir(run_dir, settings)
+        print(
+            f"tracker sync: {report.path}: {report.records} records sent, "
+            f"{report.already_stored} already on the server, {report.files} files"
+            + (f"  {report.url}" if report.url else "")
+        )
+    return 0

@@ -1,0 +1,154 @@
+"""Uploading run directories to a server: `tracker sync`, and `tracker.login()`.
+
+Sync streams a run log from the server's acknowledged sequence number on, over
+HTTP, with the same sender that live runs use; the server ignores records it
+already has, so syncing twice, or a run that streamed fine, stores nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker._errors import AuthenticationError, CommError, UsageError
+from tracker._reader import StoredRun
+from tracker._rundir import LOG_NAME
+from tracker._settings import Settings, resolve_settings, write_settings_file
+
+__all__ = ["SyncReport", "login", "run_dirs_under", "sync_run_dir"]
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one sync did: the run, its URL, records already stored and now sent, files."""
+
+    path: str
+    url: str | None
+    records: int
+    already_stored: int
+    files: int
+
+
+def run_dirs_under(path: Path) -> list[Path]:
+    """``path`` itself when it is a run directory, else the run directories inside it."""
+    if (path / LOG_NAME).is_file():
+        return [path]
+    found = sorted(
+        child
+        for child in path.glob("*run-*")
+        if child.is_dir() and not child.is_symlink() and (child / LOG_NAME).is_file()
+    )
+    if not found:
+        raise UsageError(f"{path} holds no run directory (no {LOG_NAME} in it or below it)")
+    return found
+
+
+def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
+    """Upload what the server lacks of one run directory, and its files.
+
+    Raises:
+        UsageError: not a run directory, or no server configured.
+        AuthenticationError: the server refused the key.
+        CommError: the server could not be reached or failed.
+    """
+    from tracker._io._retry import TransportError
+    from tracker._io._sender import Sender, StreamTarget, handshake
+    from tracker._io._thread import io_thread
+    from tracker._io._transport import ServerClient
+
+    if settings.base_url is None:
+        raise UsageError(
+            "no server configured; pass --base-url, set TRACKER_BASE_URL, or run `tracker login`"
+        )
+    stored = StoredRun(run_dir)
+    log_id = stored.metadata.get("log_id")
+    if not isinstance(log_id, str):
+        raise UsageError(f"{run_dir} was written by a version of tracker that sync cannot read")
+    entity = stored.entity if stored.metadata.get("entity_given") else settings.entity
+    client = ServerClient(settings.base_url, settings.api_key)
+    body = {
+        "protocol": 1,
+        "entity": entity,
+        "project": stored.project,
+        "run_id": stored.id,
+        "log_id": log_id,
+        "mode": "continue",
+        "fork_from": None,
+        "rewind_to": None,
+        "heartbeat_interval": settings.heartbeat_interval,
+    }
+    thread = io_thread()
+    try:
+        answer = thread.submit(handshake(client, body)).result()
+    except TransportError as exc:
+        thread.submit(client.close()).result()
+        raise _public_error(exc, settings.base_url) from None
+    already = int(answer["acked_seq"]) + 1
+    target = StreamTarget(
+        client,
+        str(answer["entity"]),
+        str(answer["project"]),
+        stored.id,
+        log_id,
+        settings.heartbeat_interval,
+    )
+    sender = Sender(
+        target,
+        run_dir / LOG_NAME,
+        already - 1,
+        transport="http",
+        retry_initial=settings.retry_initial_wait_seconds,
+        retry_max=settings.retry_max_wait_seconds,
+        batch_max_bytes=settings.batch_max_bytes,
+        log_complete=lambda: True,
+    )
+    files = stored.files()
+    for file in files:
+        sender.upload(file.name, run_dir / "files" / file.name)
+    try:
+        thread.submit(sender.run()).result()
+    finally:
+        thread.submit(client.close()).result()
+    if sender.fatal is not None:
+        raise _public_error(sender.fatal, settings.base_url)
+    return SyncReport(
+        path=f"{target.entity}/{target.project}/{target.run_id}",
+        url=answer.get("url"),
+        records=sender.acked_seq + 1 - already,
+        already_stored=already,
+        files=len(files),
+    )
+
+
+def login(base_url: str | None = None, api_key: str | None = None) -> str:
+    """Check the key against the server and save both in the settings file.
+
+    Returns:
+        The entity the key acts as.
+
+    Raises:
+        UsageError: no server given or configured.
+        AuthenticationError: the server refused the key.
+        CommError: the server could not be reached.
+    """
+    from tracker._api import Api
+
+    settings = resolve_settings({"base_url": base_url, "api_key": api_key})
+    if settings.base_url is None:
+        raise UsageError("login(): pass base_url=... (the address `tracker server` printed)")
+    entity = Api(settings.base_url, settings.api_key).default_entity
+    values: dict[str, str | int | float | bool] = {"base_url": settings.base_url}
+    if settings.api_key:
+        values["api_key"] = settings.api_key
+    write_settings_file(values)
+    return entity
+
+
+def _public_error(exc: Exception, where: str) -> Exception:
+    status = getattr(exc, "status", 0)
+    retryable = getattr(exc, "retryable", False)
+    if status in (401, 403):
+        return AuthenticationError(f"{where} refused the API key ({exc}); run `tracker login`")
+    if retryable:
+        return CommError(f"cannot sync to {where}: {exc}; the run stays on disk, try again later")
+    return UsageError(f"{where} refused the run: {exc}")
