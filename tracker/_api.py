@@ -126,8 +126,14 @@ class Api:
         from tracker._io._retry import TransportError
         from tracker._io._thread import io_thread
 
+        async def request_then_close() -> T:
+            try:
+                return await request
+            finally:
+                await self._client.close()  # no session outlives a call, none left at exit
+
         try:
-            return io_thread().submit(request).result()
+            return io_thread().submit(request_then_close()).result()
         except TransportError as exc:
             if exc.status in (401, 403):
                 raise AuthenticationError(

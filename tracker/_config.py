@@ -245,9 +245,9 @@ class Config(Mapping[str, Any]):
                 changed[key] = _copy_dicts(value)
             if not changed:
                 return
-            self._data.update(changed)
             if self._on_change is not None:
-                self._on_change(dict(changed))
+                self._on_change(dict(changed))  # recorded first: if that fails, nothing changes
+            self._data.update(changed)
 
 
 def _check_key(key: object) -> None:

@@ -189,7 +189,7 @@ def _normalize(value: Any, path: Path, specials: list[list[Any]], what: str, dep
         for key, item in value.items():
             if not isinstance(key, str):
                 raise UsageError(
-                    f"{what}: key {key!r} at {_render(path)} is a {type(key).__name__}; "
+                    f"{what}: key {key!r} at {_render(path)} has type {type(key).__name__}; "
                     "keys must be str (convert it, e.g. str(key))"
                 )
             _check_text(key, path, what)
@@ -223,4 +223,8 @@ def _check_text(text: str, path: Path, what: str) -> None:
 def _render(path: Path) -> str:
     if not path:
         return "the top level"
+    if len(path) > 12:  # a deep path: its ends say where
+        return "".join(f"[{part!r}]" for part in path[:6]) + "..." + "".join(
+            f"[{part!r}]" for part in path[-4:]
+        )
     return "".join(f"[{part!r}]" for part in path)

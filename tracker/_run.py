@@ -108,6 +108,7 @@ class Run:
         self._resumed = resumed
         self._owner_pid = os.getpid()
         self._start_time = _now()
+        self._runtime_offset = float(metadata.get("runtime_offset", 0.0))
         self._step = start_step
         self._seq = start_seq
         self._pending: dict[str, Any] = {}
@@ -500,9 +501,11 @@ class Run:
                 if self._lifecycle is not _Lifecycle.FORKED:
                     if outbox.written < target and not outbox.closed:
                         outbox.hurry()
+                    # A disk that refuses writes must not stall a summary read for long:
+                    # after a second, fold what is on disk.
                     outbox.changed.wait_for(
                         lambda: outbox.written >= target or outbox.closed,
-                        self._settings.finish_timeout,
+                        min(self._settings.finish_timeout, 1.0),
                     )
             reader = RunLogReader(self._run_dir / LOG_NAME, start=self._folded_to)
             summary = self._summary
@@ -532,6 +535,8 @@ class Run:
         Raises:
             UsageError: nothing matches, a bad policy, or a file outside ``base_path``.
         """
+        if self._lifecycle is not _LIVE:
+            raise self._not_live("run.save()")
         if policy not in _SAVE_POLICIES:
             raise UsageError(f"save(policy={policy!r}): use one of {', '.join(_SAVE_POLICIES)}")
         pattern = os.fspath(glob_str)
@@ -650,7 +655,7 @@ class Run:
                     "state": state,
                     "exit_code": exit_code,
                     "end_time": end,
-                    "runtime": end - self._start_time,
+                    "runtime": self._runtime_offset + end - self._start_time,
                     "rows": self._step,
                 },
             )
@@ -797,12 +802,12 @@ def _check_row(data: Any) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise UsageError(
             f"log() takes a dict of str keys, e.g. run.log({{'loss': 0.1}}); "
-            f"got a {type(data).__name__}"
+            f"got {type(data).__name__}"
         )
     for key in data:
         if not isinstance(key, str):
             raise UsageError(
-                f"log(): key {key!r} is a {type(key).__name__}; keys must be str "
+                f"log(): key {key!r} has type {type(key).__name__}; keys must be str "
                 "(convert it, e.g. str(key))"
             )
         if key in _RESERVED:

@@ -10,6 +10,7 @@ everything before it is kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -180,9 +181,16 @@ class RunLogWriter:
 
     def _write_all(self, parts: list[bytes | bytearray | memoryview]) -> None:
         # Plain os.writev: it works at interpreter exit, when executors are gone.
-        # At most 512 buffers per call (IOV_MAX is 1024 on Linux).
-        for first in range(0, len(parts), 512):
-            self._writev([memoryview(part) for part in parts[first : first + 512]])
+        # At most 512 buffers per call (IOV_MAX is 1024 on Linux). A write the disk
+        # refuses halfway is cut back, so no partial frame is left for others to follow.
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            for first in range(0, len(parts), 512):
+                self._writev([memoryview(part) for part in parts[first : first + 512]])
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, end)
+            raise
 
     def _writev(self, views: list[memoryview]) -> None:
         while views:

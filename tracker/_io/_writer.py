@@ -69,23 +69,26 @@ class _Writer:
         return outbox.closing or outbox.flush_target > outbox.durable or outbox.is_full()
 
     async def gather(self) -> None:
-        """Let a batch gather for up to ``linger`` seconds; a wake-up cuts it short."""
-        self.wakeup.clear()
+        """Let a batch gather for up to ``linger`` seconds; a wake-up (also one that came
+        before) cuts it short."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), self.linger)
+        self.wakeup.clear()
 
     def drain(self) -> bool:
-        """Write what is queued; False when the disk refused it (kept, retried later)."""
+        """Write what is queued; False when the disk refused it.
+
+        A refused batch is held and retried alone; meanwhile the outbox keeps its records
+        and its bound, so callers block (or drop) instead of memory growing.
+        """
         outbox = self.outbox
-        data, count = outbox.take()
+        if self.held_count:
+            data, count = self.held, self.held_count
+        else:
+            data, count = outbox.take()
         if count:
-            if self.held_count:
-                self.held += data
-                data, count = self.held, self.held_count + count
             try:
                 self.log.append(data, self.max_frame)
-                if self.fsync_each_batch:
-                    self.log.fsync()
             except OSError as exc:
                 self.held, self.held_count = data, count
                 if outbox.last_error is None:
@@ -94,6 +97,8 @@ class _Writer:
                     outbox.last_error = f"cannot write the run log {self.log.path}: {exc}"
                 return False
             self.held, self.held_count = bytearray(), 0
+            if self.fsync_each_batch:
+                self._fsync()
         with outbox.lock:
             outbox.written += count
             flush_due = outbox.flush_target > outbox.durable
@@ -106,15 +111,18 @@ class _Writer:
                 notify()
         if flush_due:
             if self.fsync_on_flush:
-                try:
-                    self.log.fsync()
-                except OSError as exc:
-                    with outbox.lock:
-                        outbox.last_error = f"cannot fsync the run log {self.log.path}: {exc}"
+                self._fsync()
             with outbox.lock:
                 outbox.durable = outbox.written
                 outbox.changed.notify_all()
         return True
+
+    def _fsync(self) -> None:
+        try:
+            self.log.fsync()
+        except OSError as exc:
+            with self.outbox.lock:
+                self.outbox.last_error = f"cannot fsync the run log {self.log.path}: {exc}"
 
 
 def start_writer(

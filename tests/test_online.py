@@ -1,0 +1,464 @@
+"""Runs streaming to a real `tracker server` subprocess on loopback, end to end."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tracker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """A `tracker server` subprocess on a fixed loopback port, restartable on the same DB."""
+
+    def __init__(self, db: Path, *extra: str) -> None:
+        self.db = db
+        self.port = _free_port()
+        self.extra = extra
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> Server:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tracker",
+                "server",
+                "--port",
+                str(self.port),
+                "--db",
+                f"sqlite:///{self.db}",
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert "listening on" in line, line + self.process.stdout.read()
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A fresh server with its own SQLite file."""
+    running = Server(tmp_path / "server.db").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No settings file or TRACKER_* variable of the machine leaks into these tests."""
+    for name in list(os.environ):
+        if name.startswith("TRACKER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
+
+
+def _online(server: Server, tmp_path: Path, **kwargs: Any) -> tracker.Run:
+    settings = {"silent": True, "base_url": server.url, "init_timeout": 10.0}
+    settings.update(kwargs.pop("settings", {}))
+    return tracker.init(project="p", dir=tmp_path / "runs", settings=settings, **kwargs)
+
+
+def _same(left: Any, right: Any) -> bool:
+    if isinstance(left, float) and isinstance(right, float) and math.isnan(left):
+        return math.isnan(right)
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(_same, left, right))
+    return type(left) is type(right) and left == right
+
+
+def test_rows_stream_to_the_server_and_read_back_exactly(server: Server, tmp_path: Path) -> None:
+    """Every value type logged online reads back from the server exactly as logged."""
+    rows = [
+        {"f": 0.1, "i": 7, "big": 2**80, "neg": -(2**70), "nan": math.nan, "inf": math.inf},
+        {"s": "héllo ✓ 日本", "none": None, "b": True, "list": [1, 2.5, [math.nan, "x"]]},
+        {"nested": {"a": {"b": -math.inf}}, "zero": -0.0},
+    ]
+    run = _online(server, tmp_path, config={"lr": 0.1, "nan": math.nan})
+    assert run.mode == "online"
+    assert run.url is not None
+    assert run.url.startswith(server.url)
+    for row in rows:
+        run.log(row)
+    run.finish()
+    stored = tracker.Api(server.url).run(run.path)
+    history = stored.history()
+    assert [row["_step"] for row in history] == [0, 1, 2]
+    for logged, read in zip(rows, history):
+        assert _same({k: v for k, v in read.items() if not k.startswith("_")}, logged)
+    assert stored.state == "finished"
+    assert stored.config["lr"] == 0.1
+    assert math.isnan(stored.config["nan"])
+    assert stored.summary["s"] == "héllo ✓ 日本"
+
+
+def test_status_counts_acknowledged_records(server: Server, tmp_path: Path) -> None:
+    """After flush and a moment, status() shows every record acknowledged by the server."""
+    run = _online(server, tmp_path)
+    for index in range(5000):
+        run.log({"x": index})
+    run.flush()
+    deadline = time.monotonic() + 10
+    while run.status().acknowledged < run.status().written and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status = run.status()
+    assert status.acknowledged == status.written
+    assert status.connection == "connected"
+    assert status.last_error is None
+    run.finish()
+
+
+def test_many_rows_arrive_once(server: Server, tmp_path: Path) -> None:
+    """100k rows logged as fast as possible are all stored, each once, in step order."""
+    run = _online(server, tmp_path)
+    for index in range(100_000):
+        run.log({"x": index})
+    run.finish()
+    history = tracker.Api(server.url).run(run.path).history(keys=["x"])
+    assert [row["x"] for row in history] == list(range(100_000))
+
+
+def test_http_transport_streams_too(server: Server, tmp_path: Path) -> None:
+    """settings transport='http' sends batches as POSTs, with the same result."""
+    run = _online(server, tmp_path, settings={"transport": "http"})
+    for index in range(1000):
+        run.log({"x": index})
+    run.finish()
+    assert len(tracker.Api(server.url).run(run.path).history()) == 1000
+
+
+def test_server_restart_mid_run_loses_and_duplicates_nothing(
+    server: Server, tmp_path: Path
+) -> None:
+    """A server killed mid-run and restarted on the same DB ends up with every row once."""
+    run = _online(server, tmp_path, settings={"retry_max_wait_seconds": 0.5})
+    for index in range(2000):
+        run.log({"x": index})
+    run.flush()
+    server.kill()
+    for index in range(2000, 4000):
+        run.log({"x": index})
+    time.sleep(0.3)
+    server.start()
+    for index in range(4000, 6000):
+        run.log({"x": index})
+    run.finish()
+    history = tracker.Api(server.url).run(run.path).history(keys=["x"])
+    assert [row["x"] for row in history] == list(range(6000))
+
+
+def test_unreachable_server_at_init_raises_comm_error(tmp_path: Path) -> None:
+    """With no server listening, init raises CommError after init_timeout, naming the URL."""
+    url = f"http://127.0.0.1:{_free_port()}"
+    began = time.monotonic()
+    with pytest.raises(tracker.CommError, match="127.0.0.1") as caught:
+        tracker.init(
+            project="p",
+            dir=tmp_path / "runs",
+            settings={"silent": True, "base_url": url, "init_timeout": 1.0},
+        )
+    assert time.monotonic() - began < 10
+    assert "offline" in str(caught.value)
+
+
+def test_server_gone_at_finish_keeps_rows_and_prints_sync_command(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When the server is down at finish, finish returns within finish_timeout, says how many
+    records wait and the exact `tracker sync` command; the sync later uploads them once."""
+    run = tracker.init(
+        project="p",
+        dir=tmp_path / "runs",
+        settings={"base_url": server.url, "finish_timeout": 1.0, "retry_max_wait_seconds": 0.2},
+    )
+    run.log({"x": 0})
+    run.flush()
+    server.kill()
+    for index in range(1, 500):
+        run.log({"x": index})
+    began = time.monotonic()
+    run.finish()
+    assert time.monotonic() - began < 5
+    err = capsys.readouterr().err
+    assert f"tracker sync {run.dir}" in err
+    server.start()
+    result = subprocess.run(
+        [sys.executable, "-m", "tracker", "sync", run.dir, "--base-url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    history = tracker.Api(server.url).run(run.path).history(keys=["x"])
+    assert [row["x"] for row in history] == list(range(500))
+    assert tracker.Api(server.url).run(run.path).state == "finished"
+
+
+def test_sync_of_an_offline_run_is_idempotent(server: Server, tmp_path: Path) -> None:
+    """Syncing an offline run twice stores every row once; the second sync sends nothing."""
+    run = tracker.init(project="p", dir=tmp_path / "runs", mode="offline", settings={"silent": True})
+    for index in range(3000):
+        run.log({"x": index, "nan": math.nan})
+    run.summary["best"] = 3
+    run.finish()
+    settings = tracker.Settings(base_url=server.url)
+    from tracker._sync import sync_run_dir
+
+    first = sync_run_dir(Path(run.dir), settings)
+    second = sync_run_dir(Path(run.dir), settings)
+    assert first.records > 3000
+    assert second.records == 0
+    assert second.already_stored == first.records
+    stored = tracker.Api(server.url).run(first.path)
+    assert [row["x"] for row in stored.history(keys=["x"])] == list(range(3000))
+    assert stored.summary["best"] == 3
+    assert stored.state == "finished"
+
+
+def test_sync_of_a_streamed_run_sends_nothing_again(server: Server, tmp_path: Path) -> None:
+    """A run that streamed fine, synced afterwards, stores nothing twice."""
+    run = _online(server, tmp_path)
+    for index in range(1000):
+        run.log({"x": index})
+    run.finish()
+    from tracker._sync import sync_run_dir
+
+    report = sync_run_dir(Path(run.dir), tracker.Settings(base_url=server.url))
+    assert report.records == 0
+    assert len(tracker.Api(server.url).run(run.path).history()) == 1000
+
+
+def test_resume_modes_online(server: Server, tmp_path: Path) -> None:
+    """never/must/allow behave as W&B's; a resumed run continues at the next step."""
+    first = _online(server, tmp_path, id="r1", config={"lr": 0.1}, tags=["a"])
+    for index in range(10):
+        first.log({"x": index})
+    first.finish()
+    with pytest.raises(tracker.UsageError, match="r1"):
+        _online(server, tmp_path, id="r1", resume="never")
+    with pytest.raises(tracker.UsageError, match="nope"):
+        _online(server, tmp_path, id="nope", resume="must")
+    again = _online(server, tmp_path, id="r1", resume="allow")
+    assert again.resumed
+    assert again.step == 10
+    assert again.config["lr"] == 0.1
+    assert again.tags == ("a",)
+    again.log({"x": 10})
+    again.finish()
+    stored = tracker.Api(server.url).run(again.path)
+    assert [row["x"] for row in stored.history(keys=["x"])] == list(range(11))
+
+
+def test_resume_none_replaces_an_existing_run(server: Server, tmp_path: Path) -> None:
+    """resume=None with an existing id: the new run replaces the old run's data."""
+    old = _online(server, tmp_path, id="same")
+    old.log({"old": 1})
+    old.finish()
+    new = _online(server, tmp_path, id="same")
+    assert not new.resumed
+    new.log({"new": 1})
+    new.finish()
+    history = tracker.Api(server.url).run(new.path).history()
+    assert [sorted(k for k in row if not k.startswith("_")) for row in history] == [["new"]]
+
+
+def test_fork_from_copies_history_up_to_the_step(server: Server, tmp_path: Path) -> None:
+    """fork_from='ID?_step=N' starts a new run with the parent's rows up to N, at N+1."""
+    parent = _online(server, tmp_path, id="parent")
+    for index in range(10):
+        parent.log({"x": index})
+    parent.finish()
+    child = _online(server, tmp_path, fork_from="parent?_step=4")
+    assert child.step == 5
+    child.log({"x": 100})
+    child.finish()
+    stored = tracker.Api(server.url).run(child.path)
+    assert [row["x"] for row in stored.history(keys=["x"])] == [0, 1, 2, 3, 4, 100]
+    assert stored.parent == {"run_id": "parent", "step": 4}
+    with pytest.raises(tracker.UsageError, match="step"):
+        _online(server, tmp_path, fork_from="parent?_step=99")
+
+
+def test_resume_from_rewinds_and_archives(server: Server, tmp_path: Path) -> None:
+    """resume_from='ID?_step=N' drops later rows from the run, keeps them in an archived fork."""
+    run = _online(server, tmp_path, id="rw")
+    for index in range(10):
+        run.log({"x": index})
+    run.finish()
+    rewound = _online(server, tmp_path, resume_from="rw?_step=5")
+    assert rewound.step == 6
+    rewound.log({"x": 60})
+    rewound.finish()
+    api = tracker.Api(server.url)
+    assert [row["x"] for row in api.run(rewound.path).history(keys=["x"])] == [
+        *range(6),
+        60,
+    ]
+    archived = [run for run in api.runs("local/p") if run.id.startswith("rw-rewind-")]
+    assert len(archived) == 1
+    assert [row["x"] for row in archived[0].history(keys=["x"])] == list(range(10))
+
+
+def test_several_runs_at_once_stream_separately(server: Server, tmp_path: Path) -> None:
+    """reinit='create_new' runs in one process each stream their own rows."""
+    runs = [_online(server, tmp_path, reinit="create_new") for _ in range(3)]
+    for index in range(300):
+        for number, run in enumerate(runs):
+            run.log({"x": index, "run": number})
+    for run in runs:
+        run.finish()
+    api = tracker.Api(server.url)
+    for number, run in enumerate(runs):
+        history = api.run(run.path).history(keys=["run"])
+        assert [row["run"] for row in history] == [number] * 300
+
+
+def test_saved_files_are_uploaded(server: Server, tmp_path: Path) -> None:
+    """run.save() uploads the file; Api().run(...).files() reads it back."""
+    weights = tmp_path / "model.bin"
+    weights.write_bytes(b"\x00\x01weights")
+    run = _online(server, tmp_path)
+    run.save(str(weights))
+    run.finish()
+    (stored,) = tracker.Api(server.url).run(run.path).files()
+    assert stored.name == "model.bin"
+    assert stored.read() == b"\x00\x01weights"
+
+
+def test_api_keys_and_auth_errors(tmp_path: Path) -> None:
+    """A server with keys refuses a wrong or missing key with AuthenticationError at init."""
+    keyed = Server(tmp_path / "keyed.db", "--api-key", "alice:s3cret").start()
+    try:
+        with pytest.raises(tracker.AuthenticationError, match="tracker login"):
+            tracker.init(
+                project="p",
+                dir=tmp_path / "runs",
+                settings={"silent": True, "base_url": keyed.url, "api_key": "wrong"},
+            )
+        with pytest.raises(tracker.AuthenticationError):
+            tracker.init(
+                project="p", dir=tmp_path / "runs", settings={"silent": True, "base_url": keyed.url}
+            )
+        run = tracker.init(
+            project="p",
+            dir=tmp_path / "runs",
+            settings={"silent": True, "base_url": keyed.url, "api_key": "s3cret"},
+        )
+        assert run.entity == "alice"
+        run.log({"x": 1})
+        run.finish()
+        with pytest.raises(tracker.AuthenticationError):
+            tracker.Api(keyed.url, api_key="wrong").run("alice/p/" + run.id)
+        assert tracker.Api(keyed.url, api_key="s3cret").run(run.path).state == "finished"
+    finally:
+        keyed.stop()
+
+
+def test_killed_client_becomes_crashed_and_resumes_at_the_right_step(
+    server: Server, tmp_path: Path
+) -> None:
+    """A client SIGKILLed after flush: its flushed rows are stored, the server marks the run
+    crashed once heartbeats stop, and a resumed run continues after the last stored step."""
+    script = f"""
+import sys, time, tracker
+run = tracker.init(project="p", id="victim", dir={str(tmp_path / "runs")!r},
+                   settings={{"silent": True, "base_url": {server.url!r}, "heartbeat_interval": 0.5}})
+for i in range(1000):
+    run.log({{"x": i}})
+run.flush()
+while run.status().acknowledged < run.status().written:
+    time.sleep(0.01)
+print("ready", flush=True)
+time.sleep(60)
+"""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        api = tracker.Api(server.url)
+        deadline = time.monotonic() + 15
+        while api.run("local/p/victim").state != "crashed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert api.run("local/p/victim").state == "crashed"
+        run = _online(server, tmp_path, id="victim", resume="allow")
+        assert run.step == 1000
+        run.log({"x": 1000})
+        run.finish()
+        assert len(api.run("local/p/victim").history()) == 1001
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def test_login_and_runs_commands(server: Server, tmp_path: Path) -> None:
+    """`tracker login` saves the server; `tracker runs` then lists the project's runs."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACKER_CONFIG_DIR": str(tmp_path / "cfg")}
+    login = subprocess.run(
+        [sys.executable, "-m", "tracker", "login", "--base-url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert login.returncode == 0, login.stderr
+    assert "local" in login.stdout
+    run = _online(server, tmp_path, name="listed-run")
+    run.finish()
+    listing = subprocess.run(
+        [sys.executable, "-m", "tracker", "runs", "local/p"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "listed-run" in listing.stdout
