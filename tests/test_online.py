@@ -64,6 +64,7 @@ class Server:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+        self._close()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -72,6 +73,11 @@ class Server:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close()
+
+    def _close(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 @pytest.fixture
@@ -124,7 +130,7 @@ def test_rows_stream_to_the_server_and_read_back_exactly(server: Server, tmp_pat
     stored = tracker.Api(server.url).run(run.path)
     history = stored.history()
     assert [row["_step"] for row in history] == [0, 1, 2]
-    for logged, read in zip(rows, history):
+    for logged, read in zip(rows, history, strict=True):
         assert _same({k: v for k, v in read.items() if not k.startswith("_")}, logged)
     assert stored.state == "finished"
     assert stored.config["lr"] == 0.1
@@ -191,7 +197,7 @@ def test_unreachable_server_at_init_raises_comm_error(tmp_path: Path) -> None:
     """With no server listening, init raises CommError after init_timeout, naming the URL."""
     url = f"http://127.0.0.1:{_free_port()}"
     began = time.monotonic()
-    with pytest.raises(tracker.CommError, match="127.0.0.1") as caught:
+    with pytest.raises(tracker.CommError, match=r"127\.0\.0\.1") as caught:
         tracker.init(
             project="p",
             dir=tmp_path / "runs",
@@ -209,7 +215,12 @@ def test_server_gone_at_finish_keeps_rows_and_prints_sync_command(
     run = tracker.init(
         project="p",
         dir=tmp_path / "runs",
-        settings={"base_url": server.url, "finish_timeout": 1.0, "retry_max_wait_seconds": 0.2},
+        settings={
+            "base_url": server.url,
+            "finish_timeout": 1.0,
+            "retry_initial_wait_seconds": 0.1,
+            "retry_max_wait_seconds": 0.2,
+        },
     )
     run.log({"x": 0})
     run.flush()
@@ -237,7 +248,9 @@ def test_server_gone_at_finish_keeps_rows_and_prints_sync_command(
 
 def test_sync_of_an_offline_run_is_idempotent(server: Server, tmp_path: Path) -> None:
     """Syncing an offline run twice stores every row once; the second sync sends nothing."""
-    run = tracker.init(project="p", dir=tmp_path / "runs", mode="offline", settings={"silent": True})
+    run = tracker.init(
+        project="p", dir=tmp_path / "runs", mode="offline", settings={"silent": True}
+    )
     for index in range(3000):
         run.log({"x": index, "nan": math.nan})
     run.summary["best"] = 3
@@ -337,7 +350,8 @@ def test_resume_from_rewinds_and_archives(server: Server, tmp_path: Path) -> Non
     ]
     archived = [run for run in api.runs("local/p") if run.id.startswith("rw-rewind-")]
     assert len(archived) == 1
-    assert [row["x"] for row in archived[0].history(keys=["x"])] == list(range(10))
+    assert [row["x"] for row in archived[0].history(keys=["x"])] == [6, 7, 8, 9]
+    assert archived[0].parent == {"run_id": "rw", "step": 5}
 
 
 def test_several_runs_at_once_stream_separately(server: Server, tmp_path: Path) -> None:
@@ -402,8 +416,8 @@ def test_killed_client_becomes_crashed_and_resumes_at_the_right_step(
     crashed once heartbeats stop, and a resumed run continues after the last stored step."""
     script = f"""
 import sys, time, tracker
-run = tracker.init(project="p", id="victim", dir={str(tmp_path / "runs")!r},
-                   settings={{"silent": True, "base_url": {server.url!r}, "heartbeat_interval": 0.5}})
+settings = {{"silent": True, "base_url": {server.url!r}, "heartbeat_interval": 0.5}}
+run = tracker.init(project="p", id="victim", dir={str(tmp_path / "runs")!r}, settings=settings)
 for i in range(1000):
     run.log({{"x": i}})
 run.flush()
@@ -436,6 +450,9 @@ time.sleep(60)
     finally:
         if child.poll() is None:
             child.kill()
+            child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 def test_login_and_runs_commands(server: Server, tmp_path: Path) -> None:

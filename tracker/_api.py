@@ -285,4 +285,3 @@ class ApiRun:
 
     def __repr__(self) -> str:
         return f"<ApiRun {self.path} ({self.state})>"
-

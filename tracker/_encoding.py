@@ -224,7 +224,9 @@ def _render(path: Path) -> str:
     if not path:
         return "the top level"
     if len(path) > 12:  # a deep path: its ends say where
-        return "".join(f"[{part!r}]" for part in path[:6]) + "..." + "".join(
-            f"[{part!r}]" for part in path[-4:]
+        return (
+            "".join(f"[{part!r}]" for part in path[:6])
+            + "..."
+            + "".join(f"[{part!r}]" for part in path[-4:])
         )
     return "".join(f"[{part!r}]" for part in path)

@@ -48,8 +48,10 @@ def downsample(
         raise UsageError(f"history(samples={samples}): ask for at least 2 samples")
     if len(rows) <= samples:
         return rows
-    names = list(keys) if keys is not None else sorted(
-        {key for row in rows for key in row if not key.startswith("_")}
+    names = (
+        list(keys)
+        if keys is not None
+        else sorted({key for row in rows for key in row if not key.startswith("_")})
     )
     buckets = max(1, samples // 2)
     size = len(rows) / buckets

@@ -408,9 +408,7 @@ def _start_online(
             "resumed": resumed,
             **_environment(),
         },
-        stream=StreamTarget(
-            client, entity, project, run_id, log_id, settings.heartbeat_interval
-        ),
+        stream=StreamTarget(client, entity, project, run_id, log_id, settings.heartbeat_interval),
         url=answer.get("url"),
     )
     if resumed and stored.get("summary"):

@@ -742,9 +742,7 @@ class Run:
         await anyio.to_thread.run_sync(self._finish, state, code, None)
 
 
-def _new_sender(
-    stream: StreamTarget, log_path: Path, settings: Settings, outbox: Outbox
-) -> Sender:
+def _new_sender(stream: StreamTarget, log_path: Path, settings: Settings, outbox: Outbox) -> Sender:
     from tracker._io._sender import Sender  # aiohttp loads with the first online run
 
     return Sender(

@@ -452,6 +452,64 @@ class Summary:
             self._explicit.pop(key, None)
             self._stats.pop(key, None)
 
+    def to_state(self) -> dict[str, Any]:
+        """The whole fold state as plain data (last values, explicit sets, aggregates, rules),
+        so a server can store it and continue the fold later with `from_state`."""
+        if self._sync is not None:
+            self._sync()
+        return {
+            "last": dict(self._last),
+            "explicit": dict(self._explicit),
+            "stats": {
+                key: [entry.first, entry.count, entry.total, entry.low, entry.high]
+                for key, entry in self._stats.items()
+            },
+            "rules": [rule.to_record() for rule in self._rules],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Summary:
+        """Rebuild a summary (without callbacks) from `to_state` output; the round trip is exact.
+
+        Raises:
+            UsageError: ``state`` is not what `to_state` writes.
+        """
+        expected = "expected the dict written by Summary.to_state()"
+        if not isinstance(state, Mapping) or set(state) != {"last", "explicit", "stats", "rules"}:
+            raise UsageError(
+                f"summary state {state!r:.200} does not have exactly the keys last, explicit, "
+                f"stats, rules; {expected}"
+            )
+        last, explicit, stats, rules = (
+            state["last"],
+            state["explicit"],
+            state["stats"],
+            state["rules"],
+        )
+        if not (isinstance(last, Mapping) and isinstance(explicit, Mapping)):
+            raise UsageError(f"summary state 'last' and 'explicit' must be dicts; {expected}")
+        if not isinstance(rules, list):
+            raise UsageError(f"summary state 'rules' is a {type(rules).__name__}; {expected}")
+        summary = cls()
+        for record in rules:
+            summary.define(MetricRule.from_record(record))
+        _check_keys(last)
+        _check_keys(explicit)
+        summary._last.update(last)
+        summary._explicit.update(explicit)
+        if not isinstance(stats, Mapping):
+            raise UsageError(f"summary state 'stats' is a {type(stats).__name__}; {expected}")
+        for key, fields in stats.items():
+            if not isinstance(key, str) or not isinstance(fields, list) or len(fields) != 5:
+                raise UsageError(
+                    f"summary state stats entry {key!r}: {fields!r:.100} is not "
+                    f"[first, count, total, low, high]; {expected}"
+                )
+            entry = _Stats(fields[0])
+            entry.count, entry.total, entry.low, entry.high = fields[1:]
+            summary._stats[key] = entry
+        return summary
+
 
 def _check_keys(values: Mapping[str, Any]) -> None:
     """Raise UsageError for the first non-str key of an explicit set."""

@@ -49,7 +49,9 @@ def run_demo(arguments: argparse.Namespace) -> int:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise tracker.UsageError(f"--dir {root}: cannot create it ({exc}); pass a writable folder")
+        raise tracker.UsageError(
+            f"--dir {root}: cannot create it ({exc}); pass a writable folder"
+        ) from None
     server = EmbeddedServer(f"sqlite:///{root / 'tracker.db'}", port=arguments.port).start()
     try:
         print(f"tracker demo: server at {server.url} (database {root / 'tracker.db'})")
@@ -103,7 +105,7 @@ def _print_summary(url: str, runs: list[tracker.Run]) -> None:
         stored = api.run(run.path)
         summary = stored.summary
         rows = len(stored.history(keys=["train/loss"]))
-        best = summary["val/loss"]
+        best = summary.get("val/loss", {"min": math.nan})  # first logged at step 99
         best_value = best["min"] if isinstance(best, dict) else best
         print(
             f"{stored.name:<24} {stored.config['lr']:>6} {summary['train/loss']:>8.4f} "

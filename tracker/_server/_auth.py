@@ -9,21 +9,21 @@ with `check_entity`. Refusals are `ApiError`s, rendered by the app's error middl
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
 from tracker._server._storage import Storage
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
 
 __all__ = ["HEALTH_PATH", "ApiError", "Caller", "auth_middleware", "caller", "check_entity"]
 
 HEALTH_PATH: Final = "/api/v1/health"
 ANONYMOUS: Final = "anonymous"
 LOCAL: Final = "local"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
@@ -68,7 +68,7 @@ def check_entity(entity: str) -> None:
         )
 
 
-def auth_middleware(storage: Storage, *, allow_anonymous: bool, open_access: bool) -> Any:
+def auth_middleware(storage: Storage, *, allow_anonymous: bool, open_access: bool) -> Middleware:
     """Build the middleware that sets the caller of each request, or refuses it.
 
     Args:
@@ -98,18 +98,21 @@ def auth_middleware(storage: Storage, *, allow_anonymous: bool, open_access: boo
 async def _identify(
     request: web.Request, storage: Storage, allow_anonymous: bool, open_access: bool
 ) -> Caller:
-    if open_access:
-        return Caller(LOCAL, anonymous=False)
     header = request.headers.get("Authorization")
     if header is None:
         if allow_anonymous:
             return Caller(ANONYMOUS, anonymous=True)
+        if open_access:
+            return Caller(LOCAL, anonymous=False)
         raise ApiError(
             401,
             "auth_required",
             "this server needs an API key: send 'Authorization: Bearer KEY' "
             "(run `tracker login`, or set TRACKER_API_KEY)",
         )
+    if open_access:
+        # no key exists on this server, so a client's stale key cannot be checked: ignore it
+        return Caller(LOCAL, anonymous=False)
     scheme, _, key = header.strip().partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:

@@ -1,0 +1,278 @@
+"""Hostile input: every bad request gets a 4xx with a clear message, and the server carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+import struct
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from yarl import URL
+
+from tracker._encoding import decode_value
+from tracker._server._app import MAX_BATCH_BYTES, check_file_name, parse_batch
+from tracker._server._auth import ApiError
+
+pytestmark = pytest.mark.anyio
+
+RUN = "/api/v1/runs/local/proj/run1"
+START = "/api/v1/runs/start"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "bad_json"),
+        (b"{", "bad_json"),
+        (b"\xff\xfe\x00garbage", "bad_json"),
+        (b"[" * 5000 + b"]" * 5000, "bad_json"),
+        (b"[1, 2, 3]", "bad_request"),
+        (b'"text"', "bad_request"),
+        (
+            b'{"protocol": 1, "project": ["x"], "run_id": "a", "log_id": null, "mode": 1}',
+            "bad_name",
+        ),
+    ],
+)
+async def test_malformed_handshake_bodies_are_400(client: Any, body: bytes, code: str) -> None:
+    """Empty, truncated, non-UTF-8, deeply nested or mistyped bodies are 400s."""
+    await client.error("POST", START, 400, code, data=body)
+    await client.healthy()
+
+
+async def test_an_oversized_json_body_is_413(client: Any) -> None:
+    """A JSON body over 1 MiB is refused with too_large."""
+    body = orjson.dumps(client.handshake(notes="x" * (2 * 1024 * 1024)))
+    await client.error("POST", START, 413, "too_large", data=body)
+    await client.healthy()
+
+
+async def test_random_bytes_as_a_batch_are_400_bad_batch(client: Any) -> None:
+    """Batches of random bytes are refused as bad_batch and store nothing."""
+    await client.start()
+    generator = random.Random(7)
+    for size in (1, 10, 1000, 100_000):
+        junk = generator.randbytes(size)
+        status, answer = await client.post_batch("run1", junk)
+        assert (status, answer["error"]["code"]) == (400, "bad_batch"), answer
+    assert await client.history("run1") == []
+    await client.healthy()
+
+
+@pytest.mark.parametrize(
+    ("lines", "needle"),
+    [
+        ([b'[0,"run",{}]', b'[2,"config",{}]'], "line 2"),
+        ([b'[0,"run",{}]', b'[0,"config",{}]'], "line 2"),
+        ([b'{"seq": 0}'], "line 1"),
+        ([b'[true,"run",{}]'], "line 1"),
+        ([b'[-1,"run",{}]'], "line 1"),
+        ([b"[0,5,{}]"], "line 1"),
+        ([b'[0,"row","step",1.0,{}]'], "step"),
+        ([b'[0,"row",0,"noon",{}]'], "line 1"),
+        ([b'[0,"row",0,1.0,[1,2]]'], "dict"),
+        ([b'[0,"config",[1]]'], "dict"),
+        ([b'[0,"summary_delete",[1]]'], "line 1"),
+        ([b'[0,"run",{},[[["a","b","c"],"int"]]]'], "line 1"),
+        ([b'[0,"run",{"a":"x"},[[["a"],"int"]]]'], "line 1"),
+        ([b'[0,"run",{},"specials"]'], "line 1"),
+        ([b'[0,"run",{}]', b"", b'[1,"run",{}]'], "line 2"),
+    ],
+)
+async def test_malformed_batches_name_the_bad_line(
+    client: Any, lines: list[bytes], needle: str
+) -> None:
+    """A batch of records that are not well-formed is a 400 naming the line; nothing stored."""
+    await client.start()
+    message = await client.error(
+        "POST",
+        f"{RUN}/records",
+        400,
+        "bad_batch",
+        data=b"\n".join(lines) + b"\n",
+        params={"log_id": client.LOG_ID},
+    )
+    assert needle in message
+    assert (await client.call("GET", RUN))[1][0]["last_step"] == -1
+    await client.healthy()
+
+
+async def test_a_special_value_at_a_nonsense_path_is_refused(client: Any) -> None:
+    """A sidecar that puts a value under a non-str key is a 400, never a 500."""
+    await client.start()
+    status, answer = await client.post_batch("run1", b'[0,"config",{"a":1},[[[5],"nan"]]]\n')
+    assert status == 400, answer
+    await client.healthy()
+
+
+async def test_an_oversized_batch_is_413(client: Any) -> None:
+    """A batch over 16 MiB is refused with too_large."""
+    await client.start()
+    status, answer = await client.post_batch("run1", b" " * (MAX_BATCH_BYTES + 1))
+    assert (status, answer["error"]["code"]) == (413, "too_large")
+    await client.healthy()
+
+
+async def test_too_many_records_are_413(client: Any) -> None:
+    """A batch of more than 100,000 records is refused with too_large."""
+    await client.start()
+    batch = b"".join(b'[%d,"x",{}]\n' % seq for seq in range(100_001))
+    status, answer = await client.post_batch("run1", batch)
+    assert (status, answer["error"]["code"]) == (413, "too_large")
+    await client.healthy()
+
+
+async def test_an_oversized_websocket_message_closes_with_1009(client: Any) -> None:
+    """A websocket message announcing more than 16 MiB closes the stream with code 1009."""
+    await client.start()
+    # a raw socket: a client sending the whole 16 MiB would be reset mid-send instead
+    url = URL(client.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {RUN}/stream?log_id={client.LOG_ID} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {key}\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    # the header of a masked binary frame one byte over the limit
+    writer.write(struct.pack("!BBQ", 0x82, 0x80 | 127, MAX_BATCH_BYTES + 1) + os.urandom(4))
+    await writer.drain()
+    close = await reader.readexactly(4)
+    writer.close()
+    await writer.wait_closed()
+    assert close[0] == 0x88
+    assert struct.unpack("!H", close[2:4])[0] == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    await client.healthy()
+
+
+async def test_a_file_announcing_more_than_512_mib_is_413_before_any_upload(client: Any) -> None:
+    """A PUT whose Content-Length is over 512 MiB is refused at once, body unread."""
+    await client.start()
+    url = URL(client.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        f"PUT {RUN}/files/huge.bin HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+        f"Content-Length: {600 * 1024 * 1024}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 413"), head
+    await client.healthy()
+
+
+async def test_the_stream_endpoint_without_an_upgrade_is_400(client: Any) -> None:
+    """A plain GET of the stream endpoint is told to connect as a websocket."""
+    await client.start()
+    message = await client.error(
+        "GET", f"{RUN}/stream", 400, "bad_request", params={"log_id": client.LOG_ID}
+    )
+    assert "websocket" in message
+
+
+async def test_a_malformed_websocket_batch_is_an_error_message(
+    client: Any, session: aiohttp.ClientSession
+) -> None:
+    """Random bytes over the websocket get a bad_batch error message, then a close."""
+    await client.start()
+    url = f"{client.url}{RUN}/stream"
+    async with session.ws_connect(url, params={"log_id": client.LOG_ID}) as socket:
+        await socket.send_bytes(random.Random(3).randbytes(500))
+        error = orjson.loads((await socket.receive()).data)
+        assert (error["type"], error["status"], error["code"]) == ("error", 400, "bad_batch")
+    await client.healthy()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..%2F..%2Fetc%2Fpasswd",
+        "a%2F..%2Fb",
+        "%2Fabsolute",
+        "a%5Cb",
+        "a%00b",
+        "a%2F%2Fb",
+        "x" * 513,
+    ],
+)
+async def test_unsafe_file_names_are_400(
+    client: Any, session: aiohttp.ClientSession, name: str
+) -> None:
+    """File names that climb out, are absolute, hold backslashes or NULs are bad_name."""
+    await client.start()
+    url = URL(f"{client.url}{RUN}/files/{name}", encoded=True)
+    async with session.put(url, data=b"x") as response:
+        answer = orjson.loads(await response.read())
+        assert (response.status, answer["error"]["code"]) == (400, "bad_name"), answer
+    await client.healthy()
+
+
+async def test_sql_looking_names_are_stored_literally(client: Any) -> None:
+    """Names and filters that look like SQL are data: stored as given, matched literally."""
+    sneaky = 'x" OR "1"="1 --'
+    await client.start("plain")
+    status, answer = await client.call("POST", START, json=client.handshake(sneaky, project="p"))
+    assert status == 200, answer
+    assert answer["run_id"] == sneaky
+    status, body = await client.raw("GET", "/api/v1/runs/local/p")
+    assert [run["id"] for run in decode_value(body)["runs"]] == [sneaky]
+    for filters in ("{\"name\": \"x' OR '1'='1\"}", '{"config.a\') OR 1=1 --": 1}'):
+        status, body = await client.raw(
+            "GET", "/api/v1/runs/local/proj", params={"filters": filters}
+        )
+        assert status in (200, 400), body
+        if status == 200:
+            assert decode_value(body)["total"] == 0
+    await client.error("POST", START, 400, "bad_name", json=client.handshake("a'; DROP TABLE runs"))
+    status, body = await client.raw("GET", "/api/v1/runs/local/proj")
+    assert [run["id"] for run in decode_value(body)["runs"]] == ["plain"]
+    await client.healthy()
+
+
+async def test_wrong_types_everywhere_are_400(client: Any) -> None:
+    """Wrong query and body types are 400s on every endpoint that takes them."""
+    await client.start()
+    await client.error("GET", f"{RUN}/history", 400, "bad_request", params={"min_step": "x"})
+    await client.error("GET", f"{RUN}/history", 400, "bad_request", params={"samples": "0"})
+    await client.error("POST", f"{RUN}/records", 400, "bad_request", params={"log_id": "no"})
+    await client.error("PATCH", RUN, 400, "bad_json", data=b"{")
+    await client.error("PATCH", RUN, 400, "bad_request", json={"notes": 5})
+    await client.error("GET", "/api/v1/projects", 400, "bad_name", params={"entity": "a/b"})
+    await client.healthy()
+
+
+def test_parse_batch_accepts_records_and_a_missing_final_newline() -> None:
+    """parse_batch decodes records in order; the last newline is optional."""
+    records = parse_batch(b'[0,"run",{"a":1}]\n[1,"row",0,1.5,{"x":null},[[["x"],"nan"]]]')
+    assert records[0] == [0, "run", {"a": 1}]
+    assert records[1][:4] == [1, "row", 0, 1.5]
+
+
+@pytest.mark.parametrize("body", [b"", b"\n", b"[0]\n", b"not json\n"])
+def test_parse_batch_refuses_empty_and_malformed_bodies(body: bytes) -> None:
+    """An empty batch or a line that is no record raises bad_batch."""
+    with pytest.raises(ApiError) as caught:
+        parse_batch(body)
+    assert caught.value.code == "bad_batch"
+
+
+@pytest.mark.parametrize("name", ["a.txt", "dir/sub/file.bin", "..hidden", "space in name.txt"])
+def test_check_file_name_accepts_relative_paths(name: str) -> None:
+    """Plain relative paths are valid file names."""
+    assert check_file_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "/etc/passwd", "a/../b", "..", "./a", "a//b", "a\\b", "a\x00"]
+)
+def test_check_file_name_refuses_unsafe_paths(name: str) -> None:
+    """Absolute paths, dot parts, empty parts, backslashes and control characters are bad."""
+    with pytest.raises(ApiError) as caught:
+        check_file_name(name)
+    assert caught.value.code == "bad_name"

@@ -1,0 +1,84 @@
+"""`tracker server`: serve the API, the pages and the database until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from tracker._errors import UsageError
+
+__all__ = ["add_parser", "default_db_path"]
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``server`` command."""
+    parser = commands.add_parser(
+        "server",
+        help="run the tracker server (API, pages, database)",
+        description=(
+            "Serve the tracker API and pages. Bound to a loopback address without API keys, "
+            "every request acts as the entity 'local'; bound elsewhere, API keys are required "
+            "unless --insecure."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)"
+    )
+    parser.add_argument(
+        "--db",
+        help="database URL: sqlite:///PATH (default: sqlite:/// + "
+        "$XDG_DATA_HOME/tracker/tracker.db, or ~/.local/share/tracker/tracker.db)",
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="[ENTITY:]KEY",
+        help="accept this key, acting as ENTITY (default entity 'local'); repeat for more keys",
+    )
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="requests without a key act as the entity 'anonymous'",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow binding a non-loopback address without API keys (anyone can read and write)",
+    )
+    parser.set_defaults(handler=run_server)
+
+
+def run_server(arguments: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; return 0 after a graceful shutdown."""
+    from tracker._server._runner import serve
+
+    if not 0 <= arguments.port <= 65535:
+        raise UsageError(f"--port {arguments.port}: give a port from 0 to 65535 (0: any free)")
+    db_url = arguments.db
+    if db_url is None:
+        path = default_db_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db_url = f"sqlite:///{path}"
+    asyncio.run(
+        serve(
+            arguments.host,
+            arguments.port,
+            db_url,
+            arguments.api_key,
+            arguments.allow_anonymous,
+            arguments.insecure,
+        )
+    )
+    return 0
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/tracker/tracker.db``, else ``~/.local/share/tracker/tracker.db``."""
+    data_home = os.environ.get("XDG_DATA_HOME")
+    root = Path(data_home) if data_home else Path.home() / ".local" / "share"
+    return root / "tracker" / "tracker.db"

@@ -1,0 +1,759 @@
+"""The HTTP and websocket API of docs/protocol.md, over a `Storage`.
+
+Handlers validate everything a client sends (names, JSON shapes, batch records, sizes)
+before the storage sees it, so bad input gets a 4xx naming the problem and never a 500.
+Every error answer goes through `error_response`; user values in answers are exactly
+encoded (`tracker._encoding.encode_value`) so NaN, ±inf and big ints survive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+import orjson
+from aiohttp import ClientPayloadError, WSCloseCode, WSMsgType, web
+
+import tracker
+from tracker._encoding import ROW, SUMMARY_DELETE, decode_record, encode_value
+from tracker._errors import UsageError
+from tracker._names import check_run_id
+from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
+from tracker._server._pages import Pages
+from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_RECORDS",
+    "MAX_FILE_BYTES",
+    "MAX_JSON_BYTES",
+    "PROTOCOL",
+    "build_app",
+    "check_file_name",
+    "error_response",
+    "parse_batch",
+]
+
+PROTOCOL: Final = 1
+MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+MAX_BATCH_RECORDS: Final = 100_000
+MAX_JSON_BYTES: Final = 1024 * 1024
+MAX_FILE_BYTES: Final = 512 * 1024 * 1024
+MAX_FILE_NAME: Final = 512
+MAX_PAGE: Final = 1000
+WS_PING_SECONDS: Final = 10.0
+SWEEP_SECONDS: Final = 1.0
+
+_THREAD_PARSE_BYTES: Final = 1024 * 1024
+"""Batches above this are decoded in a worker thread, so the event loop keeps serving."""
+_HISTORY_CHUNK: Final = 2000
+_MAX_INT: Final = 2**63 - 1
+_MAX_HEARTBEAT: Final = 86_400.0
+_MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
+_LOG_ID: Final = re.compile(r"[0-9a-f]{32}\Z")
+_DICT_PAYLOADS: Final = frozenset({"run", "config", "summary", "metric", "file", "exit"})
+_HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+_logger = logging.getLogger(__name__)
+
+
+def build_app(
+    storage: Storage, *, allow_anonymous: bool, open_access: bool, base_url: str | None = None
+) -> web.Application:
+    """The server application: the API of docs/protocol.md, the HTML pages, the crash sweep.
+
+    Args:
+        storage: the database; the caller opens it before and closes it after the app.
+        allow_anonymous: requests without a key act as the entity ``anonymous``.
+        open_access: no API keys and a loopback (or ``--insecure``) bind: every request
+            acts as the entity ``local``.
+        base_url: the public root of run URLs; default: the scheme and host of the request.
+    """
+    api = _Api(storage, base_url)
+    app = web.Application(
+        middlewares=[
+            _error_middleware,
+            auth_middleware(storage, allow_anonymous=allow_anonymous, open_access=open_access),
+        ],
+        # bodies are read as streams with per-route limits (`_read_body`); this is the largest
+        client_max_size=MAX_FILE_BYTES,
+    )
+    app.add_routes(api.routes())
+    app.add_routes(Pages(storage).routes())
+    app.cleanup_ctx.append(api.sweeper)
+    app.on_shutdown.append(api.close_sockets)
+    return app
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    """The one shape of every error answer: ``{"error": {"status", "code", "message", ...}}``."""
+    body = {"error": {"status": status, "code": code, "message": message, **extra}}
+    return web.Response(
+        status=status, body=orjson.dumps(body, default=str), content_type="application/json"
+    )
+
+
+def parse_batch(body: bytes) -> list[list[Any]]:
+    """Decode a batch (JSON lines of run-log records) and check its shape.
+
+    Raises:
+        ApiError: 400 ``bad_batch`` naming the first bad line; 413 ``too_large``.
+    """
+    if len(body) > MAX_BATCH_BYTES:
+        raise _too_large(f"the batch has {len(body)} bytes", MAX_BATCH_BYTES)
+    lines = body.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        raise _bad_batch("the batch holds no records; send JSON lines [seq, kind, ...]")
+    if len(lines) > MAX_BATCH_RECORDS:
+        raise ApiError(
+            413,
+            "too_large",
+            f"the batch holds {len(lines)} records; at most {MAX_BATCH_RECORDS} fit in one "
+            "batch: split it",
+        )
+    records: list[list[Any]] = []
+    expected: int | None = None
+    for number, line in enumerate(lines, 1):
+        try:
+            record = decode_record(line)
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            raise _bad_batch(f"line {number} is not a tracker record ({_clip(str(exc))})") from None
+        except (TypeError, KeyError, IndexError):
+            raise _bad_batch(
+                f"line {number} is not a tracker record (a JSON array [seq, kind, ...] with "
+                "a well-formed special-values list)"
+            ) from None
+        seq, kind = record[0], record[1]
+        if type(seq) is not int or not 0 <= seq <= _MAX_INT:
+            raise _bad_batch(
+                f"line {number}: the sequence number {_clip(repr(seq))} is no int >= 0"
+            )
+        if expected is not None and seq != expected:
+            raise _bad_batch(
+                f"line {number}: sequence number {seq} follows {expected - 1}; sequence "
+                "numbers in a batch must increase by one"
+            )
+        if not isinstance(kind, str):
+            raise _bad_batch(f"line {number}: the record kind {_clip(repr(kind))} is not a str")
+        _check_record(record, number)
+        expected = seq + 1
+        records.append(record)
+    return records
+
+
+def check_file_name(name: str) -> str:
+    """Return ``name`` if it is a safe relative file path, else raise 400 ``bad_name``."""
+    problem = None
+    if not name or len(name) > MAX_FILE_NAME:
+        problem = f"must have 1 to {MAX_FILE_NAME} characters"
+    elif name.startswith("/"):
+        problem = "starts with '/'; give a path relative to the run's files"
+    elif "\\" in name or not name.isprintable():
+        problem = "contains a backslash or a control character; use '/' between folders"
+    elif any(part in {"", ".", ".."} for part in name.split("/")):
+        problem = "has an empty, '.' or '..' part; give a plain relative path like 'ckpt/model.pt'"
+    if problem is not None:
+        raise ApiError(400, "bad_name", f"file name {_clip(repr(name))} {problem}")
+    return name
+
+
+def _check_record(record: list[Any], number: int) -> None:
+    """Refuse records of known kinds whose fields have the wrong types."""
+    kind = record[1]
+    if kind == ROW:
+        step, stamp, data = record[2], record[3], record[4]
+        if type(step) is not int or not 0 <= step <= _MAX_INT:
+            raise _bad_batch(f"line {number}: the row's step {_clip(repr(step))} is no int >= 0")
+        if not _is_real(stamp):
+            raise _bad_batch(f"line {number}: the row's time {_clip(repr(stamp))} is no number")
+        if not isinstance(data, dict):
+            raise _bad_batch(f"line {number}: the row's data is a {type(data).__name__}, no dict")
+    elif kind in _DICT_PAYLOADS and not isinstance(record[2], dict):
+        raise _bad_batch(
+            f"line {number}: a {kind!r} record's payload is a {type(record[2]).__name__}, no dict"
+        )
+    elif kind == SUMMARY_DELETE and not (
+        isinstance(record[2], list) and all(isinstance(key, str) for key in record[2])
+    ):
+        raise _bad_batch(f"line {number}: a 'summary_delete' record's payload is no list of keys")
+
+
+def _is_real(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _bad_batch(problem: str) -> ApiError:
+    return ApiError(
+        400, "bad_batch", f"malformed batch, nothing stored: {problem}; resend run-log records"
+    )
+
+
+def _too_large(what: str, limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"{what}; the limit is {limit} bytes: send less at once")
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render refusals, unknown routes and unexpected failures as protocol errors."""
+    try:
+        return await handler(request)
+    except (ApiError, StorageError) as exc:
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _http_error(request, exc)
+    except ConnectionError:
+        # the client went away mid-request; nobody reads this answer
+        _logger.debug("connection lost during %s %s", request.method, request.path)
+        return error_response(400, "connection_lost", "the connection was lost; retry")
+    except Exception:
+        _logger.exception("internal error answering %s %s", request.method, request.path)
+        return error_response(
+            500,
+            "internal",
+            "the server failed to answer this request and logged why; retry later, and "
+            "report it if it persists",
+        )
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = _HTTP_CODES.get(exc.status, "http_error")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = error_response(
+            405, code, f"{request.method} is not allowed on {request.path}; use {allowed}"
+        )
+        response.headers["Allow"] = allowed
+        return response
+    if exc.status == 404:
+        message = f"no endpoint {request.method} {request.path}; the API is in docs/protocol.md"
+    else:
+        message = f"{exc.reason}: {exc.text or request.path}"
+    return error_response(exc.status, code, _clip(message, 300))
+
+
+async def _read_body(request: web.Request, limit: int, what: str) -> bytes:
+    """Read the request body, refusing (413) more than ``limit`` bytes."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(f"{what} of {length} bytes", limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(f"{what} of more than {limit} bytes", limit)
+            chunks.append(chunk)
+    except ClientPayloadError:
+        raise ApiError(
+            400, "bad_body", f"{what} arrived cut short or malformed; send it again"
+        ) from None
+    return b"".join(chunks)
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    """Read a JSON object body (at most 1 MiB)."""
+    body = await _read_body(request, MAX_JSON_BYTES, "the JSON body")
+    if not body.strip():
+        raise ApiError(400, "bad_json", "the body is empty; send a JSON object")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            400, "bad_json", f"the body is not valid JSON ({_clip(str(exc))}); send a JSON object"
+        ) from None
+    if not isinstance(value, dict):
+        raise ApiError(
+            400, "bad_request", f"the body is a JSON {type(value).__name__}; send a JSON object"
+        )
+    return value
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    """A plain JSON answer (no user values that need exact encoding)."""
+    return web.Response(status=status, body=orjson.dumps(value), content_type="application/json")
+
+
+def _exact(value: Any, what: str) -> web.Response:
+    """An exactly encoded JSON answer (docs/protocol.md, "Exact JSON")."""
+    return web.Response(body=encode_value(value, what), content_type="application/json")
+
+
+def _name(value: object, what: str) -> str:
+    """An entity, project or run id, else 400 ``bad_name``."""
+    try:
+        return check_run_id(value, what)
+    except UsageError as exc:
+        raise ApiError(400, "bad_name", str(exc)) from None
+
+
+def _log_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _LOG_ID.match(value):
+        raise ApiError(
+            400,
+            "bad_request",
+            f"{what}={_clip(repr(value))} is not a log id: give 32 lowercase hex characters",
+        )
+    return value
+
+
+def _field(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise ApiError(400, "bad_request", f"the body lacks the field {name!r}; add it")
+    return body[name]
+
+
+def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> Any:
+    text = request.query.get(name, "")
+    if not text:
+        return default
+    try:
+        value = int(text) if len(text) <= 20 else None
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"query parameter {name}={_clip(repr(text))} must be an integer from {low} to {high}",
+        )
+    return value
+
+
+def _filters(text: str | None) -> dict[str, Any]:
+    """The ``filters`` query parameter: a JSON object (the storage checks its conditions)."""
+    if not text:
+        return {}
+    try:
+        filters = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        filters = exc
+    if not isinstance(filters, dict):
+        raise ApiError(
+            400,
+            "bad_filter",
+            f"filters={_clip(repr(text))} is not a JSON object; send one like "
+            '{"state": "finished", "config.lr": 0.1}',
+        )
+    return filters
+
+
+def _encode_rows(rows: list[dict[str, Any]]) -> bytes:
+    return b"".join(encode_value(row, "history row") for row in rows)
+
+
+class _Api:
+    """The handlers of /api/v1, sharing the storage and the open websockets."""
+
+    def __init__(self, storage: Storage, base_url: str | None) -> None:
+        self._storage = storage
+        self._base_url = base_url.rstrip("/") if base_url else None
+        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+
+    def routes(self) -> list[web.RouteDef]:
+        """Every endpoint of docs/protocol.md."""
+        run = "/api/v1/runs/{entity}/{project}/{run_id}"
+        return [
+            web.get("/api/v1/health", self.health),
+            web.get("/api/v1/viewer", self.viewer),
+            web.post("/api/v1/runs/start", self.start),
+            web.get("/api/v1/projects", self.projects),
+            web.get("/api/v1/runs/{entity}/{project}", self.runs),
+            web.get(run, self.run),
+            web.patch(run, self.update),
+            web.get(run + "/stream", self.stream),
+            web.post(run + "/records", self.records),
+            web.post(run + "/heartbeat", self.heartbeat),
+            web.get(run + "/history", self.history),
+            web.get(run + "/files", self.files),
+            web.put(run + "/files/{name:.+}", self.put_file),
+            web.get(run + "/files/{name:.+}", self.get_file),
+        ]
+
+    async def sweeper(self, app: web.Application) -> AsyncIterator[None]:
+        """Mark runs whose heartbeats stopped as crashed, every second, while the app runs."""
+        task = asyncio.create_task(self._sweep_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self._storage.sweep_crashed(time.time())
+            except Exception:
+                _logger.exception("marking crashed runs failed; trying again shortly")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def close_sockets(self, app: web.Application) -> None:
+        """On shutdown, close every stream with 1001 (going away); clients reconnect elsewhere."""
+        await asyncio.gather(
+            *(
+                socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                for socket in list(self._sockets)
+            ),
+            return_exceptions=True,
+        )
+
+    def _key(self, request: web.Request) -> RunKey:
+        info = request.match_info
+        return RunKey(
+            _name(info["entity"], "entity"),
+            _name(info["project"], "project"),
+            _name(info["run_id"], "run_id"),
+        )
+
+    def _url(self, request: web.Request, key: RunKey) -> str:
+        root = self._base_url or f"{request.scheme}://{request.host}"
+        parts = (quote(part, safe="") for part in (key.entity, key.project, key.run_id))
+        entity, project, run_id = parts
+        return f"{root}/{entity}/{project}/runs/{run_id}"
+
+    async def _document(self, request: web.Request, key: RunKey) -> dict[str, Any]:
+        document = await self._storage.get_run(key)
+        if document is None:
+            raise _run_not_found(key)
+        return {**document, "url": self._url(request, key)}
+
+    async def health(self, request: web.Request) -> web.Response:
+        """Liveness, protocol and version; public."""
+        return _json({"status": "ok", "protocol": PROTOCOL, "version": tracker.__version__})
+
+    async def viewer(self, request: web.Request) -> web.Response:
+        """The entity the caller acts as."""
+        who = caller()
+        return _json({"entity": who.entity, "anonymous": who.anonymous})
+
+    async def start(self, request: web.Request) -> web.Response:
+        """The handshake: create, continue, replace, fork or rewind a run."""
+        body = await _read_json(request)
+        protocol = _field(body, "protocol")
+        if type(protocol) is not int or protocol != PROTOCOL:
+            raise ApiError(
+                400,
+                "bad_protocol",
+                f"protocol {_clip(repr(protocol))} is not spoken here; this server speaks "
+                f"protocol {PROTOCOL}: upgrade or downgrade tracker to match",
+                versions=[PROTOCOL],
+            )
+        entity = body.get("entity")
+        entity = caller().entity if entity is None else _name(entity, "entity")
+        check_entity(entity)
+        project = _name(_field(body, "project"), "project")
+        key = RunKey(entity, project, _name(_field(body, "run_id"), "run_id"))
+        mode = _field(body, "mode")
+        if mode not in _MODES:
+            raise ApiError(
+                400, "bad_request", f"mode={_clip(repr(mode))} is not one of {', '.join(_MODES)}"
+            )
+        request_ = StartRequest(
+            key=key,
+            log_id=_log_id(_field(body, "log_id"), "log_id"),
+            mode=mode,
+            fork_from=_fork_from(body.get("fork_from"), mode),
+            rewind_to=_rewind_to(body.get("rewind_to"), mode),
+            heartbeat_interval=_heartbeat_interval(body.get("heartbeat_interval")),
+            now=time.time(),
+        )
+        result = await self._storage.start_run(request_)
+        url = self._url(request, key)
+        answer = {
+            "protocol": PROTOCOL,
+            "entity": key.entity,
+            "project": key.project,
+            "run_id": key.run_id,
+            "url": url,
+            "resumed": result.resumed,
+            "last_step": result.last_step,
+            "acked_seq": result.acked_seq,
+            "run": orjson.Fragment(encode_value({**result.run, "url": url}, "run")),
+        }
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """The websocket: binary batches in, text acks out; text heartbeats in."""
+        key = self._key(request)
+        log_id = _log_id(request.query.get("log_id"), "query parameter log_id")
+        if await self._storage.get_run(key) is None:
+            raise _run_not_found(key)
+        # aiohttp refuses messages of max_msg_size bytes and more; MAX_BATCH_BYTES itself is fine
+        # no permessage-deflate: clients send batches uncompressed, and inflating on the loop
+        # would cost the server CPU a client chooses
+        socket = web.WebSocketResponse(
+            heartbeat=WS_PING_SECONDS, max_msg_size=MAX_BATCH_BYTES + 1, compress=False
+        )
+        if not socket.can_prepare(request).ok:
+            raise ApiError(
+                400, "bad_request", "this endpoint is a websocket: connect with an upgrade request"
+            )
+        await socket.prepare(request)
+        self._sockets.add(socket)
+        try:
+            # the only task that calls receive(); shutdown's close() is what aiohttp allows
+            async for message in socket:
+                if message.type is WSMsgType.ERROR:
+                    break
+                try:
+                    await self._on_message(socket, key, log_id, message)
+                except (ApiError, StorageError) as exc:
+                    await _refuse(socket, exc.status, exc.code, exc.message, exc.extra)
+                    break
+                except Exception:
+                    _logger.exception("internal error on the stream of %s", key)
+                    await _refuse(
+                        socket, 500, "internal", "the server failed; reconnect and resend", {}
+                    )
+                    break
+        finally:
+            self._sockets.discard(socket)
+        return socket
+
+    async def _on_message(
+        self, socket: web.WebSocketResponse, key: RunKey, log_id: str, message: Any
+    ) -> None:
+        if message.type is WSMsgType.BINARY:
+            acked = await self._ingest(key, log_id, await _parse(message.data))
+            with contextlib.suppress(ConnectionError):
+                await socket.send_str(f'{{"type":"ack","seq":{acked}}}')
+        elif message.type is WSMsgType.TEXT:
+            try:
+                value = orjson.loads(message.data)
+            except orjson.JSONDecodeError:
+                value = None
+            if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+                raise ApiError(
+                    400,
+                    "bad_message",
+                    'a text message must be a JSON object with a "type", like '
+                    '{"type": "heartbeat"}; send batches as binary messages',
+                )
+            if value["type"] == "heartbeat":
+                await self._storage.heartbeat(key, time.time())
+            # other types come from newer clients; ignoring them keeps this server compatible
+
+    async def _ingest(self, key: RunKey, log_id: str, records: list[list[Any]]) -> int:
+        try:
+            return await self._storage.ingest(key, log_id, records, time.time())
+        except UsageError as exc:  # a value the storage cannot store exactly
+            raise _bad_batch(str(exc)) from None
+
+    async def records(self, request: web.Request) -> web.Response:
+        """The HTTP fallback of the stream: one batch, answered with the stored seq."""
+        key = self._key(request)
+        log_id = _log_id(request.query.get("log_id"), "query parameter log_id")
+        body = await _read_body(request, MAX_BATCH_BYTES, "the batch")
+        acked = await self._ingest(key, log_id, await _parse(body))
+        return _json({"acked_seq": acked})
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        """The HTTP heartbeat: the run's client is alive."""
+        await self._storage.heartbeat(self._key(request), time.time())
+        return web.Response(status=204)
+
+    async def put_file(self, request: web.Request) -> web.Response:
+        """Store a run file from the raw body."""
+        key = self._key(request)
+        name = check_file_name(request.match_info["name"])
+        content = await _read_body(request, MAX_FILE_BYTES, f"file {name!r}")
+        await self._storage.put_file(key, name, content, time.time())
+        return web.Response(status=204)
+
+    async def get_file(self, request: web.Request) -> web.Response:
+        """A run file's bytes, as a download (never rendered by a browser)."""
+        key = self._key(request)
+        name = check_file_name(request.match_info["name"])
+        content = await self._storage.get_file(key, name)
+        if content is None:
+            raise ApiError(
+                404,
+                "file_not_found",
+                f"run {key.run_id} in {key.entity}/{key.project} has no file {name!r}; "
+                "list its files with GET .../files",
+            )
+        filename = quote(name.rpartition("/")[2], safe="")
+        return web.Response(
+            body=content,
+            content_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    async def files(self, request: web.Request) -> web.Response:
+        """The run's files: name, size, sha256, updated_at."""
+        return _json({"files": await self._storage.list_files(self._key(request))})
+
+    async def projects(self, request: web.Request) -> web.Response:
+        """The projects of an entity (default: the caller's)."""
+        entity = request.query.get("entity") or caller().entity
+        entity = _name(entity, "entity")
+        check_entity(entity)
+        return _json({"projects": await self._storage.list_projects(entity)})
+
+    async def runs(self, request: web.Request) -> web.Response:
+        """One page of a project's runs, filtered and ordered."""
+        info = request.match_info
+        entity, project = _name(info["entity"], "entity"), _name(info["project"], "project")
+        filters = _filters(request.query.get("filters"))
+        # the storage accepts only the orders it knows; it refuses others with bad_order
+        order = request.query.get("order") or "-created_at"
+        limit = _int_query(request, "limit", 100, 1, MAX_PAGE)
+        offset = _int_query(request, "offset", 0, 0, _MAX_INT)
+        documents, total = await self._storage.list_runs(
+            entity, project, filters, order, limit, offset
+        )
+        for document in documents:
+            key = RunKey(entity, project, str(document["id"]))
+            document["url"] = self._url(request, key)
+        return _exact({"runs": documents, "total": total}, "runs")
+
+    async def run(self, request: web.Request) -> web.Response:
+        """The run document."""
+        key = self._key(request)
+        return _exact(await self._document(request, key), "run")
+
+    async def update(self, request: web.Request) -> web.Response:
+        """Edit a run's tags or notes; answers the updated run document."""
+        key = self._key(request)
+        body = await _read_json(request)
+        unknown = sorted(set(body) - {"tags", "notes"})
+        if unknown or not body:
+            raise ApiError(
+                400,
+                "bad_request",
+                f"a run update takes 'tags' and/or 'notes'; got {_clip(repr(unknown or body))}",
+            )
+        changes: dict[str, Any] = {}
+        if "tags" in body:
+            tags = body["tags"]
+            if not isinstance(tags, list) or not all(
+                isinstance(tag, str) and 0 < len(tag) <= 256 for tag in tags
+            ):
+                raise ApiError(
+                    400, "bad_request", "tags must be a list of str of 1 to 256 characters"
+                )
+            changes["tags"] = list(dict.fromkeys(tags))
+        if "notes" in body:
+            notes = body["notes"]
+            if notes is not None and not isinstance(notes, str):
+                raise ApiError(400, "bad_request", "notes must be a str or null")
+            changes["notes"] = notes
+        await self._storage.update_run(key, changes, time.time())
+        return _exact(await self._document(request, key), "run")
+
+    async def history(self, request: web.Request) -> web.StreamResponse:
+        """History rows as JSON lines, exactly encoded, streamed in chunks."""
+        key = self._key(request)
+        text = request.query.get("keys")
+        # "keys=" (empty) keeps no key, as StoredRun.history(keys=[]) does
+        keys = None if text is None else [part for part in text.split(",") if part]
+        min_step = _int_query(request, "min_step", None, -_MAX_INT, _MAX_INT)
+        max_step = _int_query(request, "max_step", None, -_MAX_INT, _MAX_INT)
+        samples = _int_query(request, "samples", None, 1, 10_000_000)
+        rows = await self._storage.history(key, keys, min_step, max_step, samples)
+        chunks = range(0, len(rows), _HISTORY_CHUNK)
+        big = len(rows) > _HISTORY_CHUNK
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        try:
+            for start in chunks:
+                chunk = rows[start : start + _HISTORY_CHUNK]
+                data = await asyncio.to_thread(_encode_rows, chunk) if big else _encode_rows(chunk)
+                await response.write(data)
+            await response.write_eof()
+        except ConnectionError:
+            _logger.debug("client left while reading the history of %s", key)
+        return response
+
+
+async def _parse(body: bytes) -> list[list[Any]]:
+    if len(body) > _THREAD_PARSE_BYTES:
+        return await asyncio.to_thread(parse_batch, body)
+    return parse_batch(body)
+
+
+async def _refuse(
+    socket: web.WebSocketResponse, status: int, code: str, message: str, extra: dict[str, Any]
+) -> None:
+    """Send a stream's error message, then close it (1009 too large, 1011 server, 1008 else)."""
+    error = {"type": "error", "status": status, "code": code, "message": message, **extra}
+    if status == 413:
+        close_code = WSCloseCode.MESSAGE_TOO_BIG
+    elif status >= 500:
+        close_code = WSCloseCode.INTERNAL_ERROR
+    else:
+        close_code = WSCloseCode.POLICY_VIOLATION
+    with contextlib.suppress(ConnectionError):
+        await socket.send_str(orjson.dumps(error, default=str).decode())
+        await socket.close(code=close_code, message=code.encode()[:120])
+
+
+def _run_not_found(key: RunKey) -> ApiError:
+    return ApiError(
+        404,
+        "run_not_found",
+        f"run {key.run_id} does not exist in {key.entity}/{key.project}; start it with "
+        "POST /api/v1/runs/start first",
+    )
+
+
+def _fork_from(value: object, mode: str) -> tuple[str, int] | None:
+    if mode != "fork":
+        if value is not None:
+            raise ApiError(400, "bad_request", f"fork_from is only for mode 'fork', not {mode!r}")
+        return None
+    if not isinstance(value, dict) or set(value) != {"run_id", "step"}:
+        raise ApiError(
+            400,
+            "bad_request",
+            'mode "fork" needs fork_from: {"run_id": "PARENT", "step": N}',
+        )
+    return _name(value["run_id"], "fork_from.run_id"), _step(value["step"], "fork_from.step")
+
+
+def _rewind_to(value: object, mode: str) -> int | None:
+    if mode != "rewind":
+        if value is not None:
+            raise ApiError(400, "bad_request", f"rewind_to is only for mode 'rewind', not {mode!r}")
+        return None
+    return _step(value, "rewind_to")
+
+
+def _step(value: object, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= _MAX_INT:
+        raise ApiError(400, "bad_request", f"{what}={_clip(repr(value))} must be an int >= 0")
+    return value
+
+
+def _heartbeat_interval(value: object) -> float:
+    if value is None:
+        return 10.0
+    if not _is_real(value) or not 0 < value <= _MAX_HEARTBEAT:  # type: ignore[operator]
+        raise ApiError(
+            400,
+            "bad_request",
+            f"heartbeat_interval={_clip(repr(value))} must be seconds, a number in "
+            f"(0, {_MAX_HEARTBEAT:.0f}]",
+        )
+    return float(value)  # type: ignore[arg-type]

@@ -1,0 +1,445 @@
+"""What a batch of run-log records does to a stored run, in pure Python (no SQL).
+
+A storage backend loads a run's state, folds a batch into it here and writes the
+result back: the fold `tracker._reader` applies to a run log, so a run read from
+the server equals the run read from its directory. Here too: the per-key numeric
+*series* (the steps holding a key, and its values as float64) that history
+sampling reads instead of parsing every stored row, and the sampling itself.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from operator import itemgetter
+from typing import Any, Final
+
+from tracker import _encoding as kinds
+from tracker._errors import UsageError
+from tracker._reader import apply_to_summary
+from tracker._server._storage import StorageError
+from tracker._summary import Summary
+
+__all__ = [
+    "EXIT_STATES",
+    "MAX_CHUNK",
+    "MAX_STEP",
+    "OPEN_CHUNK",
+    "Chunk",
+    "Rows",
+    "RunFold",
+    "chunks",
+    "clip",
+    "fold_batch",
+    "sample_steps",
+    "series_of",
+    "split_appendable",
+    "union_steps",
+    "unpack_chunks",
+]
+
+MAX_STEP: Final = 2**63 - 1
+"""The largest step a row may have (a 64-bit signed integer in the database)."""
+OPEN_CHUNK: Final = 256
+"""A key's last series chunk holding fewer entries takes the next ones (small batches)."""
+MAX_CHUNK: Final = 8192
+"""Entries per series chunk at most (big batches make big chunks)."""
+EXIT_STATES: Final = frozenset({"finished", "failed", "killed", "crashed"})
+"""The states an ``exit`` record may set."""
+
+_INT64 = range(-(2**63), 2**63)
+_FLOAT_MAX: Final = int(sys.float_info.max)
+_KIND = itemgetter(1)
+_STEP = itemgetter(2)
+_STAMP = itemgetter(3)
+_DATA = itemgetter(4)
+_COLUMN_TEXT: Final = ("name", "group", "job_type", "notes")
+_SUMMARY_KINDS: Final = (kinds.SUMMARY_SET, kinds.SUMMARY_DELETE, kinds.METRIC)
+_SWAP: Final = sys.byteorder == "big"  # series blobs are little-endian on every machine
+
+
+@dataclass
+class RunFold:
+    """The part of a stored run that records change; a backend loads it, folds, stores it.
+
+    ``metadata`` holds the ``run`` record fields that have no field of their own here.
+    """
+
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    group: str | None = None
+    job_type: str | None = None
+    notes: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: Summary = field(default_factory=Summary)
+    state: str = "running"
+    exit_code: int | None = None
+    end_time: float | None = None
+    created_at: float = 0.0
+    last_step: int = -1
+    runtime: float = 0.0
+    session_start: float = 0.0
+    runtime_offset: float = 0.0
+
+
+@dataclass
+class Rows:
+    """History rows as columns, in record order (steps may repeat or go back)."""
+
+    steps: list[int] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
+    runtimes: list[float] = field(default_factory=list)
+    datas: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fold_batch(run: RunFold, records: Sequence[Sequence[Any]]) -> Rows:
+    """Apply decoded records in order to ``run``; return the history rows they add.
+
+    Unknown kinds are skipped (newer clients); ``file`` records are skipped too (a
+    file's metadata comes with its bytes).
+
+    Raises:
+        StorageError: 400 bad_batch, a record of a known kind is malformed (``run`` may
+            then be half updated: discard it).
+    """
+    rows = Rows()
+    others = [index for index, kind in enumerate(map(_KIND, records)) if kind != kinds.ROW]
+    start = 0
+    for index in [*others, len(records)]:
+        if index > start:
+            _fold_rows(run, records[start:index], rows)
+        if index < len(records):
+            _apply_other(run, records[index])
+        start = index + 1
+    return rows
+
+
+def _fold_rows(run: RunFold, records: Sequence[Sequence[Any]], rows: Rows) -> None:
+    """Fold consecutive row records, checking and computing column by column (the hot path)."""
+    if set(map(len, records)) != {5}:
+        raise _bad_rows(records)
+    steps: list[int] = list(map(_STEP, records))
+    stamps: list[float] = list(map(_STAMP, records))
+    datas: list[dict[str, Any]] = list(map(_DATA, records))
+    stamp_types = set(map(type, stamps))
+    if (
+        set(map(type, steps)) != {int}
+        or set(map(type, datas)) != {dict}
+        or not stamp_types <= {float, int}
+        or min(steps) < 0
+        or max(steps) > MAX_STEP
+    ):
+        raise _bad_rows(records)
+    if int in stamp_types:
+        if not all(map(_finite, stamps)):
+            raise _bad_rows(records)
+        stamps = list(map(float, stamps))
+    elif not all(map(math.isfinite, stamps)):
+        raise _bad_rows(records)
+    offset, start = run.runtime_offset, run.session_start
+    runtimes = [offset + stamp - start for stamp in stamps]  # as tracker._reader computes it
+    deque(map(run.summary.observe, datas), maxlen=0)  # only a metric record replaces observe
+    run.last_step = max(run.last_step, *steps)
+    run.runtime = runtimes[-1]
+    rows.steps += steps
+    rows.stamps += stamps
+    rows.runtimes += runtimes
+    rows.datas += datas
+
+
+def _bad_rows(records: Sequence[Sequence[Any]]) -> StorageError:
+    """The error naming the first malformed row record of ``records``."""
+    for record in records:
+        if len(record) != 5:
+            return _bad(record, "a row record is [seq, 'row', step, timestamp, data]")
+        step, stamp, data = record[2], record[3], record[4]
+        if type(step) is not int or not 0 <= step <= MAX_STEP:
+            return _bad(record, f"step {step!r} is not an integer from 0 to 2**63-1")
+        if type(data) is not dict:
+            return _bad(record, f"data is a {type(data).__name__}, not an object")
+        if not _finite(stamp):
+            return _bad(record, f"timestamp {stamp!r} is not a finite number")
+    raise AssertionError("_bad_rows called on well-formed rows")
+
+
+def _apply_other(run: RunFold, record: Sequence[Any]) -> None:
+    """Apply one record that is not a row."""
+    kind = record[1]
+    if len(record) != 3 and kind in (*_SUMMARY_KINDS, kinds.RUN, kinds.CONFIG, kinds.EXIT):
+        raise _bad(record, f"a {kind!r} record is [seq, {kind!r}, payload]")
+    if kind == kinds.RUN:
+        _apply_run(run, record)
+    elif kind == kinds.CONFIG:
+        if type(record[2]) is not dict:
+            raise _bad(record, "the payload is not an object of config keys")
+        run.config.update(record[2])
+    elif kind in _SUMMARY_KINDS:
+        _apply_summary(run.summary, record)
+    elif kind == kinds.EXIT:
+        _apply_exit(run, record)
+    elif not isinstance(kind, str):
+        raise _bad(record, f"kind {kind!r} is not a string")
+
+
+def _apply_run(run: RunFold, record: Sequence[Any]) -> None:
+    payload = record[2]
+    if type(payload) is not dict:
+        raise _bad(record, "the payload is not an object of run metadata")
+    for name in _COLUMN_TEXT:
+        if name in payload and payload[name] is not None and type(payload[name]) is not str:
+            raise _bad(record, f"{name} {payload[name]!r} is not a string or null")
+    if "tags" in payload:
+        tags = payload["tags"]
+        if type(tags) is not list or not all(type(tag) is str for tag in tags):
+            raise _bad(record, f"tags {tags!r:.100} is not a list of strings")
+    for name in ("start_time", "runtime_offset", "created_at"):
+        if name in payload and not _finite(payload[name]):
+            raise _bad(record, f"{name} {payload[name]!r} is not a finite number")
+    rest = dict(payload)
+    for name in _COLUMN_TEXT:
+        if name in rest:
+            setattr(run, name, rest.pop(name))
+    if "tags" in rest:
+        run.tags = list(rest.pop("tags"))
+    if "created_at" in rest:
+        run.created_at = float(rest.pop("created_at"))
+    if "start_time" in payload:
+        run.session_start = float(payload["start_time"])
+        run.runtime_offset = float(payload.get("runtime_offset", 0.0))
+        run.state, run.exit_code, run.end_time = "running", None, None
+    run.metadata.update(rest)
+
+
+def _apply_summary(summary: Summary, record: Sequence[Any]) -> None:
+    kind, payload = record[1], record[2]
+    if kind == kinds.SUMMARY_SET and type(payload) is not dict:
+        raise _bad(record, "the payload is not an object of summary keys")
+    if kind == kinds.SUMMARY_DELETE and (
+        type(payload) is not list or not all(type(key) is str for key in payload)
+    ):
+        raise _bad(record, "the payload is not a list of summary keys")
+    try:
+        apply_to_summary(summary, kind, payload, with_rules=True)
+    except UsageError as exc:
+        raise _bad(record, str(exc)) from None
+
+
+def _apply_exit(run: RunFold, record: Sequence[Any]) -> None:
+    payload = record[2]
+    if type(payload) is not dict:
+        raise _bad(record, "the payload is not an object")
+    state = payload.get("state")
+    if state not in EXIT_STATES:
+        raise _bad(record, f"state {state!r} is not one of {', '.join(sorted(EXIT_STATES))}")
+    code = payload.get("exit_code")
+    if code is not None and (type(code) is not int or code not in _INT64):
+        raise _bad(record, f"exit_code {code!r} is not a 64-bit integer or null")
+    end = payload.get("end_time")
+    if end is not None and not _finite(end):
+        raise _bad(record, f"end_time {end!r} is not a finite number or null")
+    if "runtime" in payload and not _finite(payload["runtime"]):
+        raise _bad(record, f"runtime {payload['runtime']!r} is not a finite number")
+    run.state, run.exit_code = state, code
+    run.end_time = None if end is None else float(end)
+    run.runtime = float(payload.get("runtime", run.runtime))
+
+
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is an int or float and finite (an int beyond the floats is not)."""
+    if type(value) is int:
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return type(value) is float and math.isfinite(value)
+
+
+def _bad(record: Sequence[Any], what: str) -> StorageError:
+    return StorageError(
+        400,
+        "bad_batch",
+        f"record {record[0]} ({record[1]!r}): {what}; send records as the tracker client "
+        "writes them to its run log (docs/run-log.md)",
+    )
+
+
+# -- series -----------------------------------------------------------------------------
+
+
+def split_appendable(
+    steps: list[int], datas: list[dict[str, Any]], last_step: int
+) -> tuple[list[int], list[dict[str, Any]], tuple[int, int] | None]:
+    """The rows extending every series in step order (each step above all before it), and
+    the step range of the others, whose series must be rebuilt from the stored rows."""
+    if steps and steps[0] > last_step and all(map(operator.lt, steps, steps[1:])):
+        return steps, datas, None
+    kept_steps: list[int] = []
+    kept_datas: list[dict[str, Any]] = []
+    dirty: list[int] = []
+    top = last_step
+    for step, data in zip(steps, datas, strict=True):
+        if step > top:
+            top = step
+            kept_steps.append(step)
+            kept_datas.append(data)
+        else:
+            dirty.append(step)
+    return kept_steps, kept_datas, ((min(dirty), max(dirty)) if dirty else None)
+
+
+def series_of(
+    steps: Sequence[int], datas: Sequence[dict[str, Any]]
+) -> dict[str, tuple[array[int], array[float]]]:
+    """Per key of the rows (in step order): the steps holding it, and its values as floats
+    (NaN for what is not a number: str, bool, None, lists, dicts, NaN itself)."""
+    if not datas:
+        return {}
+    keys: set[str] = set().union(*datas)
+    uniform = set(map(len, datas)) == {len(keys)}  # every row holds every key
+    all_steps = array("q", steps)
+    out: dict[str, tuple[array[int], array[float]]] = {}
+    for key in keys:
+        if uniform:
+            out[key] = (all_steps, _floats(list(map(itemgetter(key), datas))))
+            continue
+        held = [(step, data[key]) for step, data in zip(steps, datas, strict=True) if key in data]
+        out[key] = (array("q", [step for step, _ in held]), _floats([value for _, value in held]))
+    return out
+
+
+def _floats(values: list[Any]) -> array[float]:
+    types = set(map(type, values))
+    if types <= {float, int}:
+        try:
+            return array("d", values)
+        except OverflowError:
+            pass  # an int beyond the float range: convert one by one below
+    return array("d", [_as_float(value) for value in values])
+
+
+def _as_float(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return math.nan
+
+
+Chunk = tuple[int, int, bytes, bytes]
+"""A stored piece of one key's series: first step, last step, steps blob, values blob."""
+
+
+def chunks(steps: array[int], values: array[float], size: int = MAX_CHUNK) -> list[Chunk]:
+    """A series (steps strictly increasing) cut into chunks of at most ``size`` entries.
+
+    Blobs are little-endian int64 / float64; contiguous steps (one row per step, the
+    usual) store an empty steps blob, as ``first..last`` says them all.
+    """
+    out: list[Chunk] = []
+    for start in range(0, len(steps), size):
+        part = steps[start : start + size]
+        first, last = part[0], part[-1]
+        steps_blob = b"" if last - first == len(part) - 1 else _pack(part)
+        out.append((first, last, steps_blob, _pack(values[start : start + size])))
+    return out
+
+
+def unpack_chunks(stored: Sequence[Chunk]) -> tuple[array[int], array[float]]:
+    """The series held by consecutive chunks (the inverse of `chunks`)."""
+    steps: array[int] = array("q")
+    values: array[float] = array("d")
+    for first, last, steps_blob, values_blob in stored:
+        if steps_blob:
+            part = array("q")
+            part.frombytes(steps_blob)
+            if _SWAP:
+                part.byteswap()
+            steps.extend(part)
+        else:
+            steps.extend(range(first, last + 1))
+        values.frombytes(values_blob)
+    if _SWAP:
+        values.byteswap()
+    return steps, values
+
+
+def _pack(values: array[Any]) -> bytes:
+    if _SWAP:
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def clip(
+    steps: array[int], values: array[float], low: int, high: int
+) -> tuple[array[int], array[float]]:
+    """The entries of a series with ``low <= step <= high``."""
+    start, stop = bisect_left(steps, low), bisect_right(steps, high)
+    if start == 0 and stop == len(steps):
+        return steps, values
+    return steps[start:stop], values[start:stop]
+
+
+def union_steps(step_arrays: Sequence[array[int]]) -> array[int]:
+    """The sorted steps holding at least one of the series."""
+    if not step_arrays:
+        return array("q")
+    first = step_arrays[0]
+    if all(steps == first for steps in step_arrays[1:]):
+        return first
+    largest = max(step_arrays, key=len)
+    others = [steps for steps in step_arrays if steps is not largest]
+    # A sparse key (validation every 100 steps) is usually logged at steps the dense one
+    # has: check that by bisection when cheaper than building a set of the dense steps.
+    if sum(map(len, others)) * 16 < len(largest) and all(
+        _has(largest, step) for steps in others for step in steps
+    ):
+        return largest
+    return array("q", sorted(set().union(*step_arrays)))
+
+
+def _has(steps: array[int], step: int) -> bool:
+    index = bisect_left(steps, step)
+    return index < len(steps) and steps[index] == step
+
+
+def sample_steps(
+    union: array[int], series: Sequence[tuple[array[int], array[float]]], samples: int
+) -> list[int]:
+    """The steps a ``samples=N`` history read returns, in order.
+
+    ``union`` holds the rows' steps (each holding a requested key), ``series`` the
+    requested keys' series over the same step range. With more than N rows, they are
+    cut by row index into N // 2 buckets; each bucket keeps, per key, the rows holding
+    its smallest and its largest number (NaN and non-numbers are skipped; ties keep
+    the earliest step), and the first and last rows are kept too.
+    """
+    count = len(union)
+    if count <= samples:
+        return list(union)
+    buckets = max(1, samples // 2)
+    picked = {union[0], union[-1]}
+    firsts = [union[(index * count + buckets - 1) // buckets] for index in range(buckets)]
+    for steps, values in series:
+        bounds = [bisect_left(steps, step) for step in firsts]
+        bounds.append(len(steps))
+        for start, stop in pairwise(bounds):
+            if start == stop:
+                continue
+            part = values[start:stop]
+            numbers: Sequence[float] = part
+            if any(map(math.isnan, part)):
+                numbers = [value for value in part if not math.isnan(value)]
+                if not numbers:
+                    continue
+            picked.add(steps[start + part.index(min(numbers))])
+            picked.add(steps[start + part.index(max(numbers))])
+    return sorted(picked)

@@ -1,0 +1,308 @@
+"""Running the server: open the database, check the bind is safe, serve, shut down gracefully.
+
+`serve` is what `tracker server` runs (until SIGINT or SIGTERM); `EmbeddedServer` runs
+the same thing in a thread of its own on ``127.0.0.1:0``, for `tracker demo` and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from aiohttp import web
+
+from tracker._errors import UsageError
+from tracker._names import check_run_id
+from tracker._server._app import build_app
+from tracker._server._storage import Storage
+
+__all__ = ["EmbeddedServer", "parse_api_key", "serve"]
+
+SHUTDOWN_SECONDS: Final = 10.0
+"""How long in-flight requests may take to finish once shutdown starts."""
+_SQLITE: Final = "sqlite:///"
+
+_logger = logging.getLogger(__name__)
+
+
+async def serve(
+    host: str,
+    port: int,
+    db_url: str,
+    api_keys: Sequence[str],
+    allow_anonymous: bool,
+    insecure: bool,
+    ready: Callable[[str], None] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the API on ``host:port`` until SIGINT/SIGTERM (or ``stop`` is set).
+
+    Args:
+        host: the address to bind; a non-loopback one needs API keys or ``insecure``.
+        port: the port; 0 picks a free one (the real one is reported).
+        db_url: ``sqlite:///PATH`` (``postgresql://...`` lands in a later release).
+        api_keys: ``ENTITY:KEY`` or ``KEY`` (entity ``local``), added to the database.
+        allow_anonymous: requests without a key act as the entity ``anonymous``.
+        insecure: allow a non-loopback bind without API keys (everyone is ``local``).
+        ready: called with the server's URL once it listens; default: print a line.
+        stop: set it to shut down (signals are only handled on the main thread).
+
+    Raises:
+        UsageError: a bad ``db_url``, API key or port, or an unsafe bind.
+    """
+    keys = [parse_api_key(key) for key in api_keys]
+    loopback = _is_loopback(host)
+    storage = await open_storage(db_url)
+    try:
+        for entity, key in keys:
+            await storage.add_api_key(entity, key)
+        # keys stored by an earlier start count too
+        has_keys = await storage.has_api_keys()
+        if not loopback and not has_keys and not insecure:
+            raise _unsafe_bind(host)
+        open_access = not has_keys and (loopback or insecure)
+        app = build_app(storage, allow_anonymous=allow_anonymous, open_access=open_access)
+        await _run_app(app, host, port, db_url, ready, stop)
+    finally:
+        await storage.close()
+
+
+def _unsafe_bind(host: str) -> UsageError:
+    return UsageError(
+        f"--host {host} is reachable from other machines and the server has no API keys; "
+        "add --api-key ENTITY:KEY (clients send it as TRACKER_API_KEY), bind 127.0.0.1, "
+        "or pass --insecure to let anyone read and write"
+    )
+
+
+async def _run_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    db_url: str,
+    ready: Callable[[str], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
+    """Listen, report, wait for a stop, then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+    # signals first: a SIGTERM right after the "listening" line must still stop gracefully
+    with _signals_set(stop):
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
+                    "--port (0 picks a free one) or stop the program using it"
+                ) from None
+            url = _url(host, runner.addresses[0][1])
+            if ready is None:
+                print(f"tracker server: listening on {url} (db: {db_url})", flush=True)
+            else:
+                ready(url)
+            await stop.wait()
+        finally:
+            # stops accepting, closes streams with 1001 (on_shutdown), lets in-flight
+            # requests finish within SHUTDOWN_SECONDS, then runs the app's cleanup
+            await runner.cleanup()
+
+
+@contextlib.contextmanager
+def _signals_set(stop: asyncio.Event) -> Iterator[None]:
+    """Make SIGINT and SIGTERM set ``stop``, when this is the main thread of a POSIX process."""
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows event loops
+                loop.add_signal_handler(number, stop.set)
+                handled.append(number)
+    try:
+        yield
+    finally:
+        for number in handled:
+            loop.remove_signal_handler(number)
+
+
+async def open_storage(db_url: str) -> Storage:
+    """Open the database named by ``db_url``.
+
+    Raises:
+        UsageError: the URL names no supported database, or a missing directory.
+    """
+    if db_url.startswith(_SQLITE):
+        path = db_url[len(_SQLITE) :]
+        if not path:
+            raise UsageError(f"--db {db_url!r} names no file; use sqlite:///PATH/TO/tracker.db")
+        if path != ":memory:" and not Path(path).parent.is_dir():
+            raise UsageError(
+                f"--db {db_url!r}: the directory {str(Path(path).parent)!r} does not exist; "
+                "create it first"
+            )
+        from tracker._server._sqlite import open_sqlite
+
+        return await open_sqlite(path)
+    if db_url.startswith(("postgresql://", "postgres://")):
+        raise UsageError(
+            "--db postgresql://...: PostgreSQL support lands in a later release; "
+            "use --db sqlite:///PATH for now"
+        )
+    raise UsageError(
+        f"--db {db_url!r} is not a database URL this server knows; use sqlite:///PATH "
+        "(e.g. sqlite:///tracker.db, or sqlite:////abs/path/tracker.db)"
+    )
+
+
+def parse_api_key(text: str) -> tuple[str, str]:
+    """Split ``ENTITY:KEY`` (or ``KEY``, for the entity ``local``) into (entity, key); the
+    entity ends at the first ``:`` (entities cannot hold one, keys may).
+
+    Raises:
+        UsageError: an empty key or a bad entity name.
+    """
+    entity, separator, key = text.partition(":")
+    if not separator:
+        entity, key = "local", text
+    if not key or key != key.strip() or not key.isprintable():
+        raise UsageError(
+            "--api-key: the key is empty or holds spaces or control characters; "
+            "give ENTITY:KEY or KEY, e.g. --api-key alice:$(openssl rand -hex 24)"
+        )
+    try:
+        check_run_id(entity, "--api-key entity")
+    except UsageError as exc:
+        raise UsageError(f"{exc} (--api-key takes ENTITY:KEY)") from None
+    return entity, key
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}"
+
+
+class EmbeddedServer:
+    """A server on ``127.0.0.1`` (a free port by default) in a thread with its own event loop.
+
+    ``with EmbeddedServer("sqlite:///runs.db") as server: ... server.url ...``
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        port: int = 0,
+        api_keys: Sequence[str] = (),
+        allow_anonymous: bool = False,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        """Describe the server; `start` (or ``with``) runs it."""
+        self._db_url = db_url
+        self._port = port
+        self._api_keys = list(api_keys)
+        self._allow_anonymous = allow_anonymous
+        self._startup_timeout = startup_timeout
+        self._url: str | None = None
+        self._error: BaseException | None = None
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's root URL, e.g. ``http://127.0.0.1:50123``."""
+        if self._url is None:
+            raise UsageError("the embedded server is not running; call start() or use `with`")
+        return self._url
+
+    def start(self) -> EmbeddedServer:
+        """Start serving; return when it listens.
+
+        Raises:
+            UsageError: the server could not start (the message says why).
+        """
+        if self._thread is not None:
+            raise UsageError("the embedded server was already started; create a new one")
+        self._thread = threading.Thread(target=self._main, name="tracker-server", daemon=True)
+        self._thread.start()
+        if not self._started.wait(self._startup_timeout):
+            self.stop()
+            raise UsageError(f"the embedded server did not start within {self._startup_timeout} s")
+        if self._error is not None:
+            self._thread.join()
+            if isinstance(self._error, UsageError):
+                raise self._error
+            raise UsageError(f"the embedded server failed to start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        """Shut down gracefully and wait for the thread; idempotent."""
+        thread, loop, stop = self._thread, self._loop, self._stop
+        if thread is None:
+            return
+        if loop is not None and stop is not None and thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(SHUTDOWN_SECONDS + 5)
+        self._url = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:
+            if self._url is None:
+                self._error = exc  # start() raises it
+            else:
+                _logger.exception("the embedded tracker server stopped with an error")
+        finally:
+            self._started.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await serve(
+            "127.0.0.1",
+            self._port,
+            self._db_url,
+            self._api_keys,
+            self._allow_anonymous,
+            insecure=False,
+            ready=self._ready,
+            stop=self._stop,
+        )
+
+    def _ready(self, url: str) -> None:
+        self._url = url
+        self._started.set()
