@@ -337,7 +337,7 @@ Chunk = tuple[int, int, bytes, bytes]
 """A stored piece of one key's series: first step, last step, steps blob, values blob."""
 
 
-def chunks(steps: array[int], values: array[float], size: int = MAX_CHUNK) -> list[Chunk]:
+def chunks(steps: array[int], values: array[float], size: int) -> list[Chunk]:
     """A series (steps strictly increasing) cut into chunks of at most ``size`` entries.
 
     Blobs are little-endian int64 / float64; contiguous steps (one row per step, the

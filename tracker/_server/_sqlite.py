@@ -984,7 +984,7 @@ def _append_series(
             start = _fold.OPEN_CHUNK - len(last[3]) // 8
             old_steps, old_values = _fold.unpack_chunks([tuple(last)])
             ((_, last_step, steps_blob, values_blob),) = _fold.chunks(
-                old_steps + steps[:start], old_values + values[:start]
+                old_steps + steps[:start], old_values + values[:start], _fold.OPEN_CHUNK
             )
             conn.execute(
                 "UPDATE series SET last_step = ?, steps = ?, vals = ? "
@@ -999,7 +999,7 @@ def _insert_chunks(
 ) -> None:
     conn.executemany(
         _INSERT_CHUNK,
-        [(pk, key, *chunk) for chunk in _fold.chunks(steps, values)],
+        [(pk, key, *chunk) for chunk in _fold.chunks(steps, values, _fold.MAX_CHUNK)],
     )
 
 
