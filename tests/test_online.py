@@ -479,3 +479,53 @@ def test_login_and_runs_commands(server: Server, tmp_path: Path) -> None:
     )
     assert listing.returncode == 0, listing.stderr
     assert "listed-run" in listing.stdout
+
+
+def test_anonymous_runs_need_a_server_that_allows_them(tmp_path: Path) -> None:
+    """anonymous='must' logs without a key to a server started with --allow-anonymous; a keyed
+    server without that flag refuses it."""
+    open_server = Server(tmp_path / "anon.db", "--api-key", "k", "--allow-anonymous").start()
+    closed_server = Server(tmp_path / "closed.db", "--api-key", "k").start()
+    try:
+        run = tracker.init(
+            project="p",
+            dir=tmp_path / "runs",
+            anonymous="must",
+            settings={"silent": True, "base_url": open_server.url, "api_key": "k"},
+        )
+        assert run.entity == "anonymous"
+        run.log({"x": 1})
+        run.finish()
+        with pytest.raises(tracker.AuthenticationError):
+            tracker.init(
+                project="p",
+                dir=tmp_path / "runs",
+                anonymous="must",
+                settings={"silent": True, "base_url": closed_server.url},
+            )
+    finally:
+        open_server.stop()
+        closed_server.stop()
+
+
+def test_api_filters_runs_and_downsamples_history(server: Server, tmp_path: Path) -> None:
+    """Api.runs filters by state, tag and config; history(samples=N) keeps the extremes."""
+    spiky = _online(server, tmp_path, tags=["spiky"], config={"lr": 0.1})
+    for index in range(5000):
+        spiky.log({"loss": 1000.0 if index == 2345 else 1.0, "x": index})
+    spiky.finish()
+    failed = _online(server, tmp_path, config={"lr": 0.2})
+    failed.finish(exit_code=1)
+    api = tracker.Api(server.url)
+    assert [run.id for run in api.runs("local/p", filters={"tags": "spiky"})] == [spiky.id]
+    assert [run.id for run in api.runs("p", filters={"state": "failed"})] == [failed.id]
+    assert [run.id for run in api.runs("local/p", filters={"config.lr": 0.2})] == [failed.id]
+    sampled = api.run(spiky.path).history(keys=["loss"], samples=100)
+    assert len(sampled) <= 110
+    assert max(row["loss"] for row in sampled) == 1000.0
+    assert sampled[0]["_step"] == 0
+    assert sampled[-1]["_step"] == 4999
+    local = tracker.read_run(spiky.dir).history(keys=["loss"], samples=100)
+    assert max(row["loss"] for row in local) == 1000.0
+    with pytest.raises(tracker.UsageError, match="form"):
+        api.run("just-an-id-with/too/many/parts")
