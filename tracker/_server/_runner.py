@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -108,7 +109,10 @@ async def _run_app(
                     "--port (0 picks a free one) or stop the program using it"
                 ) from None
             url = _url(host, runner.addresses[0][1])
-            if ready is None:
+            if ready is None:  # the `tracker server` process, not an embedded server
+                # The objects of start-up live as long as the server: keep the collector
+                # from re-scanning them on every batch (measured ~8 ms per 10k-row batch).
+                gc.freeze()
                 print(f"tracker server: listening on {url} (db: {db_url})", flush=True)
             else:
                 ready(url)

@@ -6,15 +6,17 @@ connection, and see committed snapshots (WAL). Every method is a coroutine that
 hands its work to those threads and never blocks the event loop.
 
 The data model is portable to PostgreSQL (TEXT, BIGINT, DOUBLE PRECISION, BLOB ->
-bytea); user values are stored exactly encoded (`tracker._encoding.encode_value`)
-as JSON text. Queries may use SQLite's own functions (``json_each`` on tags, the
-``RETURNING`` clause); the PostgreSQL backend has its own SQL.
+bytea; ``runs.pk`` becomes an identity column); user values are stored exactly
+encoded (`tracker._encoding.encode_value`) as JSON text. A few queries use SQLite's
+own functions (``json_each`` on tags, ``instr``); the PostgreSQL backend has its own
+SQL, and shares the pure-Python fold and sampling of `tracker._server._fold`.
 
-History sampling does not parse stored rows: each numeric series (per run and key,
-the steps holding the key and its values) is kept in ``series`` as chunks of
-packed arrays, appended on ingest and rebuilt from ``history`` for a step range
-whenever rows arrive out of order, a run is rewound or forked. Parsing JSON in SQL
-(``json_extract``) costs about 1 s per million rows here, the series a few ms.
+History sampling does not parse stored rows: per run and key, the steps holding the
+key and its values as floats are kept in ``series``, as chunks of packed arrays
+appended on ingest and rebuilt from ``history`` for a step range whenever rows arrive
+out of order or replace others, and when a run is rewound or forked. Parsing every
+row's JSON in SQL (``json_extract``) takes about a second per million rows on the
+project's machine; reading one key's series takes a few milliseconds.
 """
 
 from __future__ import annotations
@@ -152,8 +154,8 @@ _ORDERS: Final = {
     "-created_at": "created_at DESC, pk DESC",
     "updated_at": "updated_at ASC, pk ASC",
     "-updated_at": "updated_at DESC, pk DESC",
-    "name": "COALESCE(name, run_id) ASC, pk ASC",
-    "-name": "COALESCE(name, run_id) DESC, pk DESC",
+    "name": "lower(COALESCE(name, run_id)) ASC, pk ASC",
+    "-name": "lower(COALESCE(name, run_id)) DESC, pk DESC",
 }
 _EQUAL_FILTERS: Final = {
     "state": "state",
@@ -297,8 +299,8 @@ class SQLiteStorage:
         """Create, continue, replace, fork or rewind a run, per ``request.mode``.
 
         Raises:
-            StorageError: 400 bad_mode / bad_step, 404 run_not_found, 409 run_exists /
-                bad_step.
+            StorageError: 400 bad_mode / bad_request / bad_step, 404 run_not_found,
+                409 run_exists / bad_step.
         """
         if request.mode not in MODES:
             raise StorageError(

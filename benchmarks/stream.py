@@ -1,0 +1,823 @@
+"""Measure streaming to a real `tracker server`: rows/s acknowledged, log() cost, init, finish.
+
+Starts ``python -m tracker server`` on a free loopback port with a fresh SQLite file in a
+temporary directory (stopped and deleted at the end, error or not). Everything client-side
+runs in this process except the concurrent-clients measurement, which starts one process
+per client and releases them together. Every stream is read back through `tracker.Api`.
+
+Usage: ``python benchmarks/stream.py [--rows N] [--rows-per-client N] [--clients N]
+[--quick] [--json PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import math
+import os
+import platform
+import random
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from itertools import cycle, islice
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any, Protocol
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "stream.json"
+POOL_SIZE = 1000
+TIMED_ROWS = 100_000
+FINISH_ROWS = 100_000
+INIT_RUNS = 10
+QUICK_ROWS = 30_000
+QUICK_ROWS_PER_CLIENT = 5_000
+SERVER_START_SECONDS = 30.0
+SERVER_STOP_SECONDS = 15.0
+CLIENT_READY_SECONDS = 60.0
+CLIENT_REPORT_SECONDS = 600.0
+STALL_SECONDS = 30.0
+POLL_SECONDS = 0.002
+
+Row = dict[str, float]
+LogCall = Callable[[Row], object]
+
+# One concurrent client: init, say "ready", wait for "go", log, wait for every ack, finish,
+# then report. argv: base_url, run dir, rows, pool seed, poll seconds, stall seconds.
+_CLIENT = """\
+import dataclasses, json, random, sys, time
+import tracker
+
+url, run_dir, rows, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+poll, stall = float(sys.argv[5]), float(sys.argv[6])
+rng = random.Random(seed)
+pool = [{f"m{k}": rng.random() for k in range(10)} for _ in range(1000)]
+run = tracker.init(project="bench", dir=run_dir, settings={"silent": True, "base_url": url})
+print("ready", flush=True)
+if sys.stdin.readline().strip() != "go":
+    sys.exit("expected 'go' on stdin")
+start, cpu = time.time(), time.process_time()
+log = run.log
+for i in range(rows):
+    log(pool[i % 1000])
+logged = time.time()
+acked, progress, complete = -1, time.monotonic(), True
+while True:
+    s = run.status()
+    if s.acknowledged >= s.written + s.queued:
+        break
+    if s.acknowledged != acked:
+        acked, progress = s.acknowledged, time.monotonic()
+    elif time.monotonic() - progress > stall:
+        complete = False
+        break
+    time.sleep(poll)
+end, cpu = time.time(), time.process_time() - cpu
+status = dataclasses.asdict(s)
+run.finish(quiet=True)
+print(json.dumps({"path": run.path, "rows": rows, "start": start, "logged": logged,
+                  "end": end, "cpu": cpu, "complete": complete, "status": status}), flush=True)
+"""
+
+
+class RunLike(Protocol):
+    """The part of `tracker.Run` this benchmark drives."""
+
+    @property
+    def path(self) -> str:
+        """``"entity/project/id"``."""
+        ...
+
+    def log(self, data: Row, /) -> object:
+        """Log one row."""
+        ...
+
+    def flush(self, timeout: float | None = None) -> object:
+        """Return when everything logged so far is in the run log (and acknowledged)."""
+        ...
+
+    def status(self) -> Any:
+        """A snapshot of the run's counters."""
+        ...
+
+    def finish(self, *, quiet: bool) -> object:
+        """Flush, wait for the server's acks and close the run."""
+        ...
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-call latency percentiles of one timed loop, in microseconds."""
+
+    p50_us: float
+    p99_us: float
+    p999_us: float
+    mean_us: float
+    max_us: float
+
+    @classmethod
+    def from_samples(cls, samples_ns: Iterable[int]) -> Latency:
+        """Summarise nanosecond samples with nearest-rank percentiles."""
+        counts = sorted(Counter(samples_ns).items())
+        n = sum(count for _, count in counts)
+        total = sum(value * count for value, count in counts)
+
+        def rank(q: float) -> float:
+            # round() first: 0.99 * 100_000 is not exactly 99000 in floating point.
+            wanted = max(1, math.ceil(round(q * n, 6)))
+            seen = 0
+            for value, count in counts:
+                seen += count
+                if seen >= wanted:
+                    return value / 1000
+            return counts[-1][0] / 1000
+
+        return cls(
+            p50_us=rank(0.5),
+            p99_us=rank(0.99),
+            p999_us=rank(0.999),
+            mean_us=total / n / 1000,
+            max_us=counts[-1][0] / 1000,
+        )
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running ``tracker server`` subprocess and where its output goes."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds the server has used so far (Linux /proc; else None)."""
+        return process_cpu_seconds(self.process.pid)
+
+    def stderr_tail(self, limit: int = 2000) -> str:
+        """The last ``limit`` characters the server wrote to stderr."""
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` from ``/proc/PID/stat`` (None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # the command name (field 2) may hold spaces; the fields after ")" do not
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for subprocesses: this checkout's ``tracker`` first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def stop_process(process: subprocess.Popen[Any], seconds: float = SERVER_STOP_SECONDS) -> None:
+    """SIGTERM ``process`` (a graceful stop), then SIGKILL it if it is still there."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running_server(root: Path) -> Iterator[Server]:
+    """Start ``tracker server`` on ``127.0.0.1:0`` with a fresh SQLite file under ``root``.
+
+    The first line on its stdout names the URL; the server is stopped on exit, error or not.
+    """
+    out_path, err_path = root / "server.out", root / "server.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tracker",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--db",
+                f"sqlite:///{root / 'tracker.db'}",
+            ],
+            cwd=root,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
+    try:
+        server = Server(wait_for_url(process, out_path, err_path), process, err_path)
+        yield server
+    finally:
+        stop_process(process)
+
+
+def wait_for_url(process: subprocess.Popen[bytes], out_path: Path, err_path: Path) -> str:
+    """The URL from the server's first stdout line, once it is written in full."""
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        first, newline, _ = out_path.read_text(errors="replace").partition("\n")
+        if newline:
+            marker = "listening on "
+            if marker not in first:
+                raise RuntimeError(f"tracker server: unexpected first line {first!r}")
+            return first.split(marker, 1)[1].split()[0]
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"tracker server exited with {process.returncode} before listening: "
+                f"{err_path.read_text(errors='replace')[-2000:]}"
+            )
+        time.sleep(0.02)
+    raise RuntimeError(f"tracker server did not print its URL within {SERVER_START_SECONDS}s")
+
+
+def make_pool(size: int, seed: int = 0) -> list[Row]:
+    """Build ``size`` distinct rows of 10 floats, so no row is built inside a timed loop."""
+    rng = random.Random(seed)
+    return [{f"m{k}": rng.random() for k in range(10)} for _ in range(size)]
+
+
+def log_untimed(log: LogCall, pool: list[Row], n: int) -> None:
+    """Call ``log`` on ``n`` rows of the pool, cyclically, with nothing else in the loop."""
+    for row in islice(cycle(pool), n):
+        log(row)
+
+
+def log_timed(log: LogCall, pool: list[Row], samples: array[int]) -> None:
+    """Call ``log`` once per slot of ``samples`` and store each call's duration in ns."""
+    clock = time.perf_counter_ns
+    for i, row in enumerate(islice(cycle(pool), len(samples))):
+        start = clock()
+        log(row)
+        samples[i] = clock() - start
+
+
+def log_rows(run: RunLike, pool: list[Row], n: int, timed: int) -> Latency:
+    """Log ``n`` rows, timing each of the first ``timed`` calls, the rest untimed."""
+    samples = array("q", bytes(8 * timed))
+    log_timed(run.log, pool, samples)
+    # continue in the pool where the timed loop stopped, so every run logs the same rows
+    offset = timed % len(pool)
+    log_untimed(run.log, pool[offset:] + pool[:offset], n - timed)
+    return Latency.from_samples(samples)
+
+
+def timer_overhead_ns(n: int = 100_000) -> float:
+    """Median cost of two back-to-back ``perf_counter_ns`` calls: included in every sample."""
+    clock = time.perf_counter_ns
+    samples = array("q", bytes(8 * n))
+    for i in range(n):
+        start = clock()
+        samples[i] = clock() - start
+    return statistics.median(samples)
+
+
+def status_dict(run: RunLike) -> dict[str, Any]:
+    """The run's status snapshot as a plain dict."""
+    return dataclasses.asdict(run.status())
+
+
+def wait_acknowledged(run: RunLike, notes: list[str], label: str) -> dict[str, Any]:
+    """Poll ``status()`` until the server acknowledged every record the run appended.
+
+    Gives up (and notes it) when the acknowledged count has not moved for STALL_SECONDS.
+    """
+    acked, progress = -1, time.monotonic()
+    while True:
+        status = status_dict(run)
+        # written + queued is every record appended so far, the run's own ones included
+        if status["acknowledged"] >= status["written"] + status["queued"]:
+            return status
+        if status["acknowledged"] != acked:
+            acked, progress = status["acknowledged"], time.monotonic()
+        elif time.monotonic() - progress > STALL_SECONDS:
+            notes.append(f"{label}: acks stalled for {STALL_SECONDS:.0f}s at {status}")
+            return status
+        time.sleep(POLL_SECONDS)
+
+
+def check_status(label: str, status: dict[str, Any], notes: list[str]) -> None:
+    """Note anything left queued, unacknowledged or dropped, or an error."""
+    unacked = status["written"] + status["queued"] - status["acknowledged"]
+    if status["queued"] or status["dropped"] or status["last_error"] or unacked > 0:
+        notes.append(f"{label}: status {status}")
+
+
+def verify_history(
+    api: Any, path: str, expected: int, pool: list[Row] | None, notes: list[str]
+) -> int:
+    """Read ``path``'s history (key m0) back from the server; return how many rows it holds.
+
+    With ``pool``, also check every row's step and value against the rows logged.
+    """
+    try:
+        history = api.run(path).history(keys=["m0"])
+    except Exception as exc:  # a benchmark reports any read failure as a note, not a crash
+        notes.append(f"{path}: reading history back failed: {exc!r}")
+        return 0
+    if len(history) != expected:
+        notes.append(f"{path}: {len(history)} rows stored, expected {expected}")
+    if pool is not None:
+        size = len(pool)
+        bad = sum(
+            1
+            for i, row in enumerate(history)
+            if row.get("_step") != i or row.get("m0") != pool[i % size]["m0"]
+        )
+        if bad:
+            notes.append(f"{path}: {bad} rows differ from what was logged (step or m0)")
+    return len(history)
+
+
+class StreamBench:
+    """Every in-process measurement against one server, a fresh run per measurement."""
+
+    def __init__(
+        self, tracker: ModuleType, server: Server, root: Path, pool: list[Row], notes: list[str]
+    ) -> None:
+        """Stream to ``server`` from runs kept under ``root``, logging rows of ``pool``."""
+        self.tracker = tracker
+        self.server = server
+        self.runs_dir = root / "runs"
+        self.runs_dir.mkdir(exist_ok=True)
+        self.pool = pool
+        self.notes = notes
+
+    @cached_property
+    def api(self) -> Any:
+        """The read API of the server; made on first use, so the first init() is a cold one."""
+        return self.tracker.Api(self.server.url)
+
+    def online_run(self) -> RunLike:
+        """Start a fresh run that streams to the server."""
+        run: RunLike = self.tracker.init(
+            project="bench",
+            dir=str(self.runs_dir),
+            settings={"silent": True, "base_url": self.server.url},
+        )
+        return run
+
+    def offline_run(self) -> RunLike:
+        """Start a fresh offline run (the run log only): the baseline for log()'s cost."""
+        run: RunLike = self.tracker.init(
+            mode="offline", project="bench", dir=str(self.runs_dir), settings={"silent": True}
+        )
+        return run
+
+    def init_times(self, runs: int = INIT_RUNS) -> dict[str, Any]:
+        """Time ``init()`` of ``runs`` online runs, each finished before the next."""
+        seconds: list[float] = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            run = self.online_run()
+            seconds.append(time.perf_counter() - start)
+            run.finish(quiet=True)
+        return {
+            "median": statistics.median(seconds),
+            "first": seconds[0],
+            "max": max(seconds),
+            "samples": seconds,
+        }
+
+    def offline_latency(self, n: int, timed: int) -> dict[str, Any]:
+        """log() cost of the first ``timed`` of ``n`` calls to an offline run."""
+        run = self.offline_run()
+        start = time.perf_counter()
+        latency = log_rows(run, self.pool, n, timed)
+        logged = time.perf_counter()
+        run.flush(timeout=None)
+        flushed = time.perf_counter()
+        status = status_dict(run)
+        run.finish(quiet=True)
+        if status["queued"] or status["dropped"] or status["last_error"]:
+            self.notes.append(f"offline run: status after flush {status}")
+        return {
+            "log_us": dataclasses.asdict(latency),
+            "calls_per_s": n / (logged - start),
+            "rows_per_s_on_disk": n / (flushed - start),
+        }
+
+    def stream(self, n: int, timed: int) -> dict[str, Any]:
+        """Rows/s from the first log() until the server acknowledged all ``n`` rows.
+
+        The first ``timed`` calls are timed one by one (log()'s cost while streaming).
+        """
+        run = self.online_run()
+        cpu_server, cpu_client = self.server.cpu_seconds(), time.process_time()
+        start = time.perf_counter()
+        latency = log_rows(run, self.pool, n, timed)
+        logged = time.perf_counter()
+        at_logged = status_dict(run)
+        status = wait_acknowledged(run, self.notes, "one run")
+        acked = time.perf_counter()
+        cpu_client = time.process_time() - cpu_client
+        cpu_server_end = self.server.cpu_seconds()
+        check_status("one run after acks", status, self.notes)
+        run.finish(quiet=True)
+        seconds = acked - start
+        return {
+            "rows": n,
+            "rows_per_s_acked": n / seconds,
+            "seconds_to_acked": seconds,
+            "calls_per_s": n / (logged - start),
+            "seconds_logging": logged - start,
+            "status_when_logged": at_logged,
+            "status_when_acked": status,
+            "log_us": dataclasses.asdict(latency),
+            "cpu_seconds": {
+                "client": cpu_client,
+                "server": None
+                if cpu_server is None or cpu_server_end is None
+                else cpu_server_end - cpu_server,
+            },
+            "stored": verify_history(self.api, run.path, n, self.pool, self.notes),
+        }
+
+    def finish_time(self, n: int) -> dict[str, Any]:
+        """Seconds ``finish()`` takes right after ``n`` rows were logged, and the rows stored."""
+        run = self.online_run()
+        log_untimed(run.log, self.pool, n)
+        in_flight = status_dict(run)
+        start = time.perf_counter()
+        run.finish(quiet=True)
+        seconds = time.perf_counter() - start
+        after = status_dict(run)
+        check_status("finish run after finish()", after, self.notes)
+        unacked = in_flight["written"] + in_flight["queued"] - in_flight["acknowledged"]
+        return {
+            "rows": n,
+            "finish_seconds": seconds,
+            "unacknowledged_at_finish": unacked,
+            "status_before_finish": in_flight,
+            "status_after_finish": after,
+            "stored": verify_history(self.api, run.path, n, self.pool, self.notes),
+        }
+
+
+def start_client(
+    index: int, server: Server, root: Path, rows: int, stack: ExitStack
+) -> subprocess.Popen[str]:
+    """Start concurrent client ``index``: it inits its run, prints "ready", waits for "go"."""
+    run_dir = root / f"client-{index}"
+    run_dir.mkdir()
+    err: IO[str] = stack.enter_context((root / f"client-{index}.err").open("w"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _CLIENT,
+            server.url,
+            str(run_dir),
+            str(rows),
+            str(index + 1),
+            str(POLL_SECONDS),
+            str(STALL_SECONDS),
+        ],
+        cwd=root,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+    )
+    stack.callback(stop_process, process, 5.0)
+    return process
+
+
+def read_line(process: subprocess.Popen[str], what: str, deadline: float) -> str:
+    """One line of ``process``'s stdout; an error naming ``what`` when it ended instead, or
+    printed nothing by ``deadline`` (``time.monotonic()``).
+
+    Waiting on the pipe itself is safe: a client writes each line whole and nothing after it
+    until told, so no unread line sits in the reader's buffer.
+    """
+    assert process.stdout is not None
+    readable, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+    if not readable:
+        raise RuntimeError(f"a client printed no {what} in time; stopping every client")
+    line = process.stdout.readline()
+    if not line:
+        process.wait()
+        raise RuntimeError(f"a client exited ({process.returncode}) before printing {what}")
+    return line.strip()
+
+
+def concurrent_clients(
+    api: Any, server: Server, root: Path, clients: int, rows: int, notes: list[str]
+) -> dict[str, Any]:
+    """``clients`` processes each stream ``rows`` rows, released together by a barrier.
+
+    Aggregate rows/s = all rows / (the last client's all-acked time - the "go" time).
+    """
+    with ExitStack() as stack:
+        processes = [start_client(i, server, root, rows, stack) for i in range(clients)]
+        started = time.monotonic()
+        for process in processes:
+            if read_line(process, '"ready"', started + CLIENT_READY_SECONDS) != "ready":
+                raise RuntimeError("a client printed something other than 'ready' first")
+        ready_seconds = time.monotonic() - started
+        cpu_server = server.cpu_seconds()
+        go = time.time()
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            process.stdin.close()
+        deadline = time.monotonic() + CLIENT_REPORT_SECONDS
+        reports = [json.loads(read_line(process, "report", deadline)) for process in processes]
+        for process in processes:
+            process.wait(STALL_SECONDS)
+        cpu_server_end = server.cpu_seconds()
+    for i, report in enumerate(reports):
+        if not report["complete"]:
+            notes.append(f"client {i}: acks stalled at {report['status']}")
+    end = max(report["end"] for report in reports)
+    total = sum(int(report["rows"]) for report in reports)
+    stored = sum(verify_history(api, r["path"], int(r["rows"]), None, notes) for r in reports)
+    per_client = [r["rows"] / (r["end"] - r["start"]) for r in reports]
+    return {
+        "clients": clients,
+        "rows_per_client": rows,
+        "rows": total,
+        "rows_per_s_acked": total / (end - go),
+        "seconds_to_acked": end - go,
+        "seconds_to_ready": ready_seconds,
+        "client_rows_per_s": {
+            "min": min(per_client),
+            "median": statistics.median(per_client),
+            "max": max(per_client),
+        },
+        "last_logged_after_go": max(r["logged"] for r in reports) - go,
+        "cpu_seconds": {
+            "server": None
+            if cpu_server is None or cpu_server_end is None
+            else cpu_server_end - cpu_server,
+            # each client from "go" to its last ack, the I/O thread included
+            "clients": sum(float(r["cpu"]) for r in reports),
+        },
+        "stored": stored,
+    }
+
+
+def import_tracker() -> ModuleType:
+    """Import this checkout's ``tracker`` (ahead of any installed copy)."""
+    sys.path.insert(0, str(ROOT))
+    return importlib.import_module("tracker")
+
+
+def environment(timer_ns: float) -> dict[str, Any]:
+    """The facts a reader needs to compare this result with another machine's."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "orjson": orjson.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timer_overhead_ns": timer_ns,
+        # the server, this process and the clients share the machine; this says how busy it was
+        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _fmt(value: float | bool | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if unit == "us":
+        return f"{value:.2f} µs"
+    if unit == "ms":
+        return f"{value * 1000:.1f} ms"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "rate":
+        return f"{value:,.0f}/s"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "rows":
+        return f"{value:,.0f}"
+    return str(value)
+
+
+def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric: its value, the target, and whether it is met."""
+    one, off, init = report["one_run"], report["offline"], report["init_seconds"]
+    fin, many = report["finish"], report["concurrent"]
+    on_l, off_l = one["log_us"], off["log_us"]
+    ratio = report["ratio"]["p50"]
+    clients = f"{many['clients']} clients x {many['rows_per_client']:,} rows"
+    rows: list[tuple[str, Any, str, str, bool | None]] = [
+        (
+            f"one run: rows/s acked ({one['rows']:,} rows)",
+            one["rows_per_s_acked"],
+            "rate",
+            ">= 150,000/s",
+            one["rows_per_s_acked"] >= 150_000,
+        ),
+        ("one run: log() calls/s", one["calls_per_s"], "rate", "", None),
+        ("one run: seconds to all acked", one["seconds_to_acked"], "s", "", None),
+        ("one run: server CPU while streaming", one["cpu_seconds"]["server"], "s", "", None),
+        ("one run: client CPU while streaming", one["cpu_seconds"]["client"], "s", "", None),
+        (
+            "one run: rows stored (read back)",
+            one["stored"],
+            "rows",
+            f"{one['rows']:,}",
+            one["stored"] == one["rows"],
+        ),
+        ("log() p50 online", on_l["p50_us"], "us", "", None),
+        ("log() p50 offline", off_l["p50_us"], "us", "", None),
+        ("log() p50 online/offline", ratio, "x", "<= 1.2x", ratio <= 1.2),
+        ("log() p99 online", on_l["p99_us"], "us", "", None),
+        ("log() p99 offline", off_l["p99_us"], "us", "", None),
+        ("log() mean online", on_l["mean_us"], "us", "", None),
+        ("log() mean offline", off_l["mean_us"], "us", "", None),
+        ("log() max online", on_l["max_us"], "us", "", None),
+        (
+            f"online init() (median of {INIT_RUNS})",
+            init["median"],
+            "ms",
+            "<= 150 ms",
+            init["median"] <= 0.15,
+        ),
+        ("online init() first", init["first"], "ms", "", None),
+        (
+            f"finish() after {fin['rows']:,} rows",
+            fin["finish_seconds"],
+            "ms",
+            "<= 1000 ms",
+            fin["finish_seconds"] <= 1.0,
+        ),
+        ("finish(): rows unacked when called", fin["unacknowledged_at_finish"], "rows", "", None),
+        (
+            "finish(): rows stored (read back)",
+            fin["stored"],
+            "rows",
+            f"{fin['rows']:,}",
+            fin["stored"] == fin["rows"],
+        ),
+        (f"{clients}: aggregate rows/s acked", many["rows_per_s_acked"], "rate", "", None),
+        (f"{clients}: seconds go to all acked", many["seconds_to_acked"], "s", "", None),
+        (f"{clients}: server CPU", many["cpu_seconds"]["server"], "s", "", None),
+        (f"{clients}: clients' CPU (sum)", many["cpu_seconds"]["clients"], "s", "", None),
+        (
+            f"{clients}: rows stored (read back)",
+            many["stored"],
+            "rows",
+            f"{many['rows']:,}",
+            many["stored"] == many["rows"],
+        ),
+    ]
+    return [
+        {"metric": name, "value": _fmt(value, unit), "target": target, "met": met}
+        for name, value, unit, target, met in rows
+    ]
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """Print the environment, the metric table and any notes."""
+    env = report["environment"]
+    print(
+        f"Python {env['python']} ({env['implementation']}), orjson {env['orjson']}, "
+        f"{env['cpu_count']} CPUs, {env['platform']}, {env['date']}"
+    )
+    s = report["settings"]
+    print(
+        f"rows={s['rows']:,} timed={s['timed_rows']:,} finish rows={s['finish_rows']:,} "
+        f"clients={s['clients']} x {s['rows_per_client']:,} pool={s['pool_size']} "
+        f"timer overhead={env['timer_overhead_ns']:.0f} ns (included in each sample), "
+        f"load average at start={env['loadavg_1m']}\n"
+    )
+    header = ("metric", "value", "target", "met?")
+    lines = [
+        (r["metric"], r["value"], r["target"], {True: "yes", False: "NO"}.get(r["met"], ""))
+        for r in report["targets"]
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *lines]:
+        print(" | ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
+    for note in report["notes"]:
+        print(f"note: {note}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: ``--rows``, ``--rows-per-client``, ``--clients``, ``--quick``,
+    ``--json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=300_000, help="rows of the one-run stream")
+    parser.add_argument(
+        "--rows-per-client", type=int, default=50_000, help="rows each concurrent client logs"
+    )
+    parser.add_argument("--clients", type=int, default=16, help="concurrent client processes")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: --rows {QUICK_ROWS} --rows-per-client {QUICK_ROWS_PER_CLIENT}",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"where to write results ({DEFAULT_JSON})"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows = QUICK_ROWS
+        args.rows_per_client = QUICK_ROWS_PER_CLIENT
+    for flag in ("rows", "rows_per_client", "clients"):
+        value = getattr(args, flag)
+        if value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement, print the table, write the JSON; exit 1 if rows went missing."""
+    args = parse_args(argv)
+    n: int = args.rows
+    timed = min(TIMED_ROWS, n)
+    finish_rows = min(FINISH_ROWS, n)
+    pool = make_pool(POOL_SIZE)
+    notes: list[str] = []
+    env = environment(timer_overhead_ns())
+    tracker = import_tracker()
+    with (
+        tempfile.TemporaryDirectory(prefix="tracker-stream-") as tmp,
+        running_server(Path(tmp)) as server,
+    ):
+        root = Path(tmp)
+        bench = StreamBench(tracker, server, root, pool, notes)
+        # first: the first online init() also imports aiohttp and starts the I/O thread
+        init = bench.init_times()
+        offline = bench.offline_latency(n, timed)
+        one = bench.stream(n, timed)
+        finish = bench.finish_time(finish_rows)
+        many = concurrent_clients(
+            bench.api, server, root, args.clients, args.rows_per_client, notes
+        )
+        if server.process.poll() is not None:
+            notes.append(f"server exited early ({server.process.returncode})")
+        stderr = server.stderr_tail()
+        if stderr.strip():
+            notes.append(f"server stderr (tail): {stderr.strip()[-500:]}")
+    report: dict[str, Any] = {
+        "environment": env,
+        "settings": {
+            "rows": n,
+            "timed_rows": timed,
+            "finish_rows": finish_rows,
+            "clients": args.clients,
+            "rows_per_client": args.rows_per_client,
+            "pool_size": POOL_SIZE,
+            "init_runs": INIT_RUNS,
+            "poll_seconds": POLL_SECONDS,
+        },
+        "one_run": one,
+        "offline": offline,
+        "ratio": {
+            "p50": one["log_us"]["p50_us"] / offline["log_us"]["p50_us"],
+            "mean": one["log_us"]["mean_us"] / offline["log_us"]["mean_us"],
+        },
+        "init_seconds": init,
+        "finish": finish,
+        "concurrent": many,
+        "loadavg_1m_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "notes": notes,
+    }
+    report["targets"] = target_rows(report)
+    print_table(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"\nwrote {args.json}")
+    verified = one["stored"] == n and finish["stored"] == finish_rows
+    return 0 if verified and many["stored"] == many["rows"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
