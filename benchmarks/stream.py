@@ -677,7 +677,13 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             "<= 1000 ms",
             fin["finish_seconds"] <= 1.0,
         ),
-        ("finish(): rows unacked when called", fin["unacknowledged_at_finish"], "rows", "", None),
+        (
+            "finish(): records unacked when called",
+            fin["unacknowledged_at_finish"],
+            "rows",
+            "",
+            None,
+        ),
         (
             "finish(): rows stored (read back)",
             fin["stored"],
