@@ -508,34 +508,69 @@ class _Api:
             )
         await socket.prepare(request)
         self._sockets.add(socket)
+        # Batches are pipelined: while the storage writes one (SQLite releases the GIL),
+        # the next is parsed. The storage applies them in order and refuses any gap, and
+        # each batch's ack waits for the ack before it, so acks go out in order too.
+        previous: asyncio.Task[None] | None = None
         try:
             # the only task that calls receive(); shutdown's close() is what aiohttp allows
             async for message in socket:
                 if message.type is WSMsgType.ERROR:
                     break
                 try:
-                    await self._on_message(socket, key, log_id, message)
+                    if message.type is WSMsgType.BINARY:
+                        records = await _parse(message.data)
+                        previous = asyncio.ensure_future(
+                            self._ingest_and_ack(socket, key, log_id, records, previous)
+                        )
+                    else:
+                        await self._on_text(key, message)
                 except (ApiError, StorageError) as exc:
+                    await _settle(previous)
                     await _refuse(socket, exc.status, exc.code, exc.message, exc.extra)
                     break
                 except Exception:
                     _logger.exception("internal error on the stream of %s", key)
+                    await _settle(previous)
                     await _refuse(
                         socket, 500, "internal", "the server failed; reconnect and resend", {}
                     )
                     break
         finally:
+            await _settle(previous)  # transactions in flight finish before the socket goes
             self._sockets.discard(socket)
         return socket
 
-    async def _on_message(
-        self, socket: web.WebSocketResponse, key: RunKey, log_id: str, message: Any
+    async def _ingest_and_ack(
+        self,
+        socket: web.WebSocketResponse,
+        key: RunKey,
+        log_id: str,
+        records: list[list[Any]],
+        previous: asyncio.Task[None] | None,
     ) -> None:
-        if message.type is WSMsgType.BINARY:
-            acked = await self._ingest(key, log_id, await _parse(message.data))
-            with contextlib.suppress(ConnectionError):
-                await socket.send_str(f'{{"type":"ack","seq":{acked}}}')
-        elif message.type is WSMsgType.TEXT:
+        """Store one batch, then (after the previous batch's ack) send its ack; a refusal
+        closes the socket, and the client resends from its last ack."""
+        failure: tuple[int, str, str, dict[str, Any]] | None = None
+        try:
+            acked = await self._ingest(key, log_id, records)
+        except (ApiError, StorageError) as exc:
+            failure = (exc.status, exc.code, exc.message, exc.extra)
+        except Exception:
+            _logger.exception("internal error on the stream of %s", key)
+            failure = (500, "internal", "the server failed; reconnect and resend", {})
+        await _settle(previous)
+        previous = None  # no chain of finished tasks kept for the life of the socket
+        if socket.closed:
+            return
+        if failure is not None:
+            await _refuse(socket, *failure)
+            return
+        with contextlib.suppress(ConnectionError):
+            await socket.send_str(f'{{"type":"ack","seq":{acked}}}')
+
+    async def _on_text(self, key: RunKey, message: Any) -> None:
+        if message.type is WSMsgType.TEXT:
             try:
                 value = orjson.loads(message.data)
             except orjson.JSONDecodeError:
@@ -691,6 +726,12 @@ async def _parse(body: bytes) -> list[list[Any]]:
     if len(body) > _THREAD_PARSE_BYTES:
         return await asyncio.to_thread(parse_batch, body)
     return parse_batch(body)
+
+
+async def _settle(task: asyncio.Task[None] | None) -> None:
+    """Wait for a batch's ingest-and-ack task; it reports its own failures."""
+    if task is not None:
+        await asyncio.shield(task)
 
 
 async def _refuse(
