@@ -17,6 +17,7 @@ from tracker._errors import AuthenticationError, CommError, UsageError
 from tracker._files import RunFile
 from tracker._history import history_frame
 from tracker._names import run_path as _run_path
+from tracker._runinfo import RunInfo
 from tracker._settings import resolve_settings
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ class Api:
         return self._client
 
 
-class ApiRun:
+class ApiRun(RunInfo):
     """A run read from the server; the same interface as `tracker.StoredRun`."""
 
     def __init__(self, api: Api, document: dict[str, Any]) -> None:
@@ -158,30 +159,8 @@ class ApiRun:
         self._api = api
         self._document = document
 
-    @property
-    def id(self) -> str:
-        """The run id."""
-        return str(self._document["id"])
-
-    @property
-    def name(self) -> str:
-        """The run's display name."""
-        return str(self._document.get("name") or "")
-
-    @property
-    def project(self) -> str:
-        """The project the run belongs to."""
-        return str(self._document["project"])
-
-    @property
-    def entity(self) -> str:
-        """The user or team that owns the run."""
-        return str(self._document["entity"])
-
-    @property
-    def path(self) -> str:
-        """``"entity/project/id"``."""
-        return f"{self.entity}/{self.project}/{self.id}"
+    def _info(self) -> dict[str, Any]:
+        return self._document
 
     @property
     def state(self) -> str:
@@ -197,31 +176,6 @@ class ApiRun:
     def summary(self) -> dict[str, Any]:
         """The run's summary."""
         return dict(self._document.get("summary") or {})
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        """The run's tags."""
-        return tuple(self._document.get("tags") or ())
-
-    @property
-    def group(self) -> str | None:
-        """The run's group, if any."""
-        return self._document.get("group")
-
-    @property
-    def job_type(self) -> str | None:
-        """The run's job type, if any."""
-        return self._document.get("job_type")
-
-    @property
-    def notes(self) -> str | None:
-        """The run's notes, if any."""
-        return self._document.get("notes")
-
-    @property
-    def start_time(self) -> float:
-        """When the run was created (seconds since the epoch)."""
-        return float(self._document.get("created_at") or 0.0)
 
     @property
     def url(self) -> str | None:

@@ -16,6 +16,7 @@ from tracker._errors import UsageError
 from tracker._files import RunFile
 from tracker._history import downsample, history_frame, select
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
+from tracker._runinfo import RunInfo
 from tracker._runlog import RunLogReader
 from tracker._summary import MetricRule, Summary
 
@@ -24,7 +25,7 @@ __all__ = ["StoredRun", "apply_to_summary", "read_run"]
 _Row = tuple[int, float, float, dict[str, Any]]  # step, timestamp, runtime, data
 
 
-class StoredRun:
+class StoredRun(RunInfo):
     """A run as stored: metadata, config, summary and history, read from its run log.
 
     ``state`` is one of running, finished, failed, killed, crashed (the process that
@@ -92,60 +93,13 @@ class StoredRun:
         if not self.metadata:
             raise UsageError(f"{path} holds no run metadata; it is not a complete run log")
 
+    def _info(self) -> dict[str, Any]:
+        return self.metadata
+
     def replay_summary(self, summary: Summary) -> None:
         """Rebuild the summary's state (last values, aggregates, rules) into ``summary``."""
         for kind, payload in self._summary_ops:
             apply_to_summary(summary, kind, payload, with_rules=True)
-
-    @property
-    def id(self) -> str:
-        """The run id."""
-        return str(self.metadata["id"])
-
-    @property
-    def name(self) -> str:
-        """The run's display name."""
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def project(self) -> str:
-        """The project the run belongs to."""
-        return str(self.metadata.get("project", ""))
-
-    @property
-    def entity(self) -> str:
-        """The user or team that owns the run."""
-        return str(self.metadata.get("entity", ""))
-
-    @property
-    def path(self) -> str:
-        """``"entity/project/id"``."""
-        return f"{self.entity}/{self.project}/{self.id}"
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        """The run's tags."""
-        return tuple(self.metadata.get("tags", ()))
-
-    @property
-    def group(self) -> str | None:
-        """The run's group, if any."""
-        return self.metadata.get("group")
-
-    @property
-    def job_type(self) -> str | None:
-        """The run's job type, if any."""
-        return self.metadata.get("job_type")
-
-    @property
-    def notes(self) -> str | None:
-        """The run's notes, if any."""
-        return self.metadata.get("notes")
-
-    @property
-    def start_time(self) -> float:
-        """When the run first started (seconds since the epoch)."""
-        return float(self.metadata.get("created_at", self.metadata.get("start_time", 0.0)))
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from tracker._server._storage import Storage
+from tracker._server._storage import Storage, StorageError
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler, Middleware
@@ -26,16 +26,9 @@ ANONYMOUS: Final = "anonymous"
 LOCAL: Final = "local"
 
 
-class ApiError(Exception):
-    """An error answer of the API (docs/protocol.md, "Errors"): status, stable code, message."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        """Describe the refusal; ``extra`` fields join ``status``, ``code`` and ``message``."""
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
+class ApiError(StorageError):
+    """An error answer of the API (docs/protocol.md, "Errors"): status, stable code, message;
+    the same shape as a storage refusal, so the app answers both one way."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,68 @@
+"""The read-only fields every run object shares, so `read_run` and `Api().run` answer alike."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["RunInfo"]
+
+
+class RunInfo(abc.ABC):
+    """Identity and descriptive fields of a run, read from its metadata document."""
+
+    @abc.abstractmethod
+    def _info(self) -> Mapping[str, Any]:
+        """The run's metadata document (each kind of run object keeps its own)."""
+
+    @property
+    def id(self) -> str:
+        """The run id."""
+        return str(self._info()["id"])
+
+    @property
+    def name(self) -> str:
+        """The run's display name."""
+        return str(self._info().get("name") or "")
+
+    @property
+    def project(self) -> str:
+        """The project the run belongs to."""
+        return str(self._info().get("project") or "")
+
+    @property
+    def entity(self) -> str:
+        """The user or team that owns the run."""
+        return str(self._info().get("entity") or "")
+
+    @property
+    def path(self) -> str:
+        """``"entity/project/id"``."""
+        return f"{self.entity}/{self.project}/{self.id}"
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's tags."""
+        return tuple(self._info().get("tags") or ())
+
+    @property
+    def group(self) -> str | None:
+        """The run's group, if any."""
+        return self._info().get("group")
+
+    @property
+    def job_type(self) -> str | None:
+        """The run's job type, if any."""
+        return self._info().get("job_type")
+
+    @property
+    def notes(self) -> str | None:
+        """The run's notes, if any."""
+        return self._info().get("notes")
+
+    @property
+    def start_time(self) -> float:
+        """When the run was created (seconds since the epoch)."""
+        info = self._info()
+        return float(info.get("created_at") or info.get("start_time") or 0.0)
