@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import __main__
 from tracker import _process
@@ -33,6 +33,9 @@ from tracker._rundir import (
     write_resume_marker,
 )
 from tracker._settings import Settings, resolve_settings
+
+if TYPE_CHECKING:
+    from tracker._io._transport import ServerClient
 
 __all__ = ["ainit", "finish", "init", "log"]
 
@@ -368,15 +371,13 @@ def _start_online(
     anonymous: str | None,
 ) -> Run:
     """Handshake with the server (retried up to ``init_timeout``), then start a streaming run."""
-    from tracker._io._sender import StreamTarget
-    from tracker._io._transport import ServerClient
-
     assert settings.base_url is not None
     run_id, body = _handshake_body(settings, root, fork_from, resume_from)
     log_id = body["log_id"] = uuid.uuid4().hex
     api_key = None if anonymous == "must" else settings.api_key
-    client = ServerClient(settings.base_url, api_key)
-    answer = _handshake_now(client, body, settings)
+    client, answer = _handshake_now(settings.base_url, api_key, body, settings)
+    from tracker._io._sender import StreamTarget  # aiohttp is loaded by now, on the I/O thread
+
     stored = answer["run"]
     resumed = bool(answer["resumed"])
     merged = Config(allow_val_change=allow_val_change)
@@ -467,29 +468,37 @@ def _handshake_body(
     return run_id, body
 
 
-def _handshake_now(client: Any, body: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Run the handshake on the I/O thread, retrying up to ``init_timeout``; map failures
-    to the public errors."""
+def _handshake_now(
+    base_url: str, api_key: str | None, body: dict[str, Any], settings: Settings
+) -> tuple[ServerClient, dict[str, Any]]:
+    """Connect and handshake on the I/O thread (where aiohttp is imported), retrying up to
+    ``init_timeout``; map failures to the public errors."""
     from tracker._io._retry import TransportError, handshake_retrying
-    from tracker._io._sender import handshake
     from tracker._io._thread import io_thread
 
-    async def attempt() -> dict[str, Any]:
+    async def connect() -> tuple[ServerClient, dict[str, Any]]:
+        from tracker._io._sender import handshake
+        from tracker._io._transport import ServerClient
+
+        client = ServerClient(base_url, api_key)
         retrying = handshake_retrying(
             settings.init_timeout,
             settings.retry_initial_wait_seconds,
             settings.retry_max_wait_seconds,
         )
-        async for trying in retrying:
-            with trying:
-                return await handshake(client, body)
+        try:
+            async for trying in retrying:
+                with trying:
+                    return client, await handshake(client, body)
+        except BaseException:
+            await client.close()
+            raise
         raise AssertionError("tenacity re-raises the last error")
 
     try:
-        return io_thread().submit(attempt()).result(settings.init_timeout + 30)
+        return io_thread().submit(connect()).result(settings.init_timeout + 30)
     except TransportError as exc:
-        io_thread().submit(client.close())
-        where = client.base_url
+        where = base_url
         if exc.status in (401, 403):
             raise AuthenticationError(
                 f"{where} refused the API key ({exc}); run `tracker login`, set "
