@@ -529,3 +529,33 @@ def test_api_filters_runs_and_downsamples_history(server: Server, tmp_path: Path
     assert max(row["loss"] for row in local) == 1000.0
     with pytest.raises(tracker.UsageError, match="form"):
         api.run("just-an-id-with/too/many/parts")
+
+
+def test_online_init_imports_aiohttp_on_the_io_thread(tmp_path: Path) -> None:
+    """aiohttp is first imported by the "tracker-io" thread, never by the caller's thread."""
+    script = f"""
+import builtins, sys, threading
+first = []
+original = builtins.__import__
+def spy(name, *args, **kwargs):
+    if name.startswith("aiohttp") and "aiohttp" not in sys.modules and not first:
+        first.append(threading.current_thread().name)
+    return original(name, *args, **kwargs)
+builtins.__import__ = spy
+import tracker
+try:
+    tracker.init(dir={str(tmp_path)!r}, settings={{"base_url": "http://127.0.0.1:{_free_port()}",
+                 "init_timeout": 0.3, "silent": True}})
+except tracker.CommError:
+    pass
+print(first[0])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tracker-io"
