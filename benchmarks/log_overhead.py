@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
-import math
 import os
-import platform
-import random
 import resource
 import shutil
 import statistics
@@ -28,19 +24,14 @@ import tempfile
 import threading
 import time
 from array import array
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from itertools import cycle, islice
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+import _common
 import orjson
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_JSON = ROOT / "benchmarks" / "results" / "log_overhead.json"
+DEFAULT_JSON = _common.RESULTS_DIR / "log_overhead.json"
 POOL_SIZE = 1000
 WARMUP_ROWS = 20_000
 FINISH_ROWS = 100_000
@@ -48,9 +39,6 @@ INIT_RUNS = 10
 IMPORT_RUNS = 5
 FLOOR_SWAP_SECONDS = 0.002
 QUICK_ROWS = 50_000
-
-Row = dict[str, float]
-LogCall = Callable[[Row], object]
 
 _IMPORT_PROBE = """\
 import sys, time
@@ -77,69 +65,13 @@ print(orjson.dumps(found).decode())
 """
 
 
-class RunLike(Protocol):
-    """The part of `tracker.Run` this benchmark drives."""
+class RunLike(_common.LoggingRun, Protocol):
+    """The part of `tracker.Run` this benchmark drives: the common part and the run's folder."""
 
     @property
     def dir(self) -> str | os.PathLike[str]:
         """The run directory."""
         ...
-
-    def log(self, data: Row, /) -> object:
-        """Log one row."""
-        ...
-
-    def flush(self, timeout: float | None = None) -> object:
-        """Return when everything logged so far is in the run log."""
-        ...
-
-    def status(self) -> object:
-        """A snapshot of the run's counters."""
-        ...
-
-    def finish(self, *, quiet: bool) -> object:
-        """Flush and close the run."""
-        ...
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Per-call latency percentiles of one timed loop, in microseconds."""
-
-    p50_us: float
-    p99_us: float
-    p999_us: float
-    mean_us: float
-    max_us: float
-
-    @classmethod
-    def from_samples(cls, samples_ns: Iterable[int]) -> Latency:
-        """Summarise nanosecond samples with nearest-rank percentiles.
-
-        Counts distinct values instead of sorting: a sorted list of 200k ints would add
-        ~8 MB to the peak RSS this benchmark reports.
-        """
-        counts = sorted(Counter(samples_ns).items())
-        n = sum(count for _, count in counts)
-        total = sum(value * count for value, count in counts)
-
-        def rank(q: float) -> float:
-            # round() first: 0.99 * 200_000 is 198000.00000000003 in floating point.
-            wanted = max(1, math.ceil(round(q * n, 6)))
-            seen = 0
-            for value, count in counts:
-                seen += count
-                if seen >= wanted:
-                    return value / 1000
-            return counts[-1][0] / 1000
-
-        return cls(
-            p50_us=rank(0.5),
-            p99_us=rank(0.99),
-            p999_us=rank(0.999),
-            mean_us=total / n / 1000,
-            max_us=counts[-1][0] / 1000,
-        )
 
 
 class Floor:
@@ -158,7 +90,7 @@ class Floor:
         self._thread = threading.Thread(target=self._write_loop, name="floor-writer", daemon=True)
         self._thread.start()
 
-    def log(self, row: Row) -> None:
+    def log(self, row: _common.Row) -> None:
         """Encode ``row`` as one JSON line and append it to the shared buffer."""
         line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
         with self._lock:
@@ -183,37 +115,6 @@ class Floor:
             view = view[os.write(self._fd, view) :]
 
 
-def make_pool(size: int, seed: int = 0) -> list[Row]:
-    """Build ``size`` distinct rows of 10 floats, so no row is built inside a timed loop."""
-    rng = random.Random(seed)
-    return [{f"m{k}": rng.random() for k in range(10)} for _ in range(size)]
-
-
-def log_untimed(log: LogCall, pool: list[Row], n: int) -> None:
-    """Call ``log`` on ``n`` rows of the pool, cyclically, with nothing else in the loop."""
-    for row in islice(cycle(pool), n):
-        log(row)
-
-
-def log_timed(log: LogCall, pool: list[Row], samples: array[int]) -> None:
-    """Call ``log`` once per slot of ``samples`` and store each call's duration in ns."""
-    clock = time.perf_counter_ns
-    for i, row in enumerate(islice(cycle(pool), len(samples))):
-        start = clock()
-        log(row)
-        samples[i] = clock() - start
-
-
-def timer_overhead_ns(n: int = 100_000) -> float:
-    """Median cost of two back-to-back ``perf_counter_ns`` calls: included in every sample."""
-    clock = time.perf_counter_ns
-    samples = array("q", bytes(8 * n))
-    for i in range(n):
-        start = clock()
-        samples[i] = clock() - start
-    return statistics.median(samples)
-
-
 def vmrss_mb() -> float | None:
     """The process's current resident set size in MB, from /proc (None elsewhere)."""
     try:
@@ -232,13 +133,6 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def child_env() -> dict[str, str]:
-    """The environment for subprocesses: this checkout's ``tracker`` first on the path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
-
-
 def measure_import(cwd: Path, runs: int = IMPORT_RUNS) -> dict[str, Any]:
     """Time ``import tracker`` in ``runs`` fresh interpreters; note whether aiohttp came along."""
     seconds: list[float] = []
@@ -247,7 +141,7 @@ def measure_import(cwd: Path, runs: int = IMPORT_RUNS) -> dict[str, Any]:
         out = subprocess.run(
             [sys.executable, "-c", _IMPORT_PROBE],
             cwd=cwd,
-            env=child_env(),
+            env=_common.child_env(),
             capture_output=True,
             text=True,
             check=True,
@@ -261,7 +155,7 @@ def verify_run(run_dir: Path, pool_file: Path, expected: int, notes: list[str]) 
     """Read ``run_dir`` back in a subprocess; True when it holds exactly the rows logged."""
     proc = subprocess.run(
         [sys.executable, "-c", _VERIFY_PROBE, str(run_dir), str(pool_file)],
-        env=child_env(),
+        env=_common.child_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -276,7 +170,7 @@ def verify_run(run_dir: Path, pool_file: Path, expected: int, notes: list[str]) 
     return ok
 
 
-def verify_floor_file(path: Path, pool: list[Row], n: int, notes: list[str]) -> bool:
+def verify_floor_file(path: Path, pool: list[_common.Row], n: int, notes: list[str]) -> bool:
     """True when the floor's file holds ``n`` lines and exactly the bytes of ``n`` rows."""
     sizes = [len(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)) for row in pool]
     expected_bytes = sum(sizes) * (n // len(pool)) + sum(sizes[: n % len(pool)])
@@ -291,24 +185,12 @@ def verify_floor_file(path: Path, pool: list[Row], n: int, notes: list[str]) -> 
     return ok
 
 
-def status_dict(run: RunLike) -> dict[str, Any]:
-    """The run's status snapshot as a plain dict."""
-    status = run.status()
-    if dataclasses.is_dataclass(status) and not isinstance(status, type):
-        return dataclasses.asdict(status)
-    return dict(vars(status))
-
-
-def check_status(label: str, status: dict[str, Any], notes: list[str]) -> None:
-    """Note anything left queued or dropped after a flush."""
-    if status.get("queued") or status.get("dropped") or status.get("last_error"):
-        notes.append(f"{label}: status after flush {status}")
-
-
 class TrackerBench:
     """Runs every tracker measurement in one root directory, a fresh run per measurement."""
 
-    def __init__(self, tracker: ModuleType, root: Path, pool: list[Row], notes: list[str]) -> None:
+    def __init__(
+        self, tracker: ModuleType, root: Path, pool: list[_common.Row], notes: list[str]
+    ) -> None:
         """Measure ``tracker`` with ``pool``, keeping runs under ``root``."""
         self.tracker = tracker
         self.runs_dir = root / "runs"
@@ -338,33 +220,26 @@ class TrackerBench:
 
     def init_times(self, runs: int = INIT_RUNS) -> dict[str, Any]:
         """Time ``init()`` of ``runs`` fresh runs; the first also starts the I/O thread."""
-        seconds: list[float] = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            run = self.new_run()
-            seconds.append(time.perf_counter() - start)
-            run.finish(quiet=True)
-            shutil.rmtree(Path(run.dir), ignore_errors=True)
-        return {
-            "median": statistics.median(seconds),
-            "first": seconds[0],
-            "max": max(seconds),
-            "samples": seconds,
-        }
+        return _common.time_inits(self.new_run, self.discard, runs)
+
+    def discard(self, run: RunLike) -> None:
+        """Finish ``run`` and delete its directory, unread."""
+        run.finish(quiet=True)
+        shutil.rmtree(Path(run.dir), ignore_errors=True)
 
     def latency(self, n: int) -> dict[str, Any]:
         """Per-call cost of ``n`` timed calls after a warm-up, and RSS growth over them (MB)."""
         run = self.new_run()
-        log_untimed(run.log, self.pool, WARMUP_ROWS)
+        _common.log_untimed(run.log, self.pool, WARMUP_ROWS)
         samples = array("q", bytes(8 * n))
         before = vmrss_mb()
-        log_timed(run.log, self.pool, samples)
+        _common.log_timed(run.log, self.pool, samples)
         after = vmrss_mb()
         run.flush(timeout=None)
-        check_status("tracker timed run", status_dict(run), self.notes)
+        _common.check_flushed("tracker timed run", _common.status_dict(run), self.notes)
         return {
-            "log_us": dataclasses.asdict(Latency.from_samples(samples)),
-            "rss_growth_mb": None if before is None or after is None else after - before,
+            "log_us": dataclasses.asdict(_common.Latency.from_samples(samples)),
+            "rss_growth_mb": _common.delta(before, after),
             "verified": self.close_and_verify(run, WARMUP_ROWS + n),
         }
 
@@ -372,12 +247,12 @@ class TrackerBench:
         """Untimed loop of ``n`` calls: calls/s, and rows/s until ``flush()`` returns."""
         run = self.new_run()
         start = time.perf_counter()
-        log_untimed(run.log, self.pool, n)
+        _common.log_untimed(run.log, self.pool, n)
         logged = time.perf_counter()
         run.flush(timeout=None)
         flushed = time.perf_counter()
-        status = status_dict(run)
-        check_status("tracker throughput run", status, self.notes)
+        status = _common.status_dict(run)
+        _common.check_flushed("tracker throughput run", status, self.notes)
         return {
             "calls_per_s": n / (logged - start),
             "rows_per_s_on_disk": n / (flushed - start),
@@ -389,7 +264,7 @@ class TrackerBench:
     def finish_time(self, n: int = FINISH_ROWS) -> dict[str, Any]:
         """Seconds ``finish()`` takes right after ``n`` rows were logged, and the read-back."""
         run = self.new_run()
-        log_untimed(run.log, self.pool, n)
+        _common.log_untimed(run.log, self.pool, n)
         start = time.perf_counter()
         run.finish(quiet=True)
         seconds = time.perf_counter() - start
@@ -399,14 +274,14 @@ class TrackerBench:
         return {"finish_seconds": seconds, "verified": verified}
 
 
-def bench_floor(root: Path, pool: list[Row], n: int, notes: list[str]) -> dict[str, Any]:
+def bench_floor(root: Path, pool: list[_common.Row], n: int, notes: list[str]) -> dict[str, Any]:
     """The floor's per-call cost, calls/s, and rows/s until its file holds everything."""
     timed_path = root / "floor-timed.jsonl"
     floor = Floor(timed_path)
-    log_untimed(floor.log, pool, WARMUP_ROWS)
+    _common.log_untimed(floor.log, pool, WARMUP_ROWS)
     samples = array("q", bytes(8 * n))
     before = vmrss_mb()
-    log_timed(floor.log, pool, samples)
+    _common.log_timed(floor.log, pool, samples)
     after = vmrss_mb()
     floor.close()
     timed_ok = verify_floor_file(timed_path, pool, WARMUP_ROWS + n, notes)
@@ -414,57 +289,18 @@ def bench_floor(root: Path, pool: list[Row], n: int, notes: list[str]) -> dict[s
     path = root / "floor-throughput.jsonl"
     floor = Floor(path)
     start = time.perf_counter()
-    log_untimed(floor.log, pool, n)
+    _common.log_untimed(floor.log, pool, n)
     logged = time.perf_counter()
     floor.close()
     joined = time.perf_counter()
     return {
-        "log_us": dataclasses.asdict(Latency.from_samples(samples)),
+        "log_us": dataclasses.asdict(_common.Latency.from_samples(samples)),
         "calls_per_s": n / (logged - start),
         "rows_per_s_on_disk": n / (joined - start),
         "flush_seconds": joined - logged,
-        "rss_growth_mb": None if before is None or after is None else after - before,
+        "rss_growth_mb": _common.delta(before, after),
         "verified": verify_floor_file(path, pool, n, notes) and timed_ok,
     }
-
-
-def import_tracker() -> ModuleType:
-    """Import this checkout's ``tracker`` (ahead of any installed copy)."""
-    sys.path.insert(0, str(ROOT))
-    return importlib.import_module("tracker")
-
-
-def environment(timer_ns: float) -> dict[str, Any]:
-    """The facts a reader needs to compare this result with another machine's."""
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "orjson": orjson.__version__,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "timer_overhead_ns": timer_ns,
-        # Other processes on the machine skew latencies; this says how busy it was.
-        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-
-
-def _fmt(value: float | bool | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if unit == "us":
-        return f"{value:.2f} µs"
-    if unit == "ms":
-        return f"{value * 1000:.1f} ms"
-    if unit == "rate":
-        return f"{value:,.0f}/s"
-    if unit == "x":
-        return f"{value:.2f}x"
-    if unit == "MB":
-        return f"{value:.1f} MB"
-    return str(value)
 
 
 def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -523,44 +359,13 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "metric": name,
-            "tracker": _fmt(tv, unit),
-            "floor": _fmt(fv, unit),
+            "tracker": _common.fmt_value(tv, unit),
+            "floor": _common.fmt_value(fv, unit),
             "target": target,
             "met": met,
         }
         for name, tv, fv, unit, target, met in rows
     ]
-
-
-def print_table(report: dict[str, Any]) -> None:
-    """Print the environment, the metric table and any notes."""
-    env = report["environment"]
-    print(
-        f"Python {env['python']} ({env['implementation']}), orjson {env['orjson']}, "
-        f"{env['cpu_count']} CPUs, {env['platform']}, {env['date']}"
-    )
-    s = report["settings"]
-    print(
-        f"rows={s['rows']:,} warm-up={s['warmup_rows']:,} pool={s['pool_size']} "
-        f"timer overhead={env['timer_overhead_ns']:.0f} ns (included in each sample), "
-        f"load average at start={env['loadavg_1m']}\n"
-    )
-    header = ("metric", "tracker", "floor", "target", "met?")
-    lines = [
-        (
-            r["metric"],
-            r["tracker"],
-            r["floor"],
-            r["target"],
-            {True: "yes", False: "NO"}.get(r["met"], ""),
-        )
-        for r in report["targets"]
-    ]
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *lines]:
-        print(" | ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
-    for note in report["notes"]:
-        print(f"note: {note}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -583,13 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run every measurement, print the table, write the JSON; exit 1 if a read-back failed."""
     args = parse_args(argv)
     n: int = args.rows
-    pool = make_pool(POOL_SIZE)
+    pool = _common.make_pool(POOL_SIZE)
     notes: list[str] = []
-    env = environment(timer_overhead_ns())
+    env = _common.environment(_common.timer_overhead_ns())
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
         root = Path(tmp)
         imported = measure_import(root)
-        bench = TrackerBench(import_tracker(), root, pool, notes)
+        bench = TrackerBench(_common.import_tracker(), root, pool, notes)
         init = bench.init_times()
         timed = bench.latency(n)
         loop = bench.throughput(n)
@@ -623,17 +428,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "tracker": tracker,
         "floor": floor,
-        "ratio": {
-            "p50": tracker["log_us"]["p50_us"] / floor["log_us"]["p50_us"],
-            "mean": tracker["log_us"]["mean_us"] / floor["log_us"]["mean_us"],
-        },
+        "ratio": _common.latency_ratio(tracker["log_us"], floor["log_us"]),
         "notes": notes,
     }
     report["targets"] = target_rows(report)
-    print_table(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"\nwrote {args.json}")
+    settings = f"rows={n:,} warm-up={WARMUP_ROWS:,} pool={POOL_SIZE}"
+    _common.print_report(report, settings, ("metric", "tracker", "floor", "target"))
+    _common.write_json(args.json, report)
     return 0 if tracker["verified"] and floor["verified"] else 1
 
 

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
-import math
 import os
-import platform
-import random
 import select
 import signal
 import statistics
@@ -27,21 +23,17 @@ import sys
 import tempfile
 import time
 from array import array
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import cached_property
-from itertools import cycle, islice
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any, Protocol
 
-import orjson
+import _common
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_JSON = ROOT / "benchmarks" / "results" / "stream.json"
+DEFAULT_JSON = _common.RESULTS_DIR / "stream.json"
 POOL_SIZE = 1000
 TIMED_ROWS = 100_000
 FINISH_ROWS = 100_000
@@ -54,9 +46,6 @@ CLIENT_READY_SECONDS = 60.0
 CLIENT_REPORT_SECONDS = 600.0
 STALL_SECONDS = 30.0
 POLL_SECONDS = 0.002
-
-Row = dict[str, float]
-LogCall = Callable[[Row], object]
 
 # One concurrent client: init, say "ready", wait for "go", log, wait for every ack, finish,
 # then report. argv: base_url, run dir, rows, pool seed, poll seconds, stall seconds.
@@ -96,65 +85,13 @@ print(json.dumps({"path": run.path, "rows": rows, "start": start, "logged": logg
 """
 
 
-class RunLike(Protocol):
-    """The part of `tracker.Run` this benchmark drives."""
+class RunLike(_common.LoggingRun, Protocol):
+    """The part of `tracker.Run` this benchmark drives: the common part and the run's path."""
 
     @property
     def path(self) -> str:
         """``"entity/project/id"``."""
         ...
-
-    def log(self, data: Row, /) -> object:
-        """Log one row."""
-        ...
-
-    def flush(self, timeout: float | None = None) -> object:
-        """Return when everything logged so far is in the run log (and acknowledged)."""
-        ...
-
-    def status(self) -> Any:
-        """A snapshot of the run's counters."""
-        ...
-
-    def finish(self, *, quiet: bool) -> object:
-        """Flush, wait for the server's acks and close the run."""
-        ...
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Per-call latency percentiles of one timed loop, in microseconds."""
-
-    p50_us: float
-    p99_us: float
-    p999_us: float
-    mean_us: float
-    max_us: float
-
-    @classmethod
-    def from_samples(cls, samples_ns: Iterable[int]) -> Latency:
-        """Summarise nanosecond samples with nearest-rank percentiles."""
-        counts = sorted(Counter(samples_ns).items())
-        n = sum(count for _, count in counts)
-        total = sum(value * count for value, count in counts)
-
-        def rank(q: float) -> float:
-            # round() first: 0.99 * 100_000 is not exactly 99000 in floating point.
-            wanted = max(1, math.ceil(round(q * n, 6)))
-            seen = 0
-            for value, count in counts:
-                seen += count
-                if seen >= wanted:
-                    return value / 1000
-            return counts[-1][0] / 1000
-
-        return cls(
-            p50_us=rank(0.5),
-            p99_us=rank(0.99),
-            p999_us=rank(0.999),
-            mean_us=total / n / 1000,
-            max_us=counts[-1][0] / 1000,
-        )
 
 
 @dataclass(frozen=True)
@@ -186,13 +123,6 @@ def process_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def child_env() -> dict[str, str]:
-    """The environment for subprocesses: this checkout's ``tracker`` first on the path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
 
 
 def stop_process(process: subprocess.Popen[Any], seconds: float = SERVER_STOP_SECONDS) -> None:
@@ -228,7 +158,7 @@ def running_server(root: Path) -> Iterator[Server]:
                 f"sqlite:///{root / 'tracker.db'}",
             ],
             cwd=root,
-            env=child_env(),
+            env=_common.child_env(),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -259,50 +189,14 @@ def wait_for_url(process: subprocess.Popen[bytes], out_path: Path, err_path: Pat
     raise RuntimeError(f"tracker server did not print its URL within {SERVER_START_SECONDS}s")
 
 
-def make_pool(size: int, seed: int = 0) -> list[Row]:
-    """Build ``size`` distinct rows of 10 floats, so no row is built inside a timed loop."""
-    rng = random.Random(seed)
-    return [{f"m{k}": rng.random() for k in range(10)} for _ in range(size)]
-
-
-def log_untimed(log: LogCall, pool: list[Row], n: int) -> None:
-    """Call ``log`` on ``n`` rows of the pool, cyclically, with nothing else in the loop."""
-    for row in islice(cycle(pool), n):
-        log(row)
-
-
-def log_timed(log: LogCall, pool: list[Row], samples: array[int]) -> None:
-    """Call ``log`` once per slot of ``samples`` and store each call's duration in ns."""
-    clock = time.perf_counter_ns
-    for i, row in enumerate(islice(cycle(pool), len(samples))):
-        start = clock()
-        log(row)
-        samples[i] = clock() - start
-
-
-def log_rows(run: RunLike, pool: list[Row], n: int, timed: int) -> Latency:
+def log_rows(run: RunLike, pool: list[_common.Row], n: int, timed: int) -> _common.Latency:
     """Log ``n`` rows, timing each of the first ``timed`` calls, the rest untimed."""
     samples = array("q", bytes(8 * timed))
-    log_timed(run.log, pool, samples)
+    _common.log_timed(run.log, pool, samples)
     # continue in the pool where the timed loop stopped, so every run logs the same rows
     offset = timed % len(pool)
-    log_untimed(run.log, pool[offset:] + pool[:offset], n - timed)
-    return Latency.from_samples(samples)
-
-
-def timer_overhead_ns(n: int = 100_000) -> float:
-    """Median cost of two back-to-back ``perf_counter_ns`` calls: included in every sample."""
-    clock = time.perf_counter_ns
-    samples = array("q", bytes(8 * n))
-    for i in range(n):
-        start = clock()
-        samples[i] = clock() - start
-    return statistics.median(samples)
-
-
-def status_dict(run: RunLike) -> dict[str, Any]:
-    """The run's status snapshot as a plain dict."""
-    return dataclasses.asdict(run.status())
+    _common.log_untimed(run.log, pool[offset:] + pool[:offset], n - timed)
+    return _common.Latency.from_samples(samples)
 
 
 def wait_acknowledged(run: RunLike, notes: list[str], label: str) -> dict[str, Any]:
@@ -312,7 +206,7 @@ def wait_acknowledged(run: RunLike, notes: list[str], label: str) -> dict[str, A
     """
     acked, progress = -1, time.monotonic()
     while True:
-        status = status_dict(run)
+        status = _common.status_dict(run)
         # written + queued is every record appended so far, the run's own ones included
         if status["acknowledged"] >= status["written"] + status["queued"]:
             return status
@@ -324,7 +218,7 @@ def wait_acknowledged(run: RunLike, notes: list[str], label: str) -> dict[str, A
         time.sleep(POLL_SECONDS)
 
 
-def check_status(label: str, status: dict[str, Any], notes: list[str]) -> None:
+def check_acknowledged(label: str, status: dict[str, Any], notes: list[str]) -> None:
     """Note anything left queued, unacknowledged or dropped, or an error."""
     unacked = status["written"] + status["queued"] - status["acknowledged"]
     if status["queued"] or status["dropped"] or status["last_error"] or unacked > 0:
@@ -332,7 +226,7 @@ def check_status(label: str, status: dict[str, Any], notes: list[str]) -> None:
 
 
 def verify_history(
-    api: Any, path: str, expected: int, pool: list[Row] | None, notes: list[str]
+    api: Any, path: str, expected: int, pool: list[_common.Row] | None, notes: list[str]
 ) -> int:
     """Read ``path``'s history (key m0) back from the server; return how many rows it holds.
 
@@ -361,7 +255,12 @@ class StreamBench:
     """Every in-process measurement against one server, a fresh run per measurement."""
 
     def __init__(
-        self, tracker: ModuleType, server: Server, root: Path, pool: list[Row], notes: list[str]
+        self,
+        tracker: ModuleType,
+        server: Server,
+        root: Path,
+        pool: list[_common.Row],
+        notes: list[str],
     ) -> None:
         """Stream to ``server`` from runs kept under ``root``, logging rows of ``pool``."""
         self.tracker = tracker
@@ -394,18 +293,7 @@ class StreamBench:
 
     def init_times(self, runs: int = INIT_RUNS) -> dict[str, Any]:
         """Time ``init()`` of ``runs`` online runs, each finished before the next."""
-        seconds: list[float] = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            run = self.online_run()
-            seconds.append(time.perf_counter() - start)
-            run.finish(quiet=True)
-        return {
-            "median": statistics.median(seconds),
-            "first": seconds[0],
-            "max": max(seconds),
-            "samples": seconds,
-        }
+        return _common.time_inits(self.online_run, lambda run: run.finish(quiet=True), runs)
 
     def offline_latency(self, n: int, timed: int) -> dict[str, Any]:
         """log() cost of the first ``timed`` of ``n`` calls to an offline run."""
@@ -415,10 +303,9 @@ class StreamBench:
         logged = time.perf_counter()
         run.flush(timeout=None)
         flushed = time.perf_counter()
-        status = status_dict(run)
+        status = _common.status_dict(run)
         run.finish(quiet=True)
-        if status["queued"] or status["dropped"] or status["last_error"]:
-            self.notes.append(f"offline run: status after flush {status}")
+        _common.check_flushed("offline run", status, self.notes)
         return {
             "log_us": dataclasses.asdict(latency),
             "calls_per_s": n / (logged - start),
@@ -435,12 +322,12 @@ class StreamBench:
         start = time.perf_counter()
         latency = log_rows(run, self.pool, n, timed)
         logged = time.perf_counter()
-        at_logged = status_dict(run)
+        at_logged = _common.status_dict(run)
         status = wait_acknowledged(run, self.notes, "one run")
         acked = time.perf_counter()
         cpu_client = time.process_time() - cpu_client
         cpu_server_end = self.server.cpu_seconds()
-        check_status("one run after acks", status, self.notes)
+        check_acknowledged("one run after acks", status, self.notes)
         run.finish(quiet=True)
         seconds = acked - start
         return {
@@ -454,9 +341,7 @@ class StreamBench:
             "log_us": dataclasses.asdict(latency),
             "cpu_seconds": {
                 "client": cpu_client,
-                "server": None
-                if cpu_server is None or cpu_server_end is None
-                else cpu_server_end - cpu_server,
+                "server": _common.delta(cpu_server, cpu_server_end),
             },
             "stored": verify_history(self.api, run.path, n, self.pool, self.notes),
         }
@@ -464,13 +349,13 @@ class StreamBench:
     def finish_time(self, n: int) -> dict[str, Any]:
         """Seconds ``finish()`` takes right after ``n`` rows were logged, and the rows stored."""
         run = self.online_run()
-        log_untimed(run.log, self.pool, n)
-        in_flight = status_dict(run)
+        _common.log_untimed(run.log, self.pool, n)
+        in_flight = _common.status_dict(run)
         start = time.perf_counter()
         run.finish(quiet=True)
         seconds = time.perf_counter() - start
-        after = status_dict(run)
-        check_status("finish run after finish()", after, self.notes)
+        after = _common.status_dict(run)
+        check_acknowledged("finish run after finish()", after, self.notes)
         unacked = in_flight["written"] + in_flight["queued"] - in_flight["acknowledged"]
         return {
             "rows": n,
@@ -502,7 +387,7 @@ def start_client(
             str(STALL_SECONDS),
         ],
         cwd=root,
-        env=child_env(),
+        env=_common.child_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=err,
@@ -577,55 +462,12 @@ def concurrent_clients(
         },
         "last_logged_after_go": max(r["logged"] for r in reports) - go,
         "cpu_seconds": {
-            "server": None
-            if cpu_server is None or cpu_server_end is None
-            else cpu_server_end - cpu_server,
+            "server": _common.delta(cpu_server, cpu_server_end),
             # each client from "go" to its last ack, the I/O thread included
             "clients": sum(float(r["cpu"]) for r in reports),
         },
         "stored": stored,
     }
-
-
-def import_tracker() -> ModuleType:
-    """Import this checkout's ``tracker`` (ahead of any installed copy)."""
-    sys.path.insert(0, str(ROOT))
-    return importlib.import_module("tracker")
-
-
-def environment(timer_ns: float) -> dict[str, Any]:
-    """The facts a reader needs to compare this result with another machine's."""
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "orjson": orjson.__version__,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "timer_overhead_ns": timer_ns,
-        # the server, this process and the clients share the machine; this says how busy it was
-        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-
-
-def _fmt(value: float | bool | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if unit == "us":
-        return f"{value:.2f} µs"
-    if unit == "ms":
-        return f"{value * 1000:.1f} ms"
-    if unit == "s":
-        return f"{value:.2f} s"
-    if unit == "rate":
-        return f"{value:,.0f}/s"
-    if unit == "x":
-        return f"{value:.2f}x"
-    if unit == "rows":
-        return f"{value:,.0f}"
-    return str(value)
 
 
 def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -704,35 +546,9 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         ),
     ]
     return [
-        {"metric": name, "value": _fmt(value, unit), "target": target, "met": met}
+        {"metric": name, "value": _common.fmt_value(value, unit), "target": target, "met": met}
         for name, value, unit, target, met in rows
     ]
-
-
-def print_table(report: dict[str, Any]) -> None:
-    """Print the environment, the metric table and any notes."""
-    env = report["environment"]
-    print(
-        f"Python {env['python']} ({env['implementation']}), orjson {env['orjson']}, "
-        f"{env['cpu_count']} CPUs, {env['platform']}, {env['date']}"
-    )
-    s = report["settings"]
-    print(
-        f"rows={s['rows']:,} timed={s['timed_rows']:,} finish rows={s['finish_rows']:,} "
-        f"clients={s['clients']} x {s['rows_per_client']:,} pool={s['pool_size']} "
-        f"timer overhead={env['timer_overhead_ns']:.0f} ns (included in each sample), "
-        f"load average at start={env['loadavg_1m']}\n"
-    )
-    header = ("metric", "value", "target", "met?")
-    lines = [
-        (r["metric"], r["value"], r["target"], {True: "yes", False: "NO"}.get(r["met"], ""))
-        for r in report["targets"]
-    ]
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *lines]:
-        print(" | ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
-    for note in report["notes"]:
-        print(f"note: {note}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -769,10 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     n: int = args.rows
     timed = min(TIMED_ROWS, n)
     finish_rows = min(FINISH_ROWS, n)
-    pool = make_pool(POOL_SIZE)
+    pool = _common.make_pool(POOL_SIZE)
     notes: list[str] = []
-    env = environment(timer_overhead_ns())
-    tracker = import_tracker()
+    env = _common.environment(_common.timer_overhead_ns())
+    tracker = _common.import_tracker()
     with (
         tempfile.TemporaryDirectory(prefix="tracker-stream-") as tmp,
         running_server(Path(tmp)) as server,
@@ -806,21 +622,20 @@ def main(argv: list[str] | None = None) -> int:
         },
         "one_run": one,
         "offline": offline,
-        "ratio": {
-            "p50": one["log_us"]["p50_us"] / offline["log_us"]["p50_us"],
-            "mean": one["log_us"]["mean_us"] / offline["log_us"]["mean_us"],
-        },
+        "ratio": _common.latency_ratio(one["log_us"], offline["log_us"]),
         "init_seconds": init,
         "finish": finish,
         "concurrent": many,
-        "loadavg_1m_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "loadavg_1m_at_end": _common.load_average(),
         "notes": notes,
     }
     report["targets"] = target_rows(report)
-    print_table(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"\nwrote {args.json}")
+    settings = (
+        f"rows={n:,} timed={timed:,} finish rows={finish_rows:,} "
+        f"clients={args.clients} x {args.rows_per_client:,} pool={POOL_SIZE}"
+    )
+    _common.print_report(report, settings, ("metric", "value", "target"))
+    _common.write_json(args.json, report)
     verified = one["stored"] == n and finish["stored"] == finish_rows
     return 0 if verified and many["stored"] == many["rows"] else 1
 
