@@ -12,6 +12,7 @@ import gc
 import ipaddress
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -128,11 +129,11 @@ def _signals_set(stop: asyncio.Event) -> Iterator[None]:
     """Make SIGINT and SIGTERM set ``stop``, when this is the main thread of a POSIX process."""
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
+    # Only the main thread gets signals, and Windows loops have no add_signal_handler.
+    if threading.current_thread() is threading.main_thread() and sys.platform != "win32":
         for number in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):  # Windows event loops
-                loop.add_signal_handler(number, stop.set)
-                handled.append(number)
+            loop.add_signal_handler(number, stop.set)
+            handled.append(number)
     try:
         yield
     finally:
