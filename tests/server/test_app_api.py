@@ -336,25 +336,6 @@ async def test_projects_list_counts_runs(client: Any) -> None:
     assert (project["name"], project["runs"]) == ("proj", 2)
 
 
-async def test_pages_list_runs_and_show_a_run_escaped(client: Any) -> None:
-    """The HTML pages list runs with links and show a run with its config, escaped."""
-    await client.start()
-    batch = client.record(0, "run", {"name": "<script>alert(1)</script>", "start_time": 1.0})
-    batch += client.record(1, "config", {"html": "<b>bold</b>"})
-    assert (await client.post_batch("run1", batch))[0] == 200
-    status, index = await client.raw("GET", "/")
-    assert status == 200
-    assert b"/local/proj/runs/run1" in index
-    assert b"<script>" not in index
-    status, page = await client.raw("GET", "/local/proj/runs/run1")
-    assert status == 200
-    assert b"&lt;script&gt;" in page
-    assert b"&lt;b&gt;bold&lt;/b&gt;" in page
-    assert b"<script>" not in page
-    status, _ = await client.raw("GET", "/local/proj/runs/missing")
-    assert status == 404
-
-
 async def test_unknown_endpoints_and_methods_are_json_errors(client: Any) -> None:
     """An unknown path is a 404 and a wrong method a 405, both in the error format."""
     await client.error("GET", "/api/v1/nothing-here", 404, "not_found")

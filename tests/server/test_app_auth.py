@@ -40,7 +40,6 @@ async def test_a_key_acts_as_its_entity(alice: Any) -> None:
         ("GET", "/api/v1/runs/alice/proj/run1"),
         ("GET", "/api/v1/runs/alice/proj/run1/history"),
         ("POST", "/api/v1/runs/start"),
-        ("GET", "/"),
     ],
 )
 async def test_requests_without_a_key_need_one(alice: Any, method: str, path: str) -> None:

@@ -54,7 +54,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
         ) from None
     server = EmbeddedServer(f"sqlite:///{root / 'tracker.db'}", port=arguments.port).start()
     try:
-        print(f"tracker demo: server at {server.url} (database {root / 'tracker.db'})")
+        print(f"tracker demo: dashboard at {server.url}/ (database {root / 'tracker.db'})")
         print(f"tracker demo: {len(_LEARNING_RATES)} runs x {arguments.steps} steps, streaming")
         runs = [
             _train(server.url, root, lr, arguments.steps, seed)
@@ -64,9 +64,9 @@ def run_demo(arguments: argparse.Namespace) -> int:
         print(f"\nOpen {server.url}/ to see the runs.")
         if arguments.no_serve or not sys.stdout.isatty():
             return 0
-        print("Serving until Ctrl-C.")
+        print("A live run keeps training so you can watch its curves move; Ctrl-C stops.")
         sys.stdout.flush()
-        threading.Event().wait()
+        _train_live(server.url, root)
     except KeyboardInterrupt:
         print()
     finally:
@@ -74,27 +74,48 @@ def run_demo(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _train_live(url: str, root: Path) -> None:
+    """A run that logs 20 steps a second until Ctrl-C, which finishes it as killed."""
+    with _start(url, root, 0.02, "live") as run:
+        noise = random.Random(7)
+        step = 0
+        while True:
+            _log_step(run, 0.02, step, noise)
+            step += 1
+            threading.Event().wait(0.05)
+
+
 def _train(url: str, root: Path, lr: float, steps: int, seed: int) -> tracker.Run:
+    run = _start(url, root, lr, "lr-sweep")
+    noise = random.Random(seed)
+    for step in range(steps):
+        _log_step(run, lr, step, noise)
+    run.finish(quiet=True)
+    return run
+
+
+def _start(url: str, root: Path, lr: float, group: str) -> tracker.Run:
     run = tracker.init(
         project="demo",
         dir=root / "runs",
         config={"lr": lr, "batch_size": 64, "optimizer": "adam"},
         tags=["demo"],
-        group="lr-sweep",
+        group=group,
         job_type="train",
         reinit="finish_previous",
         settings={"silent": True, "base_url": url},
     )
     run.define_metric("val/loss", summary="min")
-    noise = random.Random(seed)
-    for step in range(steps):
-        progress = 1 - math.exp(-lr * step / 20)
-        loss = 2.3 * (1 - progress) + 0.05 + noise.gauss(0, 0.02)
-        run.log({"train/loss": loss, "train/acc": min(1.0, 0.1 + 0.85 * progress), "lr": lr})
-        if step % 100 == 99:
-            run.log({"val/loss": loss + 0.05 + noise.gauss(0, 0.01), "epoch": step // 100})
-    run.finish(quiet=True)
     return run
+
+
+def _log_step(run: tracker.Run, lr: float, step: int, noise: random.Random) -> None:
+    """One step of a simulated training: loss falls and accuracy rises at a rate set by lr."""
+    progress = 1 - math.exp(-lr * step / 20)
+    loss = 2.3 * (1 - progress) + 0.05 + noise.gauss(0, 0.02)
+    run.log({"train/loss": loss, "train/acc": min(1.0, 0.1 + 0.85 * progress), "lr": lr})
+    if step % 100 == 99:
+        run.log({"val/loss": loss + 0.05 + noise.gauss(0, 0.01), "epoch": step // 100})
 
 
 def _print_summary(url: str, runs: list[tracker.Run]) -> None:

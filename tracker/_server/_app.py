@@ -27,7 +27,7 @@ from tracker._encoding import ROW, SUMMARY_DELETE, decode_record, encode_value
 from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
-from tracker._server._pages import Pages
+from tracker._server._dashboard import Dashboard, dashboard_auth
 from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
 
 if TYPE_CHECKING:
@@ -84,13 +84,17 @@ def build_app(
     app = web.Application(
         middlewares=[
             _error_middleware,
-            auth_middleware(storage, allow_anonymous=allow_anonymous, open_access=open_access),
+            dashboard_auth(
+                auth_middleware(storage, allow_anonymous=allow_anonymous, open_access=open_access)
+            ),
         ],
         # bodies are read as streams with per-route limits (`_read_body`); this is the largest
         client_max_size=MAX_FILE_BYTES,
     )
     app.add_routes(api.routes())
-    app.add_routes(Pages(storage).routes())
+    dashboard = Dashboard(storage)
+    app.add_routes(dashboard.routes())
+    app.on_shutdown.append(dashboard.close)
     app.cleanup_ctx.append(api.sweeper)
     app.on_shutdown.append(api.close_sockets)
     return app

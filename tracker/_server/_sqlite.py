@@ -30,6 +30,7 @@ import sqlite3
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -524,6 +525,68 @@ class SQLiteStorage:
         return await self._read(
             lambda conn: conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
         )
+
+    # -- dashboard reads -----------------------------------------------------------------
+
+    async def list_runs_sorted(
+        self,
+        entity: str,
+        project: str,
+        filters: dict[str, Any],
+        sort: list[str],
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Like `list_runs`, ordered by a column, or a config or summary value (see
+        `Storage.list_runs_sorted`); runs without a value come last.
+
+        Raises:
+            StorageError: 400 bad_filter / bad_order / bad_request.
+        """
+        for name, value in (("limit", limit), ("offset", offset)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+                raise StorageError(
+                    400, "bad_request", f"{name} {value!r} is not an integer >= 0; pass e.g. 100"
+                )
+        expression, sort_params = _sort_expression(sort)
+        direction = "DESC" if descending else "ASC"
+        ordering = f"({expression}) IS NULL, {expression} {direction}, pk {direction}"
+        where, params, checks = _where(entity, project, filters)
+        return await self._read(
+            partial(
+                _list_runs_sorted,
+                where,
+                params,
+                checks,
+                ordering,
+                sort_params * 2,
+                limit,
+                offset,
+            )
+        )
+
+    async def chart_series(
+        self, key: RunKey, keys: list[str] | None, min_step: int | None, samples: int
+    ) -> dict[str, Any]:
+        """Per numeric key, the run's points as chart columns (see `Storage.chart_series`);
+        read from the per-key series, so no stored row is parsed.
+
+        Raises:
+            StorageError: 400 bad_request, 404 run_not_found.
+        """
+        if keys is not None and (
+            not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)
+        ):
+            raise StorageError(400, "bad_request", f"keys {keys!r:.100} is not a list of strings")
+        if min_step is not None and (not isinstance(min_step, int) or isinstance(min_step, bool)):
+            raise StorageError(400, "bad_request", f"min_step {min_step!r} is not an integer")
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
+            raise StorageError(
+                400, "bad_request", f"samples {samples!r} is not an integer >= 2; pass e.g. 1000"
+            )
+        low = _LOWEST if min_step is None else max(min_step, _LOWEST)
+        return await self._read(partial(_chart_series, key, keys, low, samples))
 
 
 # -- helpers run on the database threads ---------------------------------------------------
@@ -1273,3 +1336,128 @@ def _shape(rows: Any, keys: list[str] | None) -> list[dict[str, Any]]:
         if picked:
             out.append({"_step": step, **picked})
     return out
+
+
+# -- dashboard reads -----------------------------------------------------------------------
+
+_SORT_COLUMNS: Final = {
+    "name": "lower(COALESCE(name, run_id))",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "state": "state",
+    "group": "run_group",
+    "job_type": "job_type",
+    "runtime": "runtime",
+    "last_step": "last_step",
+}
+
+
+def _sort_expression(sort: list[str]) -> tuple[str, list[str]]:
+    """The SQL value runs are sorted by, and its parameters (a JSON path, bound)."""
+    if (
+        not isinstance(sort, list)
+        or not sort
+        or not all(isinstance(part, str) and part for part in sort)
+    ):
+        raise StorageError(
+            400, "bad_order", f"sort {sort!r:.100} is not a non-empty list of non-empty strings"
+        )
+    column, *path = sort
+    if column in _SORT_COLUMNS and not path:
+        return _SORT_COLUMNS[column], []
+    if column in ("config", "summary") and path:
+        if any('"' in part for part in path):
+            raise StorageError(
+                400, "bad_order", f"sort key {path!r:.100} holds a '\"'; sort by another key"
+            )
+        # values are stored exactly encoded, [document] or [document, specials]
+        return f"json_extract({column}, ?)", ["$[0]" + "".join(f'."{part}"' for part in path)]
+    raise StorageError(
+        400,
+        "bad_order",
+        f"sort {sort!r:.100} is unknown; use [COLUMN] with COLUMN one of "
+        f"{', '.join(_SORT_COLUMNS)}, or ['config' or 'summary', KEY, ...]",
+    )
+
+
+def _list_runs_sorted(
+    where: str,
+    params: list[Any],
+    checks: list[_Check],
+    ordering: str,
+    order_params: list[str],
+    limit: int,
+    offset: int,
+    conn: sqlite3.Connection,
+) -> tuple[list[dict[str, Any]], int]:
+    if not checks:
+        total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT * FROM runs WHERE {where} ORDER BY {ordering} LIMIT ? OFFSET ?",
+            [*params, *order_params, limit, offset],
+        ).fetchall()
+        return [_document(row) for row in rows], int(total)
+    columns = sorted({column for column, _, _ in checks})
+    matched: list[int] = []
+    for row in conn.execute(
+        f"SELECT pk, {', '.join(columns)} FROM runs WHERE {where} ORDER BY {ordering}",
+        [*params, *order_params],
+    ):
+        documents = {column: decode_value(row[column]) for column in columns}
+        if all(_holds(documents[column], path, value) for column, path, value in checks):
+            matched.append(int(row["pk"]))
+    page = matched[offset : offset + limit]
+    rows = _rows_by(conn, "SELECT * FROM runs WHERE pk IN ({})", [], page)
+    by_pk = {int(row["pk"]): row for row in rows}
+    return [_document(by_pk[pk]) for pk in page], len(matched)
+
+
+def _chart_series(
+    key: RunKey, keys: list[str] | None, low: int, samples: int, conn: sqlite3.Connection
+) -> dict[str, Any]:
+    row = conn.execute(
+        "SELECT pk, last_step FROM runs WHERE entity = ? AND project = ? AND run_id = ?",
+        (key.entity, key.project, key.run_id),
+    ).fetchone()
+    if row is None:
+        raise _missing(key)
+    pk, last_step = int(row[0]), int(row[1])
+    if keys is None:
+        names = [
+            str(name)
+            for (name,) in conn.execute(
+                "SELECT DISTINCT key FROM series WHERE run_pk = ? ORDER BY key", (pk,)
+            )
+        ]
+    else:
+        names = list(dict.fromkeys(keys))
+    picked: dict[str, tuple[list[int], list[float]]] = {}
+    for name in names:
+        steps, values = _load_series(conn, pk, name, low, _fold.MAX_STEP)
+        if len(steps) > samples:
+            chosen = _fold.sample_steps(steps, [(steps, values)], samples)
+            kept = [values[bisect_left(steps, step)] for step in chosen]
+        else:
+            chosen, kept = steps.tolist(), values.tolist()
+        if any(map(math.isfinite, kept)):
+            picked[name] = (chosen, kept)
+    wanted = sorted(set().union(*(steps for steps, _ in picked.values())))
+    times = {
+        int(step): (stamp, runtime)
+        for step, stamp, runtime in _rows_by(
+            conn,
+            "SELECT step, ts, runtime FROM history WHERE run_pk = ? AND step IN ({})",
+            [pk],
+            wanted,
+        )
+    }
+    series = {
+        name: {
+            "step": steps,
+            "value": values,
+            "runtime": [times[step][1] for step in steps],
+            "timestamp": [times[step][0] for step in steps],
+        }
+        for name, (steps, values) in picked.items()
+    }
+    return {"last_step": last_step, "series": series}

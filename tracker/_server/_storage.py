@@ -135,5 +135,42 @@ class Storage(Protocol):
     async def has_api_keys(self) -> bool:
         """Whether any API key is configured."""
 
+    async def list_runs_sorted(
+        self,
+        entity: str,
+        project: str,
+        filters: dict[str, Any],
+        sort: list[str],
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Like `list_runs`, ordered by any column the dashboard's runs table sorts on.
+
+        ``sort`` is ``[COLUMN]`` (name, created_at, updated_at, state, group, job_type,
+        runtime, last_step) or ``["config" | "summary", KEY, ...]``, a path into nested
+        dicts. Runs without a value come last in both directions.
+
+        Raises:
+            StorageError: 400 bad_filter, bad_order or bad_request.
+        """
+
+    async def chart_series(
+        self, key: RunKey, keys: list[str] | None, min_step: int | None, samples: int
+    ) -> dict[str, Any]:
+        """The run's numeric history as chart columns, for the dashboard.
+
+        Returns ``{"last_step": N, "series": {KEY: {"step", "value", "runtime",
+        "timestamp"}}}``: per key (``keys``, default every key), lists of equal length over
+        the rows with step >= ``min_step`` holding it, cut per key to about ``samples``
+        points with each bucket's smallest and largest value kept (as history's
+        ``samples``). Values are floats, NaN for non-numbers; keys holding no finite value
+        there are left out. ``last_step`` is the run's last step in the same snapshot, so a
+        reader asking again with ``min_step=last_step + 1`` misses nothing.
+
+        Raises:
+            StorageError: 400 bad_request, 404 run_not_found.
+        """
+
     async def close(self) -> None:
         """Finish what is in flight and release the database."""

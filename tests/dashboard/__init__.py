@@ -1,0 +1,1 @@
+"""Tests of the web dashboard: its pages in headless Chromium, its endpoints and storage reads."""

@@ -1,0 +1,294 @@
+"""The dashboard's server side: its pages, the reads its scripts need, and live updates.
+
+Besides the pages (`tracker._server._pages`), three endpoints under
+``/api/v1/dashboard/`` serve the scripts (docs/dashboard.md): a page of runs sorted on
+any column, a run's numeric history as chart columns downsampled per key, and a
+server-sent event stream that polls the storage twice a second and sends the new points
+and changed run documents of the runs a page shows. `dashboard_auth` lets the pages load
+without a key and lets the event stream carry its key in the URL, as EventSource cannot
+send headers; everything else is authenticated as the API is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+from tracker._encoding import encode_value
+from tracker._errors import UsageError
+from tracker._names import check_run_id
+from tracker._server._auth import ApiError
+from tracker._server._pages import PAGE_ROUTES, Pages
+from tracker._server._storage import RunKey, Storage, StorageError
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
+
+__all__ = ["LIVE_ROUTE", "Dashboard", "dashboard_auth"]
+
+LIVE_ROUTE: Final = "dashboard.live"
+"""The name of the event stream's route: the one that takes ``?key=``."""
+POLL_SECONDS: Final = 0.5
+"""How often a live stream reads the storage: new points show within about this long."""
+PING_SECONDS: Final = 15.0
+"""A comment line this often keeps proxies from closing an idle stream."""
+MAX_LIVE_RUNS: Final = 100
+MAX_SAMPLES: Final = 10_000
+DEFAULT_SAMPLES: Final = 1000
+MAX_PAGE: Final = 1000
+
+_MAX_INT: Final = 2**63 - 1
+_LIST_FIELDS_LEFT_OUT: Final = ("metadata",)
+"""Run fields the table and live events do without (the run page reads the whole run)."""
+
+_logger = logging.getLogger(__name__)
+
+
+def dashboard_auth(auth: Middleware) -> Middleware:
+    """Wrap the API's auth middleware for the dashboard.
+
+    A page or static file requested without an ``Authorization`` header is served
+    without a caller: it holds no data, and a browser cannot send the header when it
+    opens a link. The live stream's ``?key=KEY`` becomes ``Authorization: Bearer KEY``
+    and is checked as any key is. Every other request passes ``auth`` unchanged.
+    """
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.name
+        has_header = "Authorization" in request.headers
+        if route in PAGE_ROUTES and not has_header:
+            return await handler(request)
+        key = request.query.get("key")
+        if route == LIVE_ROUTE and not has_header and key:
+            headers = CIMultiDict(request.headers)
+            headers["Authorization"] = f"Bearer {key}"
+            request = request.clone(headers=headers)
+        return await auth(request, handler)
+
+    return authenticate
+
+
+class Dashboard:
+    """The pages and the endpoints of ``/api/v1/dashboard/``, and the open live streams."""
+
+    def __init__(self, storage: Storage) -> None:
+        """Serve the dashboard from ``storage``."""
+        self._storage = storage
+        self._closing = asyncio.Event()
+
+    def routes(self) -> list[web.RouteDef]:
+        """The dashboard's endpoints, then its pages (register them after the API's)."""
+        base = "/api/v1/dashboard"
+        return [
+            web.get(base + "/runs/{entity}/{project}", self.runs, name="dashboard.runs"),
+            web.get(
+                base + "/series/{entity}/{project}/{run_id}", self.series, name="dashboard.series"
+            ),
+            web.get(base + "/live/{entity}/{project}", self.live, name=LIVE_ROUTE),
+            *Pages().routes(),
+        ]
+
+    async def close(self, app: web.Application) -> None:
+        """End the live streams (an ``on_shutdown`` hook), so shutdown does not wait on them."""
+        self._closing.set()
+
+    async def runs(self, request: web.Request) -> web.Response:
+        """One page of a project's runs, filtered and sorted on any column, exactly encoded."""
+        entity, project = _project(request)
+        filters = _json_query(request, "filters", {}, dict, '{"state": "running"}')
+        sort = _json_query(request, "sort", ["created_at"], list, '["summary", "loss"]')
+        descending = request.query.get("desc", "1") != "0"
+        limit = _int_query(request, "limit", 100, 1, MAX_PAGE)
+        offset = _int_query(request, "offset", 0, 0, _MAX_INT)
+        documents, total = await self._storage.list_runs_sorted(
+            entity, project, filters, sort, descending, limit, offset
+        )
+        runs = [_slim(document) for document in documents]
+        return web.Response(
+            body=encode_value({"runs": runs, "total": total}, "runs"),
+            content_type="application/json",
+        )
+
+    async def series(self, request: web.Request) -> web.Response:
+        """A run's numeric history as chart columns (NaN and ±inf as null), downsampled."""
+        entity, project = _project(request)
+        key = RunKey(entity, project, _name(request.match_info["run_id"], "run_id"))
+        text = request.query.get("keys")
+        keys = None if text is None else [part for part in text.split(",") if part]
+        min_step = _int_query(request, "min_step", None, -_MAX_INT, _MAX_INT)
+        samples = _int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
+        answer = await self._storage.chart_series(key, keys, min_step, samples)
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: ``run`` when a run document changes, ``series`` with new points.
+
+        ``runs=A,B`` names the runs, ``after=10,-1`` the last step the page holds of each
+        (default -1: all of it), ``samples`` caps the points of one key in one event.
+        """
+        entity, project = _project(request)
+        run_ids = _run_ids(request.query.get("runs", ""))
+        after = _steps(request.query.get("after"), len(run_ids))
+        samples = _int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # nginx: pass events on at once
+            }
+        )
+        await response.prepare(request)
+        stream = _LiveStream(
+            self._storage, entity, project, dict(zip(run_ids, after, strict=True)), samples
+        )
+        loop = asyncio.get_running_loop()
+        pinged = loop.time()
+        try:
+            while not self._closing.is_set() and not _gone(request):
+                for event, data in await stream.poll():
+                    await response.write(b"event: " + event + b"\ndata: " + data + b"\n\n")
+                if loop.time() - pinged >= PING_SECONDS:
+                    await response.write(b": ping\n\n")
+                    pinged = loop.time()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), POLL_SECONDS)
+        except ConnectionError:
+            _logger.debug("a live stream of %s/%s lost its client", entity, project)
+        return response
+
+
+class _LiveStream:
+    """What one live stream has sent: each run's last step and document version."""
+
+    def __init__(
+        self, storage: Storage, entity: str, project: str, after: dict[str, int], samples: int
+    ) -> None:
+        self._storage = storage
+        self._keys = [RunKey(entity, project, run_id) for run_id in after]
+        self._sent_steps = after
+        self._versions: dict[str, object] = {}
+        self._samples = samples
+
+    async def poll(self) -> list[tuple[bytes, bytes]]:
+        """The events since the last poll: changed run documents, then new points."""
+        events: list[tuple[bytes, bytes]] = []
+        for key in self._keys:
+            try:
+                events += await self._poll_run(key)
+            except StorageError as exc:  # busy or gone: the next poll tries again
+                _logger.debug("live stream: reading %s failed: %s", key, exc.message)
+        return events
+
+    async def _poll_run(self, key: RunKey) -> list[tuple[bytes, bytes]]:
+        events: list[tuple[bytes, bytes]] = []
+        document = await self._storage.get_run(key)
+        if document is None:
+            return events
+        version = (document.get("updated_at"), document.get("state"))
+        if self._versions.get(key.run_id) != version:
+            self._versions[key.run_id] = version
+            events.append((b"run", encode_value(_slim(document), "run")[:-1]))
+        last_step = document.get("last_step")
+        sent = self._sent_steps[key.run_id]
+        if isinstance(last_step, int) and last_step > sent:
+            answer = await self._storage.chart_series(key, None, sent + 1, self._samples)
+            self._sent_steps[key.run_id] = max(sent, int(answer["last_step"]))
+            if answer["series"]:
+                events.append((b"series", orjson.dumps({"run": key.run_id, **answer})))
+        return events
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _slim(document: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if name not in _LIST_FIELDS_LEFT_OUT}
+
+
+def _name(value: str, what: str) -> str:
+    try:
+        return check_run_id(value, what)
+    except UsageError as exc:
+        raise ApiError(400, "bad_name", str(exc)) from None
+
+
+def _project(request: web.Request) -> tuple[str, str]:
+    info = request.match_info
+    return _name(info["entity"], "entity"), _name(info["project"], "project")
+
+
+def _run_ids(text: str) -> list[str]:
+    run_ids = list(dict.fromkeys(part for part in text.split(",") if part))
+    if not run_ids or len(run_ids) > MAX_LIVE_RUNS:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"query parameter runs={text[:120]!r} must name 1 to {MAX_LIVE_RUNS} run ids, "
+            "separated by commas",
+        )
+    return [_name(run_id, "run id in runs") for run_id in run_ids]
+
+
+def _steps(text: str | None, count: int) -> list[int]:
+    if not text:
+        return [-1] * count
+    parts = text.split(",")
+    try:
+        steps = [int(part) for part in parts if len(part) <= 20]
+    except ValueError:
+        steps = []
+    if len(steps) != count or len(parts) != count or not all(-1 <= s <= _MAX_INT for s in steps):
+        raise ApiError(
+            400,
+            "bad_request",
+            f"query parameter after={text[:120]!r} must hold one step (an integer >= -1) "
+            f"per run in runs, {count} in all, separated by commas",
+        )
+    return steps
+
+
+def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> Any:
+    text = request.query.get(name, "")
+    if not text:
+        return default
+    try:
+        value = int(text) if len(text) <= 20 else None
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"query parameter {name}={text[:120]!r} must be an integer from {low} to {high}",
+        )
+    return value
+
+
+def _json_query(
+    request: web.Request, name: str, default: Any, kind: type[Any], example: str
+) -> Any:
+    text = request.query.get(name)
+    if not text:
+        return default
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, kind):
+        code = "bad_filter" if name == "filters" else "bad_order"
+        raise ApiError(
+            400,
+            code,
+            f"query parameter {name}={text[:120]!r} is not a JSON {kind.__name__}; "
+            f"send one like {example}",
+        )
+    return value
