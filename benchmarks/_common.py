@@ -258,3 +258,81 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     print(f"\nwrote {path}")
+
+
+def current_rss_mb(pid: int | str = "self") -> float | None:
+    """Resident set size of process ``pid`` in MB, from /proc (None elsewhere or if gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every descendant still running (Linux /proc; just ``[pid]`` elsewhere)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    todo += [int(child) for child in children.read().split()]
+            except OSError:
+                continue
+    return found
+
+
+class TreeRssSampler:
+    """Samples the summed RSS of a process and its descendants on a thread; keeps the peak.
+
+    A tool's helper processes (W&B's ``wandb-core`` service) count towards its memory.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        """Start sampling ``pid``'s tree every ``interval`` seconds."""
+        import threading
+
+        self.pid = pid
+        self.interval = interval
+        self.peak_mb = 0.0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = sum(filter(None, map(current_rss_mb, process_tree(self.pid))))
+            self.peak_mb = max(self.peak_mb, total)
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def stop(self) -> float:
+        """Stop sampling; return the peak summed RSS in MB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
+def markdown_table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> str:
+    """A GitHub Markdown table of ``rows`` under ``header`` (cells are already text)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -55,6 +55,13 @@ def load_config_source(
             raise UsageError(
                 f"{name} is the str {keys!r}; pass a list of keys instead, e.g. [{keys!r}]"
             )
+        if keys is not None and (
+            not isinstance(keys, (list, tuple, set, frozenset))
+            or not all(isinstance(key, str) for key in keys)
+        ):
+            raise UsageError(
+                f"{name}={keys!r}: pass a list of config keys (str), e.g. ['lr', 'batch_size']"
+            )
     data = _source_to_dict(source)
     if include_keys:
         wanted = set(include_keys)

@@ -21,11 +21,14 @@ __all__ = [
     "CONFIG",
     "EXIT",
     "FILE",
+    "MAX_RECORD_BYTES",
+    "MAX_STEP",
     "METRIC",
     "ROW",
     "RUN",
     "SUMMARY_DELETE",
     "SUMMARY_SET",
+    "check_size",
     "decode_record",
     "decode_value",
     "default",
@@ -35,6 +38,11 @@ __all__ = [
     "payload_index",
     "restore_exact",
 ]
+
+MAX_RECORD_BYTES: Final = 16 * 2**20
+"""The largest encoded record: one must fit a batch on its own (the server's batch limit)."""
+MAX_STEP: Final = 2**63 - 1
+"""The largest step (a signed 64-bit integer, as databases store it)."""
 
 # Record kinds. Every record is ``[seq, kind, ..., payload, specials?]``; see docs/run-log.md.
 ROW: Final = "row"
@@ -97,7 +105,7 @@ def encode_record(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
     except TypeError:
         line = b""  # fall through to the precise path, which names the culprit
     if line and line.find(b"null") < 0:
-        return line
+        return check_size(line, what)
     return encode_exact(head, payload, what)
 
 
@@ -106,7 +114,22 @@ def encode_exact(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
     specials: list[list[Any]] = []
     plain = _normalize(payload, [], specials, what, 0)
     record = (*head, plain, specials) if specials else (*head, plain)
-    return orjson.dumps(record, option=_NEWLINE)
+    return check_size(orjson.dumps(record, option=_NEWLINE), what)
+
+
+def check_size(line: bytes, what: str) -> bytes:
+    """Return ``line`` if it is small enough to be a record.
+
+    Raises:
+        UsageError: the record is over `MAX_RECORD_BYTES`; the message names ``what``.
+    """
+    if len(line) > MAX_RECORD_BYTES:
+        raise UsageError(
+            f"{what}: this is {len(line) / 2**20:.1f} MB encoded; one record holds at most "
+            f"{MAX_RECORD_BYTES // 2**20} MB. Store large objects as files with run.save(), "
+            "or log them in smaller pieces"
+        )
+    return line
 
 
 def encode_value(value: Any, what: str) -> bytes:

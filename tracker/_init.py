@@ -156,6 +156,11 @@ def init(
         },
         settings,
     )
+    # The server keeps projects and entities under the rules of run ids: refuse now what
+    # it would refuse when the run streams or syncs.
+    for label, value in (("project", resolved.project), ("entity", resolved.entity)):
+        if value is not None:
+            check_run_id(value, f"init({label}=...)")
     values = load_config_source(config, config_include_keys, config_exclude_keys)
     run = _start(
         resolved, values, bool(allow_val_change), bool(force), fork_from, resume_from, anonymous
@@ -553,11 +558,16 @@ def _run_to_resume(root: Path, settings: Settings) -> StoredRun | None:
 def default_project() -> str:
     """The project when none is given: the git root's folder, else the script's name."""
     here = Path.cwd()
+    name = None
     for folder in (here, *here.parents):
         if (folder / ".git").exists():
-            return folder.name
-    script = getattr(__main__, "__file__", None)
-    return Path(script).stem if script else "uncategorized"
+            name = folder.name
+            break
+    else:
+        script = getattr(__main__, "__file__", None)
+        name = Path(script).stem if script else None
+    cleaned = re.sub(r"[/\\#?%:;,'\s]+", "-", name or "").strip("-.")[:128]
+    return cleaned or "uncategorized"
 
 
 def _disabled_arguments(

@@ -57,10 +57,10 @@ def check_run_id(run_id: object, what: str = "id") -> str:
     if bad or not run_id.isprintable() or run_id.strip() != run_id:
         shown = repr("".join(bad)) if bad else "a control or surrounding space character"
         raise UsageError(
-            f"{what}={run_id!r} contains {shown}; a run id may not contain any of "
+            f"{what}={run_id!r} contains {shown}; names and ids may not contain any of "
             f"{''.join(sorted(_ID_FORBIDDEN))!r}, spaces at its ends or control characters "
             "(letters, digits, '-', '_' and '.' are safe)"
         )
     if run_id in {".", ".."}:
-        raise UsageError(f"{what}={run_id!r} is not a valid run id; use letters and digits")
+        raise UsageError(f"{what}={run_id!r} is not a valid name; use letters and digits")
     return run_id

@@ -26,7 +26,13 @@ import orjson
 from tracker import _encoding as kinds
 from tracker import _process
 from tracker._config import Config
-from tracker._encoding import default, encode_exact, encode_record, payload_index
+from tracker._encoding import (
+    check_size,
+    default,
+    encode_exact,
+    encode_record,
+    payload_index,
+)
 from tracker._errors import UsageError
 from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
@@ -47,6 +53,7 @@ __all__ = ["DisabledRun", "Run", "check_tags", "exit_state"]
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 _ROW: Final = kinds.ROW
+_MAX_RECORD: Final = kinds.MAX_RECORD_BYTES
 _now = time.time
 _RESERVED: Final = ("_step", "_timestamp", "_runtime")
 _SAVE_POLICIES: Final = ("live", "now", "end")
@@ -307,6 +314,8 @@ class Run:
             else:
                 if line.find(b"null") >= 0:
                     line = encode_exact((seq, _ROW, step, now), data, "log()")
+                elif len(line) > _MAX_RECORD:
+                    check_size(line, "log()")
             outbox.data += line
             outbox.count += 1
             outbox.appended += 1
@@ -343,9 +352,13 @@ class Run:
         want of room and ``block`` is False (nothing changed then)."""
         row = _check_row(data)
         if step is not None and (
-            isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0
+            isinstance(step, bool)
+            or not hasattr(step, "__index__")
+            or not 0 <= step.__index__() <= kinds.MAX_STEP
         ):
-            raise UsageError(f"log(step={step!r}): step must be an int >= 0, or None")
+            raise UsageError(
+                f"log(step={step!r}): step must be an int >= 0 (and below 2**63), or None"
+            )
         if commit is not None and not isinstance(commit, bool):
             raise UsageError(f"log(commit={commit!r}): commit must be True, False or None")
         target = None if step is None else step.__index__()
@@ -577,19 +590,33 @@ class Run:
     # -- flush, status, finish ------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every row logged so far is durable in the run log.
+        """Wait until every row logged so far is durable in the run log and, online,
+        acknowledged by the server.
 
         Returns:
-            True when everything is durable, False when ``timeout`` seconds passed first.
+            True when it is, False when ``timeout`` seconds passed first (or streaming
+            stopped on an error that `status()` reports).
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         outbox = self._outbox
         with outbox.lock:
+            if self._lifecycle is _Lifecycle.FORKED:
+                raise self._not_live("run.flush()")
             if self._writer_done is None:
                 return True
             target = outbox.request_flush()
-            return outbox.changed.wait_for(
+            last_seq = self._seq - 1
+            durable = outbox.changed.wait_for(
                 lambda: outbox.durable >= target or outbox.closed, timeout
             ) and (outbox.durable >= target)
+        sender = self._sender
+        if not durable or sender is None:
+            return durable
+        while sender.acked_seq < last_seq and sender.fatal is None and not sender.done.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)  # acks arrive on the I/O thread; a short poll costs nothing
+        return sender.acked_seq >= last_seq
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """`flush()` for async code; awaits without blocking the event loop."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,8 @@ from tracker._names import run_path
 from tracker._runlog import FrameCursor, seq_range
 
 __all__ = ["Sender", "StreamTarget", "handshake"]
+
+logger = logging.getLogger(__name__)
 
 _WINDOW_BYTES = 16 * 2**20  # batches in flight, awaiting their acks
 _WEBSOCKET_FAILURES_BEFORE_HTTP = 3
@@ -136,12 +139,21 @@ class Sender:
                         with attempt:
                             await self._session()
                     return
-                except _Reconnect:
-                    continue
+                except _Reconnect as reconnect:
+                    cause = reconnect.__cause__
+                    if isinstance(cause, TransportError) and cause.retry_after is not None:
+                        await asyncio.sleep(min(cause.retry_after, self._retry[1]))
         except TransportError as exc:
             self.fatal = exc
             self.connection = "failed"
             self.last_error = str(exc)
+        except Exception as exc:
+            # A failure that is not the network's: stop streaming, say so; the rows stay
+            # in the run log for `tracker sync`.
+            logger.exception("tracker: streaming %s stopped", self.target.run_id)
+            self.fatal = TransportError(f"streaming stopped: {exc!r}")
+            self.connection = "failed"
+            self.last_error = str(self.fatal)
         finally:
             self._cursor.close()
             self._write_watermark(force=True)

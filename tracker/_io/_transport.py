@@ -8,6 +8,7 @@ which one carries its batches. aiohttp is imported here, on the I/O thread only.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -65,9 +66,11 @@ class ServerClient:
             content_type = "application/json"
         if content_type is not None:
             headers["Content-Type"] = content_type
+        # A BytesIO body: aiohttp warns about bytes bodies over 1 MiB (batches are up to 16).
+        upload = None if data is None else io.BytesIO(data)
         try:
             async with self.session().request(
-                method, self.url(path), data=data, headers=headers, params=params
+                method, self.url(path), data=upload, headers=headers, params=params
             ) as response:
                 body = await response.read()
                 if response.status >= 400:
@@ -161,8 +164,11 @@ class WebSocketTransport:
                 compress=0,  # compressing big frames needs an executor, gone at exit
             )
         except aiohttp.WSServerHandshakeError as exc:
+            retry_after = exc.headers.get("Retry-After") if exc.headers else None
             raise TransportError(
-                f"the server refused the websocket: {exc.status} {exc.message}", status=exc.status
+                f"the server refused the websocket: {exc.status} {exc.message}",
+                status=exc.status,
+                retry_after=parse_retry_after(retry_after),
             ) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransportError(
@@ -203,8 +209,15 @@ class WebSocketTransport:
             raise self._failure
         if self._socket is None or self._socket.closed:
             raise TransportError("the websocket is closed")
+        # A peer that stopped reading (frozen, or gone without a FIN) blocks the send while
+        # the socket drains; two heartbeat intervals without progress means it is dead.
+        limit = 2 * max(self._heartbeat, 1.0)
         try:
-            await self._socket.send_bytes(batch)
+            await asyncio.wait_for(self._socket.send_bytes(batch), limit)
+        except asyncio.TimeoutError:
+            raise TransportError(
+                f"the server took no data for {limit:.0f} s; reconnecting"
+            ) from None
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             raise TransportError(f"sending over the websocket failed: {_describe(exc)}") from exc
 

@@ -23,7 +23,13 @@ import orjson
 from aiohttp import ClientPayloadError, WSCloseCode, WSMsgType, web
 
 import tracker
-from tracker._encoding import ROW, SUMMARY_DELETE, decode_record, encode_value
+from tracker._encoding import (
+    MAX_RECORD_BYTES,
+    ROW,
+    SUMMARY_DELETE,
+    decode_record,
+    encode_value,
+)
 from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
@@ -46,7 +52,8 @@ __all__ = [
 ]
 
 PROTOCOL: Final = 1
-MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+MAX_BATCH_BYTES: Final = MAX_RECORD_BYTES  # a client's largest record fits a batch alone
+BODY_IDLE_SECONDS: Final = 15.0
 MAX_BATCH_RECORDS: Final = 100_000
 MAX_JSON_BYTES: Final = 1024 * 1024
 MAX_FILE_BYTES: Final = 512 * 1024 * 1024
@@ -262,7 +269,18 @@ async def _read_body(request: web.Request, limit: int, what: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.content.iter_any():
+        while True:
+            # A body that stops arriving ties up the connection: give up after a pause.
+            try:
+                chunk = await asyncio.wait_for(request.content.readany(), BODY_IDLE_SECONDS)
+            except asyncio.TimeoutError:
+                raise ApiError(
+                    408,
+                    "timeout",
+                    f"{what} stopped arriving for {BODY_IDLE_SECONDS:.0f} s; send it again",
+                ) from None
+            if not chunk:
+                break
             size += len(chunk)
             if size > limit:
                 raise _too_large(f"{what} of more than {limit} bytes", limit)

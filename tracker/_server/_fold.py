@@ -237,7 +237,7 @@ def _apply_exit(run: RunFold, record: Sequence[Any]) -> None:
     if type(payload) is not dict:
         raise _bad(record, "the payload is not an object")
     state = payload.get("state")
-    if state not in EXIT_STATES:
+    if not isinstance(state, str) or state not in EXIT_STATES:
         raise _bad(record, f"state {state!r} is not one of {', '.join(sorted(EXIT_STATES))}")
     code = payload.get("exit_code")
     if code is not None and (type(code) is not int or code not in _INT64):

@@ -28,6 +28,8 @@ from tracker._server._storage import Storage
 
 __all__ = ["EmbeddedServer", "parse_api_key", "serve"]
 
+IDLE_CONNECTION_SECONDS: Final = 5.0
+
 SHUTDOWN_SECONDS: Final = 10.0
 """How long in-flight requests may take to finish once shutdown starts."""
 _SQLITE: Final = "sqlite:///"
@@ -96,7 +98,14 @@ async def _run_app(
 ) -> None:
     """Listen, report, wait for a stop, then shut down gracefully."""
     stop = stop or asyncio.Event()
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+    # keepalive_timeout also closes a connection that has not sent a whole request head
+    # within it: a client holding connections open idle cannot starve the others.
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_SECONDS,
+        keepalive_timeout=IDLE_CONNECTION_SECONDS,
+    )
     # signals first: a SIGTERM right after the "listening" line must still stop gracefully
     with _signals_set(stop):
         await runner.setup()

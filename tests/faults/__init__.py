@@ -1,0 +1,1 @@
+"""Fault-injection tests: exactly-once delivery and bounded memory under real failures."""
