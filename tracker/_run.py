@@ -7,6 +7,8 @@ the run's outbox; the writer on the "tracker-io" thread does everything else.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import enum
 import glob
 import hashlib
@@ -44,8 +46,6 @@ from tracker._status import RunStatus
 from tracker._summary import MetricRule, Summary, make_rule
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from tracker._io._sender import Sender, StreamTarget
 
 __all__ = ["DisabledRun", "Run", "check_tags", "exit_state"]
@@ -710,7 +710,8 @@ class Run:
         if not sender.done.is_set():
             task.cancel()
             sender.done.wait(1.0)
-        io_thread().submit(sender.target.client.close())
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            io_thread().submit(sender.target.client.close()).result(1.0)
         return max(0, self._seq - 1 - sender.acked_seq)
 
     def _report(self, state: str, waiting: int, unsent: int) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
 
 from tracker._io._outbox import Outbox
-from tracker._io._thread import IOThread
+from tracker._io._thread import IOThread, wait_event
 from tracker._runlog import RunLogWriter
 
 __all__ = ["start_writer"]
@@ -71,8 +70,7 @@ class _Writer:
     async def gather(self) -> None:
         """Let a batch gather for up to ``linger`` seconds; a wake-up (also one that came
         before) cuts it short."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.wakeup.wait(), self.linger)
+        await wait_event(self.wakeup, self.linger)
         self.wakeup.clear()
 
     def drain(self) -> bool:
