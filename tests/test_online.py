@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,76 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_process import ServerProcess, free_port
 
 import tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
-    """A `tracker server` subprocess on a fixed loopback port, restartable on the same DB."""
-
-    def __init__(self, db: Path, *extra: str) -> None:
-        self.db = db
-        self.port = _free_port()
-        self.extra = extra
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> Server:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tracker",
-                "server",
-                "--port",
-                str(self.port),
-                "--db",
-                f"sqlite:///{self.db}",
-                *self.extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert "listening on" in line, line + self.process.stdout.read()
-        return self
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self._close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close()
-
-    def _close(self) -> None:
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A fresh server with its own SQLite file."""
-    running = Server(tmp_path / "server.db").start()
+    running = ServerProcess(tmp_path / "server").start()
     yield running
     running.stop()
 
@@ -97,7 +37,7 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
 
 
-def _online(server: Server, tmp_path: Path, **kwargs: Any) -> tracker.Run:
+def _online(server: ServerProcess, tmp_path: Path, **kwargs: Any) -> tracker.Run:
     settings = {"silent": True, "base_url": server.url, "init_timeout": 10.0}
     settings.update(kwargs.pop("settings", {}))
     return tracker.init(project="p", dir=tmp_path / "runs", settings=settings, **kwargs)
@@ -113,7 +53,9 @@ def _same(left: Any, right: Any) -> bool:
     return type(left) is type(right) and left == right
 
 
-def test_rows_stream_to_the_server_and_read_back_exactly(server: Server, tmp_path: Path) -> None:
+def test_rows_stream_to_the_server_and_read_back_exactly(
+    server: ServerProcess, tmp_path: Path
+) -> None:
     """Every value type logged online reads back from the server exactly as logged."""
     rows = [
         {"f": 0.1, "i": 7, "big": 2**80, "neg": -(2**70), "nan": math.nan, "inf": math.inf},
@@ -138,7 +80,7 @@ def test_rows_stream_to_the_server_and_read_back_exactly(server: Server, tmp_pat
     assert stored.summary["s"] == "héllo ✓ 日本"
 
 
-def test_status_counts_acknowledged_records(server: Server, tmp_path: Path) -> None:
+def test_status_counts_acknowledged_records(server: ServerProcess, tmp_path: Path) -> None:
     """After flush and a moment, status() shows every record acknowledged by the server."""
     run = _online(server, tmp_path)
     for index in range(5000):
@@ -154,7 +96,7 @@ def test_status_counts_acknowledged_records(server: Server, tmp_path: Path) -> N
     run.finish()
 
 
-def test_many_rows_arrive_once(server: Server, tmp_path: Path) -> None:
+def test_many_rows_arrive_once(server: ServerProcess, tmp_path: Path) -> None:
     """100k rows logged as fast as possible are all stored, each once, in step order."""
     run = _online(server, tmp_path)
     for index in range(100_000):
@@ -164,7 +106,7 @@ def test_many_rows_arrive_once(server: Server, tmp_path: Path) -> None:
     assert [row["x"] for row in history] == list(range(100_000))
 
 
-def test_http_transport_streams_too(server: Server, tmp_path: Path) -> None:
+def test_http_transport_streams_too(server: ServerProcess, tmp_path: Path) -> None:
     """settings transport='http' sends batches as POSTs, with the same result."""
     run = _online(server, tmp_path, settings={"transport": "http"})
     for index in range(1000):
@@ -174,7 +116,7 @@ def test_http_transport_streams_too(server: Server, tmp_path: Path) -> None:
 
 
 def test_server_restart_mid_run_loses_and_duplicates_nothing(
-    server: Server, tmp_path: Path
+    server: ServerProcess, tmp_path: Path
 ) -> None:
     """A server killed mid-run and restarted on the same DB ends up with every row once."""
     run = _online(server, tmp_path, settings={"retry_max_wait_seconds": 0.5})
@@ -195,7 +137,7 @@ def test_server_restart_mid_run_loses_and_duplicates_nothing(
 
 def test_unreachable_server_at_init_raises_comm_error(tmp_path: Path) -> None:
     """With no server listening, init raises CommError after init_timeout, naming the URL."""
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     began = time.monotonic()
     with pytest.raises(tracker.CommError, match=r"127\.0\.0\.1") as caught:
         tracker.init(
@@ -208,7 +150,7 @@ def test_unreachable_server_at_init_raises_comm_error(tmp_path: Path) -> None:
 
 
 def test_server_gone_at_finish_keeps_rows_and_prints_sync_command(
-    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """When the server is down at finish, finish returns within finish_timeout, says how many
     records wait and the exact `tracker sync` command; the sync later uploads them once."""
@@ -246,7 +188,7 @@ def test_server_gone_at_finish_keeps_rows_and_prints_sync_command(
     assert tracker.Api(server.url).run(run.path).state == "finished"
 
 
-def test_sync_of_an_offline_run_is_idempotent(server: Server, tmp_path: Path) -> None:
+def test_sync_of_an_offline_run_is_idempotent(server: ServerProcess, tmp_path: Path) -> None:
     """Syncing an offline run twice stores every row once; the second sync sends nothing."""
     run = tracker.init(
         project="p", dir=tmp_path / "runs", mode="offline", settings={"silent": True}
@@ -269,7 +211,7 @@ def test_sync_of_an_offline_run_is_idempotent(server: Server, tmp_path: Path) ->
     assert stored.state == "finished"
 
 
-def test_sync_of_a_streamed_run_sends_nothing_again(server: Server, tmp_path: Path) -> None:
+def test_sync_of_a_streamed_run_sends_nothing_again(server: ServerProcess, tmp_path: Path) -> None:
     """A run that streamed fine, synced afterwards, stores nothing twice."""
     run = _online(server, tmp_path)
     for index in range(1000):
@@ -282,7 +224,7 @@ def test_sync_of_a_streamed_run_sends_nothing_again(server: Server, tmp_path: Pa
     assert len(tracker.Api(server.url).run(run.path).history()) == 1000
 
 
-def test_resume_modes_online(server: Server, tmp_path: Path) -> None:
+def test_resume_modes_online(server: ServerProcess, tmp_path: Path) -> None:
     """never/must/allow behave as W&B's; a resumed run continues at the next step."""
     first = _online(server, tmp_path, id="r1", config={"lr": 0.1}, tags=["a"])
     for index in range(10):
@@ -303,7 +245,7 @@ def test_resume_modes_online(server: Server, tmp_path: Path) -> None:
     assert [row["x"] for row in stored.history(keys=["x"])] == list(range(11))
 
 
-def test_resume_none_replaces_an_existing_run(server: Server, tmp_path: Path) -> None:
+def test_resume_none_replaces_an_existing_run(server: ServerProcess, tmp_path: Path) -> None:
     """resume=None with an existing id: the new run replaces the old run's data."""
     old = _online(server, tmp_path, id="same")
     old.log({"old": 1})
@@ -316,7 +258,7 @@ def test_resume_none_replaces_an_existing_run(server: Server, tmp_path: Path) ->
     assert [sorted(k for k in row if not k.startswith("_")) for row in history] == [["new"]]
 
 
-def test_fork_from_copies_history_up_to_the_step(server: Server, tmp_path: Path) -> None:
+def test_fork_from_copies_history_up_to_the_step(server: ServerProcess, tmp_path: Path) -> None:
     """fork_from='ID?_step=N' starts a new run with the parent's rows up to N, at N+1."""
     parent = _online(server, tmp_path, id="parent")
     for index in range(10):
@@ -333,7 +275,7 @@ def test_fork_from_copies_history_up_to_the_step(server: Server, tmp_path: Path)
         _online(server, tmp_path, fork_from="parent?_step=99")
 
 
-def test_resume_from_rewinds_and_archives(server: Server, tmp_path: Path) -> None:
+def test_resume_from_rewinds_and_archives(server: ServerProcess, tmp_path: Path) -> None:
     """resume_from='ID?_step=N' drops later rows from the run, keeps them in an archived fork."""
     run = _online(server, tmp_path, id="rw")
     for index in range(10):
@@ -354,7 +296,7 @@ def test_resume_from_rewinds_and_archives(server: Server, tmp_path: Path) -> Non
     assert archived[0].parent == {"run_id": "rw", "step": 5}
 
 
-def test_several_runs_at_once_stream_separately(server: Server, tmp_path: Path) -> None:
+def test_several_runs_at_once_stream_separately(server: ServerProcess, tmp_path: Path) -> None:
     """reinit='create_new' runs in one process each stream their own rows."""
     runs = [_online(server, tmp_path, reinit="create_new") for _ in range(3)]
     for index in range(300):
@@ -368,7 +310,7 @@ def test_several_runs_at_once_stream_separately(server: Server, tmp_path: Path) 
         assert [row["run"] for row in history] == [number] * 300
 
 
-def test_saved_files_are_uploaded(server: Server, tmp_path: Path) -> None:
+def test_saved_files_are_uploaded(server: ServerProcess, tmp_path: Path) -> None:
     """run.save() uploads the file; Api().run(...).files() reads it back."""
     weights = tmp_path / "model.bin"
     weights.write_bytes(b"\x00\x01weights")
@@ -382,7 +324,7 @@ def test_saved_files_are_uploaded(server: Server, tmp_path: Path) -> None:
 
 def test_api_keys_and_auth_errors(tmp_path: Path) -> None:
     """A server with keys refuses a wrong or missing key with AuthenticationError at init."""
-    keyed = Server(tmp_path / "keyed.db", "--api-key", "alice:s3cret").start()
+    keyed = ServerProcess(tmp_path / "keyed", "--api-key", "alice:s3cret").start()
     try:
         with pytest.raises(tracker.AuthenticationError, match="tracker login"):
             tracker.init(
@@ -410,7 +352,7 @@ def test_api_keys_and_auth_errors(tmp_path: Path) -> None:
 
 
 def test_killed_client_becomes_crashed_and_resumes_at_the_right_step(
-    server: Server, tmp_path: Path
+    server: ServerProcess, tmp_path: Path
 ) -> None:
     """A client SIGKILLed after flush: its flushed rows are stored, the server marks the run
     crashed once heartbeats stop, and a resumed run continues after the last stored step."""
@@ -455,7 +397,7 @@ time.sleep(60)
             child.stdout.close()
 
 
-def test_login_and_runs_commands(server: Server, tmp_path: Path) -> None:
+def test_login_and_runs_commands(server: ServerProcess, tmp_path: Path) -> None:
     """`tracker login` saves the server; `tracker runs` then lists the project's runs."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACKER_CONFIG_DIR": str(tmp_path / "cfg")}
     login = subprocess.run(
@@ -484,8 +426,8 @@ def test_login_and_runs_commands(server: Server, tmp_path: Path) -> None:
 def test_anonymous_runs_need_a_server_that_allows_them(tmp_path: Path) -> None:
     """anonymous='must' logs without a key to a server started with --allow-anonymous; a keyed
     server without that flag refuses it."""
-    open_server = Server(tmp_path / "anon.db", "--api-key", "k", "--allow-anonymous").start()
-    closed_server = Server(tmp_path / "closed.db", "--api-key", "k").start()
+    open_server = ServerProcess(tmp_path / "anon", "--api-key", "k", "--allow-anonymous").start()
+    closed_server = ServerProcess(tmp_path / "closed", "--api-key", "k").start()
     try:
         run = tracker.init(
             project="p",
@@ -508,7 +450,7 @@ def test_anonymous_runs_need_a_server_that_allows_them(tmp_path: Path) -> None:
         closed_server.stop()
 
 
-def test_api_filters_runs_and_downsamples_history(server: Server, tmp_path: Path) -> None:
+def test_api_filters_runs_and_downsamples_history(server: ServerProcess, tmp_path: Path) -> None:
     """Api.runs filters by state, tag and config; history(samples=N) keeps the extremes."""
     spiky = _online(server, tmp_path, tags=["spiky"], config={"lr": 0.1})
     for index in range(5000):
@@ -544,7 +486,7 @@ def spy(name, *args, **kwargs):
 builtins.__import__ = spy
 import tracker
 try:
-    tracker.init(dir={str(tmp_path)!r}, settings={{"base_url": "http://127.0.0.1:{_free_port()}",
+    tracker.init(dir={str(tmp_path)!r}, settings={{"base_url": "http://127.0.0.1:{free_port()}",
                  "init_timeout": 0.3, "silent": True}})
 except tracker.CommError:
     pass

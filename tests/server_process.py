@@ -1,0 +1,151 @@
+"""A real `tracker server` in a subprocess for tests: fixed loopback port, own SQLite file;
+it can be killed, frozen (SIGSTOP), thawed and restarted on the same port and database."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import tracker
+
+ROOT = Path(tracker.__file__).resolve().parent.parent
+
+
+def child_env(tmp_path: Path, **settings: Any) -> dict[str, str]:
+    """The environment of a child process importing this tracker, with ``settings`` written
+    to its own settings file (so `tracker sync` can be given fast retries and heartbeats)."""
+    config = tmp_path / "child-config"
+    config.mkdir(exist_ok=True)
+    (config / "settings.toml").write_text(
+        "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRACKER_")}
+    env["TRACKER_CONFIG_DIR"] = str(config)
+    env["TRACKER_SILENT"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """A `tracker server` subprocess on a fixed loopback port and SQLite file: it can be
+    SIGKILLed, frozen with SIGSTOP, thawed and restarted on the same port and database."""
+
+    def __init__(self, directory: Path, *extra: str) -> None:
+        """Prepare a server whose database and output live in ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.db = directory / "server.db"
+        self.output = directory / "server.out"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.frozen = False
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        """Start the server and wait until it listens."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        seen = self._listening_lines()
+        with self.output.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tracker",
+                    "server",
+                    "--port",
+                    str(self.port),
+                    "--db",
+                    f"sqlite:///{self.db}",
+                    *self.extra,
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=child_env(self.db.parent),
+            )
+        deadline = time.monotonic() + timeout
+        while self._listening_lines() == seen:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"tracker server did not start:\n{self.output.read_text()}")
+            time.sleep(0.02)
+        self.starts += 1
+        self.frozen = False
+        return self
+
+    def _listening_lines(self) -> int:
+        if not self.output.exists():
+            return 0
+        return self.output.read_bytes().count(b"listening on")
+
+    def limit_files(self, count: int) -> None:
+        """Let the running server hold at most ``count`` file descriptors (sockets included)."""
+        assert self.process is not None
+        resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE, (count, count))
+
+    def log_text(self) -> str:
+        """Everything the server printed so far."""
+        return self.output.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the server (frozen or not) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self.frozen = False
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections stay open, nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self) -> None:
+        """Stop the server gracefully (SIGTERM), or kill it after 10 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if self.frozen:
+            self.thaw()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def applied(self, run_id: str, key: str = "x") -> int:
+        """How many history rows holding ``key`` the server folded into run ``run_id``,
+        resends included: the count of the key's summary statistics (the run must have
+        ``define_metric(key, summary="mean")``). More than the rows stored means a
+        duplicate was applied."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
+            (text,) = conn.execute(
+                "SELECT summary_state FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        state = orjson.loads(text)[0]
+        return int(state["stats"][key][1])
