@@ -125,10 +125,6 @@ class Sender:
         self._uploads.append((name, path))
         self.notify()
 
-    def reconnect_with_handshake(self) -> None:
-        """The next connection starts with a handshake (`tracker sync` starts that way)."""
-        self._handshake_done = False
-
     # -- the task --------------------------------------------------------------------
 
     async def run(self) -> None:
