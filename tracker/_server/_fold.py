@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, overload
 
 from tracker import _encoding as kinds
 from tracker._errors import UsageError
@@ -43,6 +43,7 @@ __all__ = [
     "split_appendable",
     "union_steps",
     "unpack_chunks",
+    "unpack_series",
 ]
 
 MAX_STEP: Final = 2**63 - 1
@@ -371,6 +372,22 @@ def unpack_chunks(stored: Sequence[Chunk]) -> tuple[array[int], array[float]]:
     return steps, values
 
 
+def unpack_series(stored: Sequence[Chunk]) -> tuple[Sequence[int], array[float]]:
+    """The series held by consecutive chunks, for reading: its steps are a ``range`` when
+    they run without gaps (the usual case), which bisects and indexes without building a
+    million-entry array; the values come from one ``frombytes``."""
+    contiguous = all(not chunk[2] for chunk in stored) and all(
+        later[0] == earlier[1] + 1 for earlier, later in pairwise(stored)
+    )
+    if not stored or not contiguous:
+        return unpack_chunks(stored)
+    values: array[float] = array("d")
+    values.frombytes(b"".join(chunk[3] for chunk in stored))
+    if _SWAP:
+        values.byteswap()
+    return range(stored[0][0], stored[-1][1] + 1), values
+
+
 def _pack(values: array[Any]) -> bytes:
     if _SWAP:
         values = array(values.typecode, values)
@@ -378,9 +395,17 @@ def _pack(values: array[Any]) -> bytes:
     return values.tobytes()
 
 
+@overload
 def clip(
     steps: array[int], values: array[float], low: int, high: int
-) -> tuple[array[int], array[float]]:
+) -> tuple[array[int], array[float]]: ...
+@overload
+def clip(
+    steps: Sequence[int], values: array[float], low: int, high: int
+) -> tuple[Sequence[int], array[float]]: ...
+def clip(
+    steps: Sequence[int], values: array[float], low: int, high: int
+) -> tuple[Sequence[int], array[float]]:
     """The entries of a series with ``low <= step <= high``."""
     start, stop = bisect_left(steps, low), bisect_right(steps, high)
     if start == 0 and stop == len(steps):
@@ -388,7 +413,7 @@ def clip(
     return steps[start:stop], values[start:stop]
 
 
-def union_steps(step_arrays: Sequence[array[int]]) -> array[int]:
+def union_steps(step_arrays: Sequence[Sequence[int]]) -> Sequence[int]:
     """The sorted steps holding at least one of the series."""
     if not step_arrays:
         return array("q")
@@ -406,13 +431,13 @@ def union_steps(step_arrays: Sequence[array[int]]) -> array[int]:
     return array("q", sorted(set().union(*step_arrays)))
 
 
-def _has(steps: array[int], step: int) -> bool:
+def _has(steps: Sequence[int], step: int) -> bool:
     index = bisect_left(steps, step)
     return index < len(steps) and steps[index] == step
 
 
 def sample_steps(
-    union: array[int], series: Sequence[tuple[array[int], array[float]]], samples: int
+    union: Sequence[int], series: Sequence[tuple[Sequence[int], array[float]]], samples: int
 ) -> list[int]:
     """The steps a ``samples=N`` history read returns, in order.
 
@@ -436,7 +461,8 @@ def sample_steps(
                 continue
             part = values[start:stop]
             numbers: Sequence[float] = part
-            if any(map(math.isnan, part)):
+            # one C-speed sum finds a NaN (or an inf - inf, which then takes the exact path)
+            if math.isnan(sum(part)) and any(map(math.isnan, part)):
                 numbers = [value for value in part if not math.isnan(value)]
                 if not numbers:
                     continue

@@ -1311,13 +1311,13 @@ def _history(
 
 def _load_series(
     conn: sqlite3.Connection, pk: int, key: str, low: int, high: int
-) -> tuple[array[int], array[float]]:
+) -> tuple[Sequence[int], array[float]]:
     stored = conn.execute(
         "SELECT first_step, last_step, steps, vals FROM series WHERE run_pk = ? AND key = ? "
         "AND last_step >= ? AND first_step <= ? ORDER BY first_step",
         (pk, key, low, high),
     ).fetchall()
-    steps, values = _fold.unpack_chunks([tuple(chunk) for chunk in stored])
+    steps, values = _fold.unpack_series([tuple(chunk) for chunk in stored])
     return _fold.clip(steps, values, low, high)
 
 
@@ -1438,7 +1438,7 @@ def _chart_series(
             chosen = _fold.sample_steps(steps, [(steps, values)], samples)
             kept = [values[bisect_left(steps, step)] for step in chosen]
         else:
-            chosen, kept = steps.tolist(), values.tolist()
+            chosen, kept = list(steps), values.tolist()
         if any(map(math.isfinite, kept)):
             picked[name] = (chosen, kept)
     wanted = sorted(set().union(*(steps for steps, _ in picked.values())))
