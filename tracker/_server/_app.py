@@ -34,6 +34,7 @@ from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
 from tracker._server._dashboard import Dashboard, dashboard_auth
+from tracker._server._params import MAX_INT, MAX_PAGE, clip, int_query
 from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
 
 if TYPE_CHECKING:
@@ -58,14 +59,12 @@ MAX_BATCH_RECORDS: Final = 100_000
 MAX_JSON_BYTES: Final = 1024 * 1024
 MAX_FILE_BYTES: Final = 512 * 1024 * 1024
 MAX_FILE_NAME: Final = 512
-MAX_PAGE: Final = 1000
 WS_PING_SECONDS: Final = 10.0
 SWEEP_SECONDS: Final = 1.0
 
 _THREAD_PARSE_BYTES: Final = 1024 * 1024
 """Batches above this are decoded in a worker thread, so the event loop keeps serving."""
 _HISTORY_CHUNK: Final = 2000
-_MAX_INT: Final = 2**63 - 1
 _MAX_HEARTBEAT: Final = 86_400.0
 _MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
 _LOG_ID: Final = re.compile(r"[0-9a-f]{32}\Z")
@@ -141,24 +140,22 @@ def parse_batch(body: bytes) -> list[list[Any]]:
         try:
             record = decode_record(line)
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-            raise _bad_batch(f"line {number} is not a tracker record ({_clip(str(exc))})") from None
+            raise _bad_batch(f"line {number} is not a tracker record ({clip(str(exc))})") from None
         except (TypeError, KeyError, IndexError):
             raise _bad_batch(
                 f"line {number} is not a tracker record (a JSON array [seq, kind, ...] with "
                 "a well-formed special-values list)"
             ) from None
         seq, kind = record[0], record[1]
-        if type(seq) is not int or not 0 <= seq <= _MAX_INT:
-            raise _bad_batch(
-                f"line {number}: the sequence number {_clip(repr(seq))} is no int >= 0"
-            )
+        if type(seq) is not int or not 0 <= seq <= MAX_INT:
+            raise _bad_batch(f"line {number}: the sequence number {clip(repr(seq))} is no int >= 0")
         if expected is not None and seq != expected:
             raise _bad_batch(
                 f"line {number}: sequence number {seq} follows {expected - 1}; sequence "
                 "numbers in a batch must increase by one"
             )
         if not isinstance(kind, str):
-            raise _bad_batch(f"line {number}: the record kind {_clip(repr(kind))} is not a str")
+            raise _bad_batch(f"line {number}: the record kind {clip(repr(kind))} is not a str")
         _check_record(record, number)
         expected = seq + 1
         records.append(record)
@@ -177,7 +174,7 @@ def check_file_name(name: str) -> str:
     elif any(part in {"", ".", ".."} for part in name.split("/")):
         problem = "has an empty, '.' or '..' part; give a plain relative path like 'ckpt/model.pt'"
     if problem is not None:
-        raise ApiError(400, "bad_name", f"file name {_clip(repr(name))} {problem}")
+        raise ApiError(400, "bad_name", f"file name {clip(repr(name))} {problem}")
     return name
 
 
@@ -186,10 +183,10 @@ def _check_record(record: list[Any], number: int) -> None:
     kind = record[1]
     if kind == ROW:
         step, stamp, data = record[2], record[3], record[4]
-        if type(step) is not int or not 0 <= step <= _MAX_INT:
-            raise _bad_batch(f"line {number}: the row's step {_clip(repr(step))} is no int >= 0")
+        if type(step) is not int or not 0 <= step <= MAX_INT:
+            raise _bad_batch(f"line {number}: the row's step {clip(repr(step))} is no int >= 0")
         if not _is_real(stamp):
-            raise _bad_batch(f"line {number}: the row's time {_clip(repr(stamp))} is no number")
+            raise _bad_batch(f"line {number}: the row's time {clip(repr(stamp))} is no number")
         if not isinstance(data, dict):
             raise _bad_batch(f"line {number}: the row's data is a {type(data).__name__}, no dict")
     elif kind in _DICT_PAYLOADS and not isinstance(record[2], dict):
@@ -214,10 +211,6 @@ def _bad_batch(problem: str) -> ApiError:
 
 def _too_large(what: str, limit: int) -> ApiError:
     return ApiError(413, "too_large", f"{what}; the limit is {limit} bytes: send less at once")
-
-
-def _clip(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @web.middleware
@@ -258,7 +251,7 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
         message = f"no endpoint {request.method} {request.path}; the API is in docs/protocol.md"
     else:
         message = f"{exc.reason}: {exc.text or request.path}"
-    return error_response(exc.status, code, _clip(message, 300))
+    return error_response(exc.status, code, clip(message, 300))
 
 
 async def _read_body(request: web.Request, limit: int, what: str) -> bytes:
@@ -301,7 +294,7 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(
-            400, "bad_json", f"the body is not valid JSON ({_clip(str(exc))}); send a JSON object"
+            400, "bad_json", f"the body is not valid JSON ({clip(str(exc))}); send a JSON object"
         ) from None
     if not isinstance(value, dict):
         raise ApiError(
@@ -333,7 +326,7 @@ def _log_id(value: object, what: str) -> str:
         raise ApiError(
             400,
             "bad_request",
-            f"{what}={_clip(repr(value))} is not a log id: give 32 lowercase hex characters",
+            f"{what}={clip(repr(value))} is not a log id: give 32 lowercase hex characters",
         )
     return value
 
@@ -342,23 +335,6 @@ def _field(body: dict[str, Any], name: str) -> Any:
     if name not in body:
         raise ApiError(400, "bad_request", f"the body lacks the field {name!r}; add it")
     return body[name]
-
-
-def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> Any:
-    text = request.query.get(name, "")
-    if not text:
-        return default
-    try:
-        value = int(text) if len(text) <= 20 else None
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ApiError(
-            400,
-            "bad_request",
-            f"query parameter {name}={_clip(repr(text))} must be an integer from {low} to {high}",
-        )
-    return value
 
 
 def _filters(text: str | None) -> dict[str, Any]:
@@ -373,7 +349,7 @@ def _filters(text: str | None) -> dict[str, Any]:
         raise ApiError(
             400,
             "bad_filter",
-            f"filters={_clip(repr(text))} is not a JSON object; send one like "
+            f"filters={clip(repr(text))} is not a JSON object; send one like "
             '{"state": "finished", "config.lr": 0.1}',
         )
     return filters
@@ -474,7 +450,7 @@ class _Api:
             raise ApiError(
                 400,
                 "bad_protocol",
-                f"protocol {_clip(repr(protocol))} is not spoken here; this server speaks "
+                f"protocol {clip(repr(protocol))} is not spoken here; this server speaks "
                 f"protocol {PROTOCOL}: upgrade or downgrade tracker to match",
                 versions=[PROTOCOL],
             )
@@ -486,7 +462,7 @@ class _Api:
         mode = _field(body, "mode")
         if mode not in _MODES:
             raise ApiError(
-                400, "bad_request", f"mode={_clip(repr(mode))} is not one of {', '.join(_MODES)}"
+                400, "bad_request", f"mode={clip(repr(mode))} is not one of {', '.join(_MODES)}"
             )
         request_ = StartRequest(
             key=key,
@@ -675,8 +651,8 @@ class _Api:
         filters = _filters(request.query.get("filters"))
         # the storage accepts only the orders it knows; it refuses others with bad_order
         order = request.query.get("order") or "-created_at"
-        limit = _int_query(request, "limit", 100, 1, MAX_PAGE)
-        offset = _int_query(request, "offset", 0, 0, _MAX_INT)
+        limit = int_query(request, "limit", 100, 1, MAX_PAGE)
+        offset = int_query(request, "offset", 0, 0, MAX_INT)
         documents, total = await self._storage.list_runs(
             entity, project, filters, order, limit, offset
         )
@@ -699,7 +675,7 @@ class _Api:
             raise ApiError(
                 400,
                 "bad_request",
-                f"a run update takes 'tags' and/or 'notes'; got {_clip(repr(unknown or body))}",
+                f"a run update takes 'tags' and/or 'notes'; got {clip(repr(unknown or body))}",
             )
         changes: dict[str, Any] = {}
         if "tags" in body:
@@ -725,9 +701,9 @@ class _Api:
         text = request.query.get("keys")
         # "keys=" (empty) keeps no key, as StoredRun.history(keys=[]) does
         keys = None if text is None else [part for part in text.split(",") if part]
-        min_step = _int_query(request, "min_step", None, -_MAX_INT, _MAX_INT)
-        max_step = _int_query(request, "max_step", None, -_MAX_INT, _MAX_INT)
-        samples = _int_query(request, "samples", None, 1, 10_000_000)
+        min_step = int_query(request, "min_step", None, -MAX_INT, MAX_INT)
+        max_step = int_query(request, "max_step", None, -MAX_INT, MAX_INT)
+        samples = int_query(request, "samples", None, 1, 10_000_000)
         rows = await self._storage.history(key, keys, min_step, max_step, samples)
         chunks = range(0, len(rows), _HISTORY_CHUNK)
         big = len(rows) > _HISTORY_CHUNK
@@ -804,8 +780,8 @@ def _rewind_to(value: object, mode: str) -> int | None:
 
 
 def _step(value: object, what: str) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_INT:
-        raise ApiError(400, "bad_request", f"{what}={_clip(repr(value))} must be an int >= 0")
+    if type(value) is not int or not 0 <= value <= MAX_INT:
+        raise ApiError(400, "bad_request", f"{what}={clip(repr(value))} must be an int >= 0")
     return value
 
 
@@ -816,7 +792,7 @@ def _heartbeat_interval(value: object) -> float:
         raise ApiError(
             400,
             "bad_request",
-            f"heartbeat_interval={_clip(repr(value))} must be seconds, a number in "
+            f"heartbeat_interval={clip(repr(value))} must be seconds, a number in "
             f"(0, {_MAX_HEARTBEAT:.0f}]",
         )
     return float(value)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._server._auth import ApiError
 from tracker._server._pages import PAGE_ROUTES, Pages
+from tracker._server._params import MAX_INT, MAX_PAGE, int_query
 from tracker._server._storage import RunKey, Storage, StorageError
 
 if TYPE_CHECKING:
@@ -41,9 +42,7 @@ PING_SECONDS: Final = 15.0
 MAX_LIVE_RUNS: Final = 100
 MAX_SAMPLES: Final = 10_000
 DEFAULT_SAMPLES: Final = 1000
-MAX_PAGE: Final = 1000
 
-_MAX_INT: Final = 2**63 - 1
 _LIST_FIELDS_LEFT_OUT: Final = ("metadata",)
 """Run fields the table and live events do without (the run page reads the whole run)."""
 
@@ -105,8 +104,8 @@ class Dashboard:
         filters = _json_query(request, "filters", {}, dict, '{"state": "running"}')
         sort = _json_query(request, "sort", ["created_at"], list, '["summary", "loss"]')
         descending = request.query.get("desc", "1") != "0"
-        limit = _int_query(request, "limit", 100, 1, MAX_PAGE)
-        offset = _int_query(request, "offset", 0, 0, _MAX_INT)
+        limit = int_query(request, "limit", 100, 1, MAX_PAGE)
+        offset = int_query(request, "offset", 0, 0, MAX_INT)
         documents, total = await self._storage.list_runs_sorted(
             entity, project, filters, sort, descending, limit, offset
         )
@@ -122,8 +121,8 @@ class Dashboard:
         key = RunKey(entity, project, _name(request.match_info["run_id"], "run_id"))
         text = request.query.get("keys")
         keys = None if text is None else [part for part in text.split(",") if part]
-        min_step = _int_query(request, "min_step", None, -_MAX_INT, _MAX_INT)
-        samples = _int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
+        min_step = int_query(request, "min_step", None, -MAX_INT, MAX_INT)
+        samples = int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
         answer = await self._storage.chart_series(key, keys, min_step, samples)
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
@@ -136,7 +135,7 @@ class Dashboard:
         entity, project = _project(request)
         run_ids = _run_ids(request.query.get("runs", ""))
         after = _steps(request.query.get("after"), len(run_ids))
-        samples = _int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
+        samples = int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -246,7 +245,7 @@ def _steps(text: str | None, count: int) -> list[int]:
         steps = [int(part) for part in parts if len(part) <= 20]
     except ValueError:
         steps = []
-    if len(steps) != count or len(parts) != count or not all(-1 <= s <= _MAX_INT for s in steps):
+    if len(steps) != count or len(parts) != count or not all(-1 <= s <= MAX_INT for s in steps):
         raise ApiError(
             400,
             "bad_request",
@@ -254,23 +253,6 @@ def _steps(text: str | None, count: int) -> list[int]:
             f"per run in runs, {count} in all, separated by commas",
         )
     return steps
-
-
-def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> Any:
-    text = request.query.get(name, "")
-    if not text:
-        return default
-    try:
-        value = int(text) if len(text) <= 20 else None
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ApiError(
-            400,
-            "bad_request",
-            f"query parameter {name}={text[:120]!r} must be an integer from {low} to {high}",
-        )
-    return value
 
 
 def _json_query(
