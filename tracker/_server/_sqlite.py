@@ -1226,10 +1226,24 @@ def _list_runs(
         ).fetchall()
         return [_document(row) for row in rows], int(total)
     columns = sorted({column for column, _, _ in checks})
+    return _page_checked(
+        conn, f"WHERE {where} ORDER BY {ordering}", params, columns, checks, offset, limit
+    )
+
+
+def _page_checked(
+    conn: sqlite3.Connection,
+    clauses: str,
+    params: Sequence[Any],
+    columns: list[str],
+    checks: Sequence[tuple[str, Any, Any]],
+    offset: int,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Runs selected by ``clauses`` whose decoded ``columns`` pass every check of a
+    ``config.KEY`` / ``summary.KEY`` filter: one page of documents, and how many passed."""
     matched: list[int] = []
-    for row in conn.execute(
-        f"SELECT pk, {', '.join(columns)} FROM runs WHERE {where} ORDER BY {ordering}", params
-    ):
+    for row in conn.execute(f"SELECT pk, {', '.join(columns)} FROM runs {clauses}", params):
         documents = {column: decode_value(row[column]) for column in columns}
         if all(_holds(documents[column], path, value) for column, path, value in checks):
             matched.append(int(row["pk"]))
@@ -1398,18 +1412,15 @@ def _list_runs_sorted(
         ).fetchall()
         return [_document(row) for row in rows], int(total)
     columns = sorted({column for column, _, _ in checks})
-    matched: list[int] = []
-    for row in conn.execute(
-        f"SELECT pk, {', '.join(columns)} FROM runs WHERE {where} ORDER BY {ordering}",
+    return _page_checked(
+        conn,
+        f"WHERE {where} ORDER BY {ordering}",
         [*params, *order_params],
-    ):
-        documents = {column: decode_value(row[column]) for column in columns}
-        if all(_holds(documents[column], path, value) for column, path, value in checks):
-            matched.append(int(row["pk"]))
-    page = matched[offset : offset + limit]
-    rows = _rows_by(conn, "SELECT * FROM runs WHERE pk IN ({})", [], page)
-    by_pk = {int(row["pk"]): row for row in rows}
-    return [_document(by_pk[pk]) for pk in page], len(matched)
+        columns,
+        checks,
+        offset,
+        limit,
+    )
 
 
 def _chart_series(
