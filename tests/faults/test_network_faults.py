@@ -148,3 +148,26 @@ def test_error_answers_with_retry_after_are_honoured_and_lose_nothing(
         and gap < exchange.fault.retry_after - RETRY_AFTER_SLACK
     ]
     assert early == [], f"requests came sooner than Retry-After: {early}"
+
+
+@pytest.mark.timeout(60)
+def test_a_websocket_that_keeps_failing_falls_back_to_http(
+    tracker_server: ServerProcess,
+    http_proxy: Callable[[str], FaultyHttpProxy],
+    tmp_path: Path,
+    figures: Figures,
+) -> None:
+    """When every websocket upgrade is refused (a proxy that does not speak websocket),
+    the client carries on over HTTP after three tries, and every row is stored once."""
+    proxy = http_proxy(tracker_server.url)
+    proxy.add_faults(*[Fault(400, retry_after=None, path_end="/stream")] * 3)
+    run = _online(proxy.url, tmp_path, transport="websocket", retry_max_wait_seconds=0.2)
+    for index in range(5000):
+        run.log({"x": index})
+    assert run.flush(timeout=30)
+    run.finish()
+    posts = [exchange for exchange in proxy.exchanges if exchange.path.endswith("/records")]
+    figures.extra.update(refused_upgrades=3, http_batches=len(posts))
+    assert proxy.faults_left == 0
+    assert posts
+    assert count_exactly_once(figures, tracker_server, run.path, 5000) == list(range(5000))

@@ -186,7 +186,14 @@ class Sender:
         transport = self._open_transport()
         progress = self.acked_seq
         try:
-            await transport.open()
+            try:
+                await transport.open()
+            except TransportError as exc:
+                if transport.name != "websocket" or exc.status in (0, 401, 403):
+                    raise
+                # A refused upgrade (a proxy that does not speak websocket, an overloaded
+                # server): count it toward the HTTP fallback, and try again.
+                raise TransportError(str(exc), retry_after=exc.retry_after) from exc
             self.connection = "connected"
             await self._pump(transport)
         except TransportError as exc:
