@@ -189,11 +189,11 @@ class Sender:
             try:
                 await transport.open()
             except TransportError as exc:
-                if transport.name != "websocket" or exc.status in (0, 401, 403):
-                    raise
-                # A refused upgrade (a proxy that does not speak websocket, an overloaded
-                # server): count it toward the HTTP fallback, and try again.
-                raise TransportError(str(exc), retry_after=exc.retry_after) from exc
+                if transport.name != "websocket" or exc.retryable or exc.status in (401, 403):
+                    raise  # 408/429/5xx say "later", not "no websocket here": wait and retry
+                # An upgrade refused for good (a proxy that does not speak websocket): count
+                # it toward the HTTP fallback (a status-0 failure), and try again.
+                raise TransportError(str(exc)) from exc
             self.connection = "connected"
             await self._pump(transport)
         except TransportError as exc:
