@@ -289,9 +289,11 @@ def test_every_call_on_an_inherited_run_in_a_forked_child_is_refused_at_once(
         for name, seconds, outcome in (line.split("|") for line in result.stdout.splitlines())
     }
     print(outcomes)
-    assert outcomes.pop("finish")[0] < 1.0
+    # "at once": under 1.9 s even on a loaded machine, yet below the 2 s that a
+    # flush(timeout=2) waiting for a writer that is not there would take
+    assert outcomes.pop("finish")[0] < 1.9
     wrong = {name: outcome for name, outcome in outcomes.items() if outcome[1] != "UsageError"}
-    slow = {name: outcome for name, outcome in outcomes.items() if outcome[0] >= 1.0}
+    slow = {name: outcome for name, outcome in outcomes.items() if outcome[0] >= 1.9}
     assert (wrong, slow) == ({}, {})
     stored = tracker.read_run(next((tmp_path / "runs").glob("*-parent")))
     assert [row["p"] for row in stored.history()] == [0, 1, 2, 3, 4]
