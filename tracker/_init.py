@@ -428,7 +428,7 @@ def _handshake_body(
     settings: Settings, root: Path, fork_from: str | None, resume_from: str | None
 ) -> tuple[str, dict[str, Any]]:
     """The run id and the handshake request for this init's resume/fork/rewind rules."""
-    resume = {True: "auto", False: None}.get(settings.resume, settings.resume)  # type: ignore[arg-type]
+    resume = _resume_mode(settings.resume)
     run_id = settings.run_id
     mode = {None: "new", "auto": "allow", "allow": "allow", "never": "never", "must": "must"}[
         resume
@@ -520,7 +520,7 @@ def _handshake_now(
 
 def _run_to_resume(root: Path, settings: Settings) -> StoredRun | None:
     """The stored run this init continues under the resume rules, or None for a new run."""
-    resume = {True: "auto", False: None}.get(settings.resume, settings.resume)  # type: ignore[arg-type]
+    resume = _resume_mode(settings.resume)
     run_id = settings.run_id
     if resume == "auto" and run_id is None:
         run_id = read_resume_marker(root)
@@ -553,6 +553,15 @@ def _run_to_resume(root: Path, settings: Settings) -> StoredRun | None:
             "finish it there first, or start a new run with another id"
         )
     return stored
+
+
+def _resume_mode(resume: str | bool | None) -> str | None:
+    """The resume rule as a name: True is "auto", False is None (W&B's aliases)."""
+    if resume is True:
+        return "auto"
+    if resume is False:
+        return None
+    return resume
 
 
 def default_project() -> str:

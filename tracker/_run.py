@@ -17,6 +17,7 @@ import shutil
 import sys
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -800,10 +801,10 @@ def exit_state(exc: BaseException | None) -> tuple[str, int | None]:
 def _caller_stacklevel() -> int:
     """The `warnings.warn` stacklevel of the first frame outside this package."""
     package = os.path.dirname(__file__)
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
         level += 1
     return level
 
