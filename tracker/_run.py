@@ -17,11 +17,10 @@ import shutil
 import sys
 import threading
 import time
-import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -801,7 +800,7 @@ def exit_state(exc: BaseException | None) -> tuple[str, int | None]:
 def _caller_stacklevel() -> int:
     """The `warnings.warn` stacklevel of the first frame outside this package."""
     package = os.path.dirname(__file__)
-    frame: types.FrameType | None = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame = frame.f_back
