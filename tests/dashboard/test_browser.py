@@ -131,10 +131,12 @@ def test_a_live_point_reaches_the_chart_within_a_second(
 
 def test_filters_narrow_the_table(page: Any, server: EmbeddedServer, start_run: StartRun) -> None:
     """Search text, state, tag and group filters each narrow the rows; clearing restores them."""
-    _finished(start_run, server, name="apple", tags=["fruit"], group="trees")
-    _finished(start_run, server, name="banana", tags=["fruit"], group="plants")
-    _finished(start_run, server, name="carrot", tags=["root"], group="plants")
-    live = start_run(server, project="proj", name="apricot", group="trees")
+    # The search matches ids too: ids that hold "ap" only where the name does (random
+    # ids would now and then hold it and match).
+    _finished(start_run, server, id="apple-1", name="apple", tags=["fruit"], group="trees")
+    _finished(start_run, server, id="banana-2", name="banana", tags=["fruit"], group="plants")
+    _finished(start_run, server, id="carrot-3", name="carrot", tags=["root"], group="plants")
+    live = start_run(server, project="proj", id="apricot-4", name="apricot", group="trees")
     live.log({"train/loss": 1.0})
     page.goto(f"{server.url}/local/proj")
     wait_for(lambda: len(_names(page)) == 4, what="four rows")
