@@ -42,8 +42,7 @@ QUICK_DIVISOR: Final = 20
 QUICK_MIN_ROWS: Final = 200
 CHILD_TIMEOUT_SECONDS: Final = 900.0
 VERIFY_TIMEOUT_SECONDS: Final = 600.0
-ACK_POLL_SECONDS: Final = 0.002
-ACK_STALL_SECONDS: Final = 60.0
+ACK_TIMEOUT_SECONDS: Final = 300.0
 ARRAY_SIZE: Final = 16  # W&B logs a numpy array of <= 32 elements as a list, larger as a histogram
 
 CONTENDERS: Final = (
@@ -308,17 +307,11 @@ class TrackerOnline(TrackerOffline):
         return self.run.log  # type: ignore[no-any-return]
 
     def durable(self) -> None:
-        """Poll `run.status()` until the server acknowledged every record appended."""
-        acked, progress = -1, time.monotonic()
-        while True:
-            status = self.run.status()
-            if status.acknowledged >= status.written + status.queued:
-                return
-            if status.acknowledged != acked:
-                acked, progress = status.acknowledged, time.monotonic()
-            elif time.monotonic() - progress > ACK_STALL_SECONDS:
-                raise RuntimeError(f"acks stalled for {ACK_STALL_SECONDS:.0f}s at {status}")
-            time.sleep(ACK_POLL_SECONDS)
+        """An online `flush()`: every record appended is on disk and acknowledged."""
+        if not self.run.flush(timeout=ACK_TIMEOUT_SECONDS):
+            raise RuntimeError(
+                f"not all acknowledged within {ACK_TIMEOUT_SECONDS:.0f}s: {self.run.status()}"
+            )
 
     def identity(self) -> dict[str, Any]:
         """The server and the run's path."""

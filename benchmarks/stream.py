@@ -44,17 +44,16 @@ SERVER_START_SECONDS = 30.0
 SERVER_STOP_SECONDS = 15.0
 CLIENT_READY_SECONDS = 60.0
 CLIENT_REPORT_SECONDS = 600.0
-STALL_SECONDS = 30.0
-POLL_SECONDS = 0.002
+ACK_TIMEOUT_SECONDS = 120.0
 
 # One concurrent client: init, say "ready", wait for "go", log, wait for every ack, finish,
-# then report. argv: base_url, run dir, rows, pool seed, poll seconds, stall seconds.
+# then report. argv: base_url, run dir, rows, pool seed, ack timeout seconds.
 _CLIENT = """\
 import dataclasses, json, random, sys, time
 import tracker
 
 url, run_dir, rows, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-poll, stall = float(sys.argv[5]), float(sys.argv[6])
+ack_timeout = float(sys.argv[5])
 rng = random.Random(seed)
 pool = [{f"m{k}": rng.random() for k in range(10)} for _ in range(1000)]
 run = tracker.init(project="bench", dir=run_dir, settings={"silent": True, "base_url": url})
@@ -66,19 +65,9 @@ log = run.log
 for i in range(rows):
     log(pool[i % 1000])
 logged = time.time()
-acked, progress, complete = -1, time.monotonic(), True
-while True:
-    s = run.status()
-    if s.acknowledged >= s.written + s.queued:
-        break
-    if s.acknowledged != acked:
-        acked, progress = s.acknowledged, time.monotonic()
-    elif time.monotonic() - progress > stall:
-        complete = False
-        break
-    time.sleep(poll)
+complete = run.flush(timeout=ack_timeout)  # online: durable and acknowledged
 end, cpu = time.time(), time.process_time() - cpu
-status = dataclasses.asdict(s)
+status = dataclasses.asdict(run.status())
 run.finish(quiet=True)
 print(json.dumps({"path": run.path, "rows": rows, "start": start, "logged": logged,
                   "end": end, "cpu": cpu, "complete": complete, "status": status}), flush=True)
@@ -200,22 +189,11 @@ def log_rows(run: RunLike, pool: list[_common.Row], n: int, timed: int) -> _comm
 
 
 def wait_acknowledged(run: RunLike, notes: list[str], label: str) -> dict[str, Any]:
-    """Poll ``status()`` until the server acknowledged every record the run appended.
-
-    Gives up (and notes it) when the acknowledged count has not moved for STALL_SECONDS.
-    """
-    acked, progress = -1, time.monotonic()
-    while True:
-        status = _common.status_dict(run)
-        # written + queued is every record appended so far, the run's own ones included
-        if status["acknowledged"] >= status["written"] + status["queued"]:
-            return status
-        if status["acknowledged"] != acked:
-            acked, progress = status["acknowledged"], time.monotonic()
-        elif time.monotonic() - progress > STALL_SECONDS:
-            notes.append(f"{label}: acks stalled for {STALL_SECONDS:.0f}s at {status}")
-            return status
-        time.sleep(POLL_SECONDS)
+    """Wait until the server acknowledged every record the run appended: an online
+    ``flush()``; notes it when that takes over ACK_TIMEOUT_SECONDS."""
+    if not run.flush(timeout=ACK_TIMEOUT_SECONDS):
+        notes.append(f"{label}: not all acknowledged within {ACK_TIMEOUT_SECONDS:.0f}s")
+    return _common.status_dict(run)
 
 
 def check_acknowledged(label: str, status: dict[str, Any], notes: list[str]) -> None:
@@ -383,8 +361,7 @@ def start_client(
             str(run_dir),
             str(rows),
             str(index + 1),
-            str(POLL_SECONDS),
-            str(STALL_SECONDS),
+            str(ACK_TIMEOUT_SECONDS),
         ],
         cwd=root,
         env=_common.child_env(),
@@ -439,11 +416,11 @@ def concurrent_clients(
         deadline = time.monotonic() + CLIENT_REPORT_SECONDS
         reports = [json.loads(read_line(process, "report", deadline)) for process in processes]
         for process in processes:
-            process.wait(STALL_SECONDS)
+            process.wait(ACK_TIMEOUT_SECONDS)
         cpu_server_end = server.cpu_seconds()
     for i, report in enumerate(reports):
         if not report["complete"]:
-            notes.append(f"client {i}: acks stalled at {report['status']}")
+            notes.append(f"client {i}: not all acknowledged: {report['status']}")
     end = max(report["end"] for report in reports)
     total = sum(int(report["rows"]) for report in reports)
     stored = sum(verify_history(api, r["path"], int(r["rows"]), None, notes) for r in reports)
@@ -618,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows_per_client": args.rows_per_client,
             "pool_size": POOL_SIZE,
             "init_runs": INIT_RUNS,
-            "poll_seconds": POLL_SECONDS,
+            "ack_timeout_seconds": ACK_TIMEOUT_SECONDS,
         },
         "one_run": one,
         "offline": offline,
