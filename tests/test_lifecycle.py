@@ -17,15 +17,6 @@ SILENT: dict[str, Any] = {"silent": True}
 PACKAGE_ROOT = Path(tracker.__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TRACKER_* variable or settings file of the machine reaches these tests."""
-    for variable in list(os.environ):
-        if variable.startswith("TRACKER_"):
-            monkeypatch.delenv(variable)
-    monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
-
-
 def subprocess_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a child Python that imports this tracker, silent, isolated."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRACKER_")}

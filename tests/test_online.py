@@ -28,15 +28,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     running.stop()
 
 
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No settings file or TRACKER_* variable of the machine leaks into these tests."""
-    for name in list(os.environ):
-        if name.startswith("TRACKER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
-
-
 def _online(server: ServerProcess, tmp_path: Path, **kwargs: Any) -> tracker.Run:
     settings = {"silent": True, "base_url": server.url, "init_timeout": 10.0}
     settings.update(kwargs.pop("settings", {}))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import random
 import threading
 import time
@@ -44,15 +43,6 @@ FAST_RETRIES: dict[str, Any] = {
 
 
 # -- environment -----------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No settings file or TRACKER_* variable of the machine leaks into these tests."""
-    for name in list(os.environ):
-        if name.startswith("TRACKER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
 
 
 @pytest.fixture
