@@ -10,7 +10,7 @@ numpy and torch values are converted to Python numbers and lists.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -37,6 +37,8 @@ __all__ = [
     "encode_value",
     "payload_index",
     "restore_exact",
+    "restore_record",
+    "row_data_texts",
 ]
 
 MAX_RECORD_BYTES: Final = 16 * 2**20
@@ -153,10 +155,19 @@ def restore_exact(wrapped: Any) -> Any:
     return _restore(wrapped[0], wrapped[1]) if len(wrapped) == 2 else wrapped[0]
 
 
-def decode_record(line: bytes | memoryview) -> list[Any]:
+def decode_record(line: bytes | memoryview | str) -> list[Any]:
     """Decode one record line and restore its special values; the sidecar is removed."""
-    record: list[Any] = orjson.loads(line)
-    if not record or not isinstance(record[0], int) or len(record) < 2:
+    return restore_record(orjson.loads(line))
+
+
+def restore_record(record: Any) -> list[Any]:
+    """A parsed record line with its special values restored and its sidecar removed.
+
+    Raises:
+        ValueError: ``record`` is not a tracker record.
+        TypeError, KeyError, IndexError: its sidecar is malformed.
+    """
+    if not isinstance(record, list) or len(record) < 2 or not isinstance(record[0], int):
         raise ValueError("not a tracker record")
     index = payload_index(record[1]) if isinstance(record[1], str) else 2
     if len(record) == index + 2:
@@ -164,6 +175,15 @@ def decode_record(line: bytes | memoryview) -> list[Any]:
     elif len(record) != index + 1:
         raise ValueError(f"a {record[1]!r} record has {len(record)} fields")
     return record
+
+
+def row_data_texts(lines: Iterable[str]) -> list[str]:
+    """The exact encodings (`encode_value`) of row records' data, cut from the records'
+    lines: ``[seq,"row",step,ts,DATA]`` gives ``[DATA]``, and with a sidecar
+    ``[seq,"row",step,ts,DATA,SPECIALS]`` gives ``[DATA,SPECIALS]`` (sidecar paths are
+    relative to the payload in both). Only for lines that decode to row records with a
+    dict as data: no ``{`` comes before the data's."""
+    return ["[" + line[line.index("{") :] for line in lines]
 
 
 def _restore(payload: Any, specials: list[list[Any]]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import random
 import struct
@@ -12,9 +13,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
-from tracker._encoding import decode_value
+from tracker._encoding import decode_record, decode_value, encode_record
 from tracker._server._app import MAX_BATCH_BYTES, check_file_name, parse_batch
 from tracker._server._auth import ApiError
 
@@ -82,6 +85,7 @@ async def test_random_bytes_as_a_batch_are_400_bad_batch(client: Any) -> None:
         ([b'[0,"run",{"a":"x"},[[["a"],"int"]]]'], "line 1"),
         ([b'[0,"run",{},"specials"]'], "line 1"),
         ([b'[0,"run",{}]', b"", b'[1,"run",{}]'], "line 2"),
+        ([b'[0,"row",0,0.0,{}]', b"[1,[],null,null,null]"], "line 2"),
     ],
 )
 async def test_malformed_batches_name_the_bad_line(
@@ -248,10 +252,40 @@ async def test_wrong_types_everywhere_are_400(client: Any) -> None:
 
 
 def test_parse_batch_accepts_records_and_a_missing_final_newline() -> None:
-    """parse_batch decodes records in order; the last newline is optional."""
-    records = parse_batch(b'[0,"run",{"a":1}]\n[1,"row",0,1.5,{"x":null},[[["x"],"nan"]]]')
+    """parse_batch decodes records in order, with their lines; the last newline is optional."""
+    lines = ['[0,"run",{"a":1}]', '[1,"row",0,1.5,{"x":null},[[["x"],"nan"]]]']
+    records, got_lines = parse_batch("\n".join(lines).encode())
     assert records[0] == [0, "run", {"a": 1}]
     assert records[1][:4] == [1, "row", 0, 1.5]
+    assert math.isnan(records[1][4]["x"])
+    assert got_lines == lines
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.integers(0, 2**40),
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 2**63 - 1),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.dictionaries(st.text(max_size=5), st.one_of(st.floats(), st.integers(), st.none())),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_parse_batch_decodes_rows_as_decode_record_does(
+    first: int, rows: list[tuple[int, float, dict[str, Any]]]
+) -> None:
+    """Whatever path a batch of rows takes (all plain, or some with special values), its
+    records equal decode_record's of each line."""
+    lines = [
+        encode_record((first + index, "row", step, stamp), data, "row")
+        for index, (step, stamp, data) in enumerate(rows)
+    ]
+    records, _ = parse_batch(b"".join(lines))
+    expected = [decode_record(line) for line in lines]
+    assert [repr(record) for record in records] == [repr(record) for record in expected]
 
 
 @pytest.mark.parametrize("body", [b"", b"\n", b"[0]\n", b"not json\n"])
@@ -276,3 +310,26 @@ def test_check_file_name_refuses_unsafe_paths(name: str) -> None:
     with pytest.raises(ApiError) as caught:
         check_file_name(name)
     assert caught.value.code == "bad_name"
+
+
+async def test_rows_are_stored_as_sent_whatever_their_spacing(client: Any) -> None:
+    """Rows are stored from their lines as received: spacing, escapes, braces inside
+    strings and special values all read back as the values the lines hold."""
+    await client.start()
+    lines = [
+        b'[0, "row", 0, 1.5, {"a": 1, "s": "{not data}"}]',
+        b'[1,"r\\u006fw",1,2.5,{"b":{"c":[1,2]}} ]',
+        b'[2,"row",2,3.5,{"x":null,"y":null,"z":"18446744073709551617"},'
+        b'[[["x"],"nan"],[["z"],"int"]]]',
+        b'[3,"row",3,4.5,{}]',
+    ]
+    status, answer = await client.post_batch("run1", b"\n".join(lines) + b"\n")
+    assert status == 200, answer
+    rows = [decode_value(line) for line in await client.history("run1")]
+    assert [row["_step"] for row in rows] == [0, 1, 2, 3]
+    assert (rows[0]["a"], rows[0]["s"]) == (1, "{not data}")
+    assert rows[1]["b"] == {"c": [1, 2]}
+    assert math.isnan(rows[2]["x"])
+    assert rows[2]["y"] is None
+    assert rows[2]["z"] == 2**64 + 1
+    assert set(rows[3]) == {"_step", "_timestamp", "_runtime"}

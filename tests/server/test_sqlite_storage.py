@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from tracker._encoding import decode_record, encode_record
@@ -832,3 +834,47 @@ async def test_ingest_speed_smoke(storage: SQLiteStorage) -> None:
     sampled = await storage.history(KEY, ["k3"], None, None, 1000)
     assert sampled[0]["_step"] == 0
     assert sampled[-1]["_step"] == 99_999
+
+
+async def test_rows_ingested_with_their_lines_equal_rows_encoded_again(
+    storage: SQLiteStorage,
+) -> None:
+    """Rows stored from their lines as received read back as rows the storage encodes
+    itself, special values and a replaced step included."""
+    other = RunKey("local", "mnist", "other123")
+    lines = [
+        encode_record((0, "row", 0, 1000.0), {"loss": math.nan, "big": 2**70}, "row"),
+        encode_record((1, "config"), {"lr": 0.1}, "config"),
+        encode_record((2, "row", 1, 1001.0), {"loss": -math.inf, "name": "a {b}"}, "row"),
+        encode_record((3, "row", 1, 1002.0), {"loss": 0.5, "none": None}, "row"),
+    ]
+    batch = [decode_record(line) for line in lines]
+    for key in (KEY, other):
+        await start(storage, key=key)
+    await storage.ingest(KEY, LOG, batch, NOW, [line.decode()[:-1] for line in lines])
+    await storage.ingest(other, LOG, [decode_record(line) for line in lines], NOW)
+    from_lines = await storage.history(KEY, None, None, None, None)
+    encoded = await storage.history(other, None, None, None, None)
+    assert repr(from_lines) == repr(encoded)
+    assert [row["_step"] for row in from_lines] == [0, 1]
+    assert from_lines[0]["big"] == 2**70
+    assert from_lines[1] == {"_step": 1, "_timestamp": 1002.0, "_runtime": 1002.0, **batch[3][4]}
+
+
+async def test_the_checkpointer_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    """Committed pages reach the database file soon after a commit, long before the WAL
+    would reach the writer's own checkpoint threshold, and closing stops the thread."""
+    path = tmp_path / "tracker.db"
+    store = await open_sqlite(str(path))
+    try:
+        await start(store)
+        size = path.stat().st_size
+        await store.ingest(KEY, LOG, rows(range(5000), name="x" * 100), NOW)
+        for _ in range(200):  # 10 s at most
+            if path.stat().st_size > size:
+                break
+            await anyio.sleep(0.05)
+        assert path.stat().st_size > size
+    finally:
+        await store.close()
+    assert "tracker-db-checkpoint" not in {thread.name for thread in threading.enumerate()}

@@ -16,6 +16,7 @@ import re
 import time
 import weakref
 from collections.abc import AsyncIterator
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -27,8 +28,8 @@ from tracker._encoding import (
     MAX_RECORD_BYTES,
     ROW,
     SUMMARY_DELETE,
-    decode_record,
     encode_value,
+    restore_record,
 )
 from tracker._errors import UsageError
 from tracker._names import check_run_id
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_JSON_BYTES",
     "PROTOCOL",
+    "ParsedBatch",
     "build_app",
     "check_file_name",
     "error_response",
@@ -70,6 +72,15 @@ _MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
 _LOG_ID: Final = re.compile(r"[0-9a-f]{32}\Z")
 _DICT_PAYLOADS: Final = frozenset({"run", "config", "summary", "metric", "file", "exit"})
 _HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+ParsedBatch = tuple[list[list[Any]], list[str]]
+"""A batch's records, and their lines as received."""
+
+_SEQ = itemgetter(0)
+_KIND = itemgetter(1)
+_STEP = itemgetter(2)
+_STAMP = itemgetter(3)
+_DATA = itemgetter(4)
 
 _logger = logging.getLogger(__name__)
 
@@ -114,16 +125,22 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     )
 
 
-def parse_batch(body: bytes) -> list[list[Any]]:
-    """Decode a batch (JSON lines of run-log records) and check its shape.
+def parse_batch(body: bytes) -> ParsedBatch:
+    """Decode a batch (JSON lines of run-log records) and check its shape; return the
+    records and their lines (the storage keeps rows as they were sent).
 
     Raises:
         ApiError: 400 ``bad_batch`` naming the first bad line; 413 ``too_large``.
     """
     if len(body) > MAX_BATCH_BYTES:
         raise _too_large(f"the batch has {len(body)} bytes", MAX_BATCH_BYTES)
-    lines = body.split(b"\n")
-    if lines[-1] == b"":
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        raise _bad_batch(f"line {line} is not UTF-8 text") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
         lines.pop()
     if not lines:
         raise _bad_batch("the batch holds no records; send JSON lines [seq, kind, ...]")
@@ -134,11 +151,47 @@ def parse_batch(body: bytes) -> list[list[Any]]:
             f"the batch holds {len(lines)} records; at most {MAX_BATCH_RECORDS} fit in one "
             "batch: split it",
         )
+    try:
+        records: list[Any] | None = list(map(orjson.loads, lines))
+    except orjson.JSONDecodeError:
+        records = None  # _checked_records names the line
+    if records is None or not _plain_rows(records):
+        records = _checked_records(lines, records)
+    return records, lines
+
+
+def _plain_rows(records: list[Any]) -> bool:
+    """Whether every record is a well-formed row without special values, numbered by one:
+    the usual batch, checked column by column at C speed instead of record by record."""
+    if set(map(type, records)) != {list} or set(map(len, records)) != {5}:
+        return False
+    seqs = list(map(_SEQ, records))
+    steps = list(map(_STEP, records))
+    stamps = list(map(_STAMP, records))
+    first = seqs[0]
+    return (
+        list(map(_KIND, records)).count(ROW) == len(records)  # kinds may be unhashable
+        and set(map(type, seqs)) == {int}
+        and first >= 0
+        and seqs[-1] <= MAX_INT
+        and seqs == list(range(first, first + len(seqs)))
+        and set(map(type, steps)) == {int}
+        and min(steps) >= 0
+        and max(steps) <= MAX_INT
+        and set(map(type, stamps)) == {float}
+        and all(map(math.isfinite, stamps))
+        and set(map(type, map(_DATA, records))) == {dict}
+    )
+
+
+def _checked_records(lines: list[str], parsed: list[Any] | None) -> list[list[Any]]:
+    """Restore and check the records one by one (``parsed`` if every line decoded),
+    raising the error that names the first bad line."""
     records: list[list[Any]] = []
     expected: int | None = None
     for number, line in enumerate(lines, 1):
         try:
-            record = decode_record(line)
+            record = restore_record(orjson.loads(line) if parsed is None else parsed[number - 1])
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             raise _bad_batch(f"line {number} is not a tracker record ({clip(str(exc))})") from None
         except (TypeError, KeyError, IndexError):
@@ -517,9 +570,9 @@ class _Api:
                     break
                 try:
                     if message.type is WSMsgType.BINARY:
-                        records = await _parse(message.data)
+                        batch = await _parse(message.data)
                         previous = asyncio.ensure_future(
-                            self._ingest_and_ack(socket, key, log_id, records, previous)
+                            self._ingest_and_ack(socket, key, log_id, batch, previous)
                         )
                     else:
                         await self._on_text(key, message)
@@ -544,14 +597,14 @@ class _Api:
         socket: web.WebSocketResponse,
         key: RunKey,
         log_id: str,
-        records: list[list[Any]],
+        batch: ParsedBatch,
         previous: asyncio.Task[None] | None,
     ) -> None:
         """Store one batch, then (after the previous batch's ack) send its ack; a refusal
         closes the socket, and the client resends from its last ack."""
         failure: tuple[int, str, str, dict[str, Any]] | None = None
         try:
-            acked = await self._ingest(key, log_id, records)
+            acked = await self._ingest(key, log_id, batch)
         except (ApiError, StorageError) as exc:
             failure = (exc.status, exc.code, exc.message, exc.extra)
         except Exception:
@@ -584,9 +637,10 @@ class _Api:
                 await self._storage.heartbeat(key, time.time())
             # other types come from newer clients; ignoring them keeps this server compatible
 
-    async def _ingest(self, key: RunKey, log_id: str, records: list[list[Any]]) -> int:
+    async def _ingest(self, key: RunKey, log_id: str, batch: ParsedBatch) -> int:
+        records, lines = batch
         try:
-            return await self._storage.ingest(key, log_id, records, time.time())
+            return await self._storage.ingest(key, log_id, records, time.time(), lines)
         except UsageError as exc:  # a value the storage cannot store exactly
             raise _bad_batch(str(exc)) from None
 
@@ -720,7 +774,7 @@ class _Api:
         return response
 
 
-async def _parse(body: bytes) -> list[list[Any]]:
+async def _parse(body: bytes) -> ParsedBatch:
     if len(body) > _THREAD_PARSE_BYTES:
         return await asyncio.to_thread(parse_batch, body)
     return parse_batch(body)

@@ -99,10 +99,15 @@ class Rows:
     stamps: list[float] = field(default_factory=list)
     runtimes: list[float] = field(default_factory=list)
     datas: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    """The rows' data exactly encoded, cut from their lines (when the fold was given them)."""
 
 
-def fold_batch(run: RunFold, records: Sequence[Sequence[Any]]) -> Rows:
-    """Apply decoded records in order to ``run``; return the history rows they add.
+def fold_batch(
+    run: RunFold, records: Sequence[Sequence[Any]], lines: Sequence[str] | None = None
+) -> Rows:
+    """Apply decoded records in order to ``run``; return the history rows they add (with
+    their data's text when ``lines``, the records' lines as received, are given).
 
     Unknown kinds are skipped (newer clients); ``file`` records are skipped too (a
     file's metadata comes with its bytes).
@@ -117,6 +122,8 @@ def fold_batch(run: RunFold, records: Sequence[Sequence[Any]]) -> Rows:
     for index in [*others, len(records)]:
         if index > start:
             _fold_rows(run, records[start:index], rows)
+            if lines is not None:
+                rows.texts += kinds.row_data_texts(lines[start:index])
         if index < len(records):
             _apply_other(run, records[index])
         start = index + 1

@@ -3,7 +3,9 @@
 One dedicated writer thread owns the only write connection, so writes queue in
 order and never contend; reads run on a small pool of threads, each with its own
 connection, and see committed snapshots (WAL). Every method is a coroutine that
-hands its work to those threads and never blocks the event loop.
+hands its work to those threads and never blocks the event loop. A checkpointer
+thread copies the WAL into the database file (the only step that fsyncs under
+``synchronous=NORMAL``), so a commit never waits on the disk's fsync.
 
 The data model is portable to PostgreSQL (TEXT, BIGINT, DOUBLE PRECISION, BLOB ->
 bytea; ``runs.pk`` becomes an identity column); user values are stored exactly
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import operator
 import os
@@ -47,10 +50,17 @@ from tracker._summary import Summary
 
 __all__ = ["SQLiteStorage", "open_sqlite"]
 
+_logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 READER_THREADS: Final = 4
 BUSY_TIMEOUT_SECONDS: Final = 10.0
+CHECKPOINT_SECONDS: Final = 0.25
+"""How often, at most, the checkpointer copies committed pages from the WAL into the file."""
+WAL_BACKSTOP_PAGES: Final = 16384
+"""If the checkpointer falls behind, the writer checkpoints itself at this WAL size (64 MB
+of 4 KB pages), so the WAL stays bounded whatever the load."""
 MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
 _IN_CHUNK: Final = 500  # steps per ``IN (...)`` list when fetching rows by step
 _LOWEST: Final = -(2**63)
@@ -199,6 +209,11 @@ class SQLiteStorage:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        self._committed = threading.Event()
+        self._stopping = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_forever, name="tracker-db-checkpoint", daemon=True
+        )
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -227,6 +242,7 @@ class SQLiteStorage:
         conn = self._connect()
         self._write_conn = conn
         conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             _migrate(conn, self.path)
@@ -234,6 +250,22 @@ class SQLiteStorage:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._checkpointer.start()
+
+    def _checkpoint_forever(self) -> None:
+        """Checkpoint (PASSIVE: never blocks the writer or readers) after commits, at most
+        every `CHECKPOINT_SECONDS`, until the storage closes."""
+        conn = self._connect()
+        while True:
+            self._committed.wait()
+            if self._stopping.is_set():
+                return
+            self._committed.clear()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # the writer's backstop checkpoint still bounds the WAL
+                _logger.warning("cannot checkpoint the database %s: %s", self.path, exc)
+            self._stopping.wait(CHECKPOINT_SECONDS)
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -265,6 +297,7 @@ class SQLiteStorage:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._committed.set()
         return result
 
     async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
@@ -289,6 +322,10 @@ class SQLiteStorage:
     def _shutdown(self) -> None:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        self._stopping.set()
+        self._committed.set()
+        if self._checkpointer.is_alive():
+            self._checkpointer.join()
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for conn in connections:
@@ -321,14 +358,22 @@ class SQLiteStorage:
             )
         return await self._write(partial(_start, request))
 
-    async def ingest(self, key: RunKey, log_id: str, records: list[list[Any]], now: float) -> int:
+    async def ingest(
+        self,
+        key: RunKey,
+        log_id: str,
+        records: list[list[Any]],
+        now: float,
+        lines: Sequence[str] | None = None,
+    ) -> int:
         """Apply decoded records in one transaction, skipping those already stored for
-        ``log_id``; return the log's new stored seq.
+        ``log_id``; return the log's new stored seq. Rows are stored from ``lines`` when
+        given (see `Storage.ingest`).
 
         Raises:
             StorageError: 404 run_not_found, 409 seq_gap (with ``acked_seq``), 400 bad_batch.
         """
-        return await self._write(partial(_ingest, key, log_id, records, now))
+        return await self._write(partial(_ingest, key, log_id, records, lines, now))
 
     async def heartbeat(self, key: RunKey, now: float) -> None:
         """Note that the run's client is alive (a crashed run is running again).
@@ -986,7 +1031,12 @@ def _check_batch(records: Sequence[Any]) -> None:
 
 
 def _ingest(
-    key: RunKey, log_id: str, records: list[list[Any]], now: float, conn: sqlite3.Connection
+    key: RunKey,
+    log_id: str,
+    records: list[list[Any]],
+    lines: Sequence[str] | None,
+    now: float,
+    conn: sqlite3.Connection,
 ) -> int:
     _check_batch(records)
     row = _load_run(conn, key)
@@ -997,7 +1047,8 @@ def _ingest(
         "SELECT acked_seq FROM streams WHERE run_pk = ? AND log_id = ?", (pk, log_id)
     ).fetchone()
     acked = -1 if stored is None else int(stored[0])
-    fresh = records[max(0, acked + 1 - records[0][0]) :] if records else records
+    skip = max(0, acked + 1 - records[0][0]) if records else 0
+    fresh = records[skip:]
     if not fresh:
         conn.execute("UPDATE runs SET heartbeat_at = ? WHERE pk = ?", (now, pk))
         return acked
@@ -1013,9 +1064,9 @@ def _ingest(
     if run.state == "crashed":
         run.state = "running"  # records mean the client is alive after all
     prior_last = run.last_step
-    rows = _fold.fold_batch(run, fresh)
+    rows = _fold.fold_batch(run, fresh, None if lines is None else lines[skip:])
     if rows.steps:
-        texts = _encode_rows(rows.steps, rows.datas)
+        texts = rows.texts if lines is not None else _encode_rows(rows.steps, rows.datas)
         conn.executemany(
             _UPSERT_ROW, zip(repeat(pk), rows.steps, rows.stamps, rows.runtimes, texts)
         )

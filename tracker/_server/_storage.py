@@ -7,6 +7,7 @@ Values are plain Python (decoded exactly: NaN, ±inf and big ints included).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,9 +72,18 @@ class Storage(Protocol):
             StorageError: 404 run_not_found, 409 run_exists, 409 bad_step.
         """
 
-    async def ingest(self, key: RunKey, log_id: str, records: list[list[Any]], now: float) -> int:
+    async def ingest(
+        self,
+        key: RunKey,
+        log_id: str,
+        records: list[list[Any]],
+        now: float,
+        lines: Sequence[str] | None = None,
+    ) -> int:
         """Apply decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in one
         transaction, skipping those with seq <= the log's stored seq; return the new stored seq.
+        ``lines``, the records' JSON lines as received, lets rows be stored as they came
+        (`tracker._encoding.row_data_texts`) instead of encoded again.
 
         Raises:
             StorageError: 404 run_not_found (no handshake), 409 seq_gap (with ``acked_seq``).
