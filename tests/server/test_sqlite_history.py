@@ -4,8 +4,10 @@ keeps extremes, checked against a brute-force reference on any order of stored r
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import tempfile
+from array import array
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -314,3 +316,22 @@ def test_sampling_matches_the_reference_when_logging_live(
         patch.setattr(_fold, "OPEN_CHUNK", 3)
         patch.setattr(_fold, "MAX_CHUNK", 5)
         asyncio.run(scenario(str(Path(folder) / "tracker.db")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 3), min_size=1, max_size=10),
+    st.lists(st.integers(1, 3), min_size=1, max_size=10),
+    st.integers(0, 2**40),
+)
+def test_extending_a_chunk_equals_cutting_the_whole_series(
+    old_gaps: list[int], new_gaps: list[int], first: int
+) -> None:
+    """A chunk extended with later entries is the chunk `chunks` makes of the whole series,
+    whether its steps and the new ones run without gaps or not."""
+    steps = list(itertools.accumulate([first, *old_gaps[1:], *new_gaps]))
+    values = array("d", [step / 7 for step in steps])
+    cut = len(old_gaps)
+    (chunk,) = _fold.chunks(array("q", steps[:cut]), values[:cut], len(steps))
+    extended = _fold.extend_chunk(chunk, array("q", steps[cut:]), values[cut:])
+    assert extended == _fold.chunks(array("q", steps), values, len(steps))[0]

@@ -878,3 +878,23 @@ async def test_the_checkpointer_copies_the_wal_into_the_database_file(tmp_path: 
     finally:
         await store.close()
     assert "tracker-db-checkpoint" not in {thread.name for thread in threading.enumerate()}
+
+
+async def test_batches_of_rows_alone_keep_the_runs_other_fields(storage: SQLiteStorage) -> None:
+    """A batch holding only rows changes the summary, last step and runtime, and leaves
+    the name, tags, group, notes, config and metadata as the records before set them."""
+    await start(storage)
+    run_record = {"name": "n", "tags": ["t"], "group": "g", "notes": "x", "host": "h"}
+    await storage.ingest(
+        KEY,
+        LOG,
+        records(("run", run_record), ("config", {"lr": 0.1}), ("row", 0, NOW, {"a": 1})),
+        NOW,
+    )
+    await storage.ingest(KEY, LOG, rows([1, 2], seq=3), NOW + 1)
+    run = await storage.get_run(KEY)
+    assert run is not None
+    assert (run["name"], run["tags"], run["group"], run["notes"]) == ("n", ["t"], "g", "x")
+    assert run["config"] == {"lr": 0.1}
+    assert run["metadata"]["host"] == "h"
+    assert (run["last_step"], run["summary"]) == (2, {"a": 1, "loss": 0.2})

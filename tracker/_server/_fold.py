@@ -37,6 +37,7 @@ __all__ = [
     "RunFold",
     "chunks",
     "clip",
+    "extend_chunk",
     "fold_batch",
     "sample_steps",
     "series_of",
@@ -358,6 +359,17 @@ def chunks(steps: array[int], values: array[float], size: int) -> list[Chunk]:
         steps_blob = b"" if last - first == len(part) - 1 else _pack(part)
         out.append((first, last, steps_blob, _pack(values[start : start + size])))
     return out
+
+
+def extend_chunk(chunk: Chunk, steps: array[int], values: array[float]) -> Chunk:
+    """``chunk`` with entries (``steps`` above its last) appended; without unpacking it
+    when its steps and the new ones run without gaps (the usual case)."""
+    first, last, steps_blob, values_blob = chunk
+    if not steps_blob and steps[0] == last + 1 and steps[-1] - steps[0] == len(steps) - 1:
+        return (first, steps[-1], b"", values_blob + _pack(values))
+    old_steps, old_values = unpack_chunks([chunk])
+    (extended,) = chunks(old_steps + steps, old_values + values, len(old_steps) + len(steps))
+    return extended
 
 
 def unpack_chunks(stored: Sequence[Chunk]) -> tuple[array[int], array[float]]:

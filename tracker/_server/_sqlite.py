@@ -42,7 +42,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from tracker._encoding import decode_value, encode_value
+from tracker._encoding import ROW, decode_value, encode_value
 from tracker._errors import UsageError
 from tracker._server import _fold
 from tracker._server._storage import RunKey, StartRequest, StartResult, StorageError
@@ -64,6 +64,7 @@ of 4 KB pages), so the WAL stays bounded whatever the load."""
 MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
 _IN_CHUNK: Final = 500  # steps per ``IN (...)`` list when fetching rows by step
 _LOWEST: Final = -(2**63)
+_KIND: Final = operator.itemgetter(1)
 
 MIGRATIONS: Final = (
     """
@@ -160,6 +161,13 @@ _UPSERT_ROW: Final = (
 _INSERT_CHUNK: Final = (
     "INSERT INTO series (run_pk, key, first_step, last_step, steps, vals) VALUES (?, ?, ?, ?, ?, ?)"
 )
+_LAST_CHUNKS: Final = (
+    "SELECT s.key, s.first_step, s.last_step, s.steps, s.vals "
+    "FROM json_each(?1) AS wanted CROSS JOIN series AS s "
+    "ON s.run_pk = ?2 AND s.key = wanted.value AND s.first_step = "
+    "(SELECT MAX(first_step) FROM series WHERE run_pk = ?2 AND key = wanted.value)"
+)
+"""Each given key's last series chunk in a run (``?1`` the keys as a JSON list, ``?2`` its pk)."""
 _ORDERS: Final = {
     "created_at": "created_at ASC, pk ASC",
     "-created_at": "created_at DESC, pk DESC",
@@ -749,15 +757,12 @@ def _document(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _fold_of(row: sqlite3.Row) -> _fold.RunFold:
-    return _fold.RunFold(
-        name=row["name"],
-        tags=orjson.loads(row["tags"]),
-        group=row["run_group"],
-        job_type=row["job_type"],
-        notes=row["notes"],
-        metadata=decode_value(row["metadata"]),
-        config=decode_value(row["config"]),
+def _fold_of(row: sqlite3.Row, rows_only: bool = False) -> _fold.RunFold:
+    """The fold state of a ``runs`` row. With ``rows_only`` (for a batch of rows alone) the
+    fields rows never change (names, tags, config, metadata) stay at their defaults,
+    unread, and `_store_fold` with ``rows_only`` leaves them alone: a big config costs
+    nothing per batch."""
+    run = _fold.RunFold(
         summary=Summary.from_state(decode_value(row["summary_state"])),
         state=row["state"],
         exit_code=row["exit_code"],
@@ -768,9 +773,28 @@ def _fold_of(row: sqlite3.Row) -> _fold.RunFold:
         session_start=row["session_start"],
         runtime_offset=row["runtime_offset"],
     )
+    if not rows_only:
+        run.name, run.group = row["name"], row["run_group"]
+        run.job_type, run.notes = row["job_type"], row["notes"]
+        run.tags = orjson.loads(row["tags"])
+        run.metadata = decode_value(row["metadata"])
+        run.config = decode_value(row["config"])
+    return run
 
 
-def _store_fold(conn: sqlite3.Connection, pk: int, run: _fold.RunFold, now: float) -> None:
+def _store_fold(
+    conn: sqlite3.Connection, pk: int, run: _fold.RunFold, now: float, rows_only: bool = False
+) -> None:
+    """Write a fold back (with ``rows_only``, only what rows change; see `_fold_of`)."""
+    summary = _encode(run.summary.as_dict(), "summary")
+    summary_state = _encode(run.summary.to_state(), "summary state")
+    if rows_only:
+        conn.execute(
+            "UPDATE runs SET summary = ?, summary_state = ?, state = ?, last_step = ?, "
+            "runtime = ?, updated_at = ?, heartbeat_at = ? WHERE pk = ?",
+            (summary, summary_state, run.state, run.last_step, run.runtime, now, now, pk),
+        )
+        return
     conn.execute(
         "UPDATE runs SET name = ?, tags = ?, run_group = ?, job_type = ?, notes = ?, "
         "metadata = ?, config = ?, summary = ?, summary_state = ?, state = ?, exit_code = ?, "
@@ -784,8 +808,8 @@ def _store_fold(conn: sqlite3.Connection, pk: int, run: _fold.RunFold, now: floa
             run.notes,
             _encode(run.metadata, "run metadata"),
             _encode(run.config, "config"),
-            _encode(run.summary.as_dict(), "summary"),
-            _encode(run.summary.to_state(), "summary state"),
+            summary,
+            summary_state,
             run.state,
             run.exit_code,
             run.end_time,
@@ -1060,7 +1084,8 @@ def _ingest(
             f"seq {acked} is the last stored; resend from seq {acked + 1}",
             acked_seq=acked,
         )
-    run = _fold_of(row)
+    rows_only = list(map(_KIND, fresh)).count(ROW) == len(fresh)
+    run = _fold_of(row, rows_only)
     if run.state == "crashed":
         run.state = "running"  # records mean the client is alive after all
     prior_last = run.last_step
@@ -1081,33 +1106,42 @@ def _ingest(
         "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq",
         (pk, log_id, acked),
     )
-    _store_fold(conn, pk, run, now)
+    _store_fold(conn, pk, run, now, rows_only)
     return acked
 
 
 def _append_series(
     conn: sqlite3.Connection, pk: int, columns: dict[str, tuple[array[int], array[float]]]
 ) -> None:
-    """Append entries (above every stored step) to each key's open chunk, then new chunks."""
+    """Append entries (above every stored step) to each key's open chunk, then new chunks:
+    three statements per batch whatever the number of keys."""
+    last_chunks = {
+        key: (first, last, steps_blob, values_blob)
+        for key, first, last, steps_blob, values_blob in conn.execute(
+            _LAST_CHUNKS, (orjson.dumps(list(columns)).decode(), pk)
+        )
+    }
+    updates: list[tuple[Any, ...]] = []
+    inserts: list[tuple[Any, ...]] = []
     for key, (steps, values) in columns.items():
         start = 0
-        last = conn.execute(
-            "SELECT first_step, last_step, steps, vals FROM series WHERE run_pk = ? AND key = ? "
-            "ORDER BY first_step DESC LIMIT 1",
-            (pk, key),
-        ).fetchone()
+        last = last_chunks.get(key)
         if last is not None and len(last[3]) // 8 < _fold.OPEN_CHUNK:
             start = _fold.OPEN_CHUNK - len(last[3]) // 8
-            old_steps, old_values = _fold.unpack_chunks([tuple(last)])
-            ((_, last_step, steps_blob, values_blob),) = _fold.chunks(
-                old_steps + steps[:start], old_values + values[:start], _fold.OPEN_CHUNK
+            _, last_step, steps_blob, values_blob = _fold.extend_chunk(
+                last, steps[:start], values[:start]
             )
-            conn.execute(
-                "UPDATE series SET last_step = ?, steps = ?, vals = ? "
-                "WHERE run_pk = ? AND key = ? AND first_step = ?",
-                (last_step, steps_blob, values_blob, pk, key, last[0]),
-            )
-        _insert_chunks(conn, pk, key, steps[start:], values[start:])
+            updates.append((last_step, steps_blob, values_blob, pk, key, last[0]))
+        inserts += [
+            (pk, key, *chunk)
+            for chunk in _fold.chunks(steps[start:], values[start:], _fold.MAX_CHUNK)
+        ]
+    conn.executemany(
+        "UPDATE series SET last_step = ?, steps = ?, vals = ? "
+        "WHERE run_pk = ? AND key = ? AND first_step = ?",
+        updates,
+    )
+    conn.executemany(_INSERT_CHUNK, inserts)
 
 
 def _insert_chunks(
