@@ -56,6 +56,9 @@ _ROW: Final = kinds.ROW
 _MAX_RECORD: Final = kinds.MAX_RECORD_BYTES
 _now = time.time
 _RESERVED: Final = ("_step", "_timestamp", "_runtime")
+# Every ``null`` holds a "u": a memchr for the byte saves most rows the ~0.3 µs search for
+# ``null`` (bytes.find with a 4-byte pattern scans byte by byte on digits).
+_U: Final = ord("u")
 _SAVE_POLICIES: Final = ("live", "now", "end")
 _MAX_TAG = 64
 
@@ -312,7 +315,7 @@ class Run:
             except TypeError:
                 line = encode_exact((seq, _ROW, step, now), data, "log()")
             else:
-                if line.find(b"null") >= 0:
+                if _U in line and line.find(b"null") >= 0:
                     line = encode_exact((seq, _ROW, step, now), data, "log()")
                 elif len(line) > _MAX_RECORD:
                     check_size(line, "log()")
