@@ -321,7 +321,6 @@ class Run:
                     check_size(line, "log()")
             outbox.data += line
             outbox.count += 1
-            outbox.appended += 1
             if outbox.writer_asleep:
                 outbox.writer_asleep = False
                 outbox.wake()

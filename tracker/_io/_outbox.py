@@ -30,7 +30,8 @@ class Outbox:
         self.drop_when_full = drop_when_full
         self.writer_asleep = True
         self.wake: Callable[[], None] = _not_started
-        self.appended = 0
+        self.taken = 0
+        """Records the writer has taken so far (`appended` is derived, so callers count once)."""
         self.written = 0
         self.durable = 0
         self.dropped = 0
@@ -38,6 +39,11 @@ class Outbox:
         self.closing = False
         self.closed = False
         self.last_error: str | None = None
+
+    @property
+    def appended(self) -> int:
+        """Records appended so far: taken by the writer, plus those still queued."""
+        return self.taken + self.count
 
     def is_full(self) -> bool:
         """Whether one more record would pass a bound (a lone oversized record always fits)."""
@@ -48,7 +54,6 @@ class Outbox:
         """Append one encoded record and wake the writer if it sleeps. Caller holds ``lock``."""
         self.data += line
         self.count += 1
-        self.appended += 1
         if self.writer_asleep:
             self.writer_asleep = False
             self.wake()
@@ -59,6 +64,7 @@ class Outbox:
             data, count = self.data, self.count
             if count:
                 self.data = bytearray()
+                self.taken += count
                 self.count = 0
                 self.changed.notify_all()
             return data, count
