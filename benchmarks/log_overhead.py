@@ -77,7 +77,9 @@ class RunLike(_common.LoggingRun, Protocol):
 class Floor:
     """The cheapest durable logger: orjson into a locked ``bytearray``, a thread writes it out.
 
-    "Durable" means in the file (the OS page cache), as for the tracker's ``flush``; no fsync.
+    "Durable" means in the file (the OS page cache); no fsync. The tracker's ``flush`` also
+    fsyncs (``fsync_policy="flush"``, the default), so "rows/s until on disk" charges the
+    tracker an fsync the floor skips.
     """
 
     def __init__(self, path: Path, swap_seconds: float = FLOOR_SWAP_SECONDS) -> None:
