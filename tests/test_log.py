@@ -504,6 +504,22 @@ def test_status_after_flush_counts_every_record(tmp_path: Path) -> None:
     run.finish()
 
 
+def test_the_flush_policy_also_syncs_in_the_background(tmp_path: Path) -> None:
+    """Under fsync_policy="flush", records become durable every 8 MiB written, before any
+    flush(), so that a flush finds little left to sync."""
+    run = start(tmp_path)
+    row = {"blob": "x" * 4000}
+    for _ in range(3000):  # ~12 MB of records
+        run.log(row)
+    deadline = time.monotonic() + 10
+    while run.status().queued and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert run.status().durable >= 2000  # 8 MiB of ~4 KB records, synced without a flush
+    assert run.flush(timeout=10)
+    assert run.status().durable == run.status().written
+    run.finish()
+
+
 def test_full_queue_block_policy_loses_nothing(tmp_path: Path) -> None:
     """A tiny queue under the "block" policy stores all 2000 rows and drops none, and
     the writer does not linger while callers wait for room."""

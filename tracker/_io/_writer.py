@@ -16,6 +16,9 @@ __all__ = ["start_writer"]
 logger = logging.getLogger(__name__)
 
 _RETRY_SECONDS = 1.0
+_SYNC_EVERY_BYTES = 8 * 2**20
+"""Under the "flush" fsync policy the writer also fsyncs after this many bytes written,
+so that a flush() finds little left to sync (the disk works while the caller logs)."""
 
 
 class _Writer:
@@ -33,6 +36,7 @@ class _Writer:
         self.done = threading.Event()
         self.held = bytearray()  # a batch the disk refused; written first on the next try
         self.held_count = 0
+        self.unsynced_bytes = 0
 
     async def run(self) -> None:
         outbox = self.outbox
@@ -95,12 +99,15 @@ class _Writer:
                     outbox.last_error = f"cannot write the run log {self.log.path}: {exc}"
                 return False
             self.held, self.held_count = bytearray(), 0
-            if self.fsync_each_batch:
+            self.unsynced_bytes += len(data)
+            if self.fsync_each_batch or (
+                self.fsync_on_flush and self.unsynced_bytes >= _SYNC_EVERY_BYTES
+            ):
                 self._fsync()
         with outbox.lock:
             outbox.written += count
             flush_due = outbox.flush_target > outbox.durable
-            if not flush_due and (self.fsync_each_batch or not self.fsync_on_flush):
+            if not flush_due and (not self.unsynced_bytes or not self.fsync_on_flush):
                 outbox.durable = outbox.written
             if count:
                 outbox.changed.notify_all()
@@ -118,6 +125,7 @@ class _Writer:
     def _fsync(self) -> None:
         try:
             self.log.fsync()
+            self.unsynced_bytes = 0
         except OSError as exc:
             with self.outbox.lock:
                 self.outbox.last_error = f"cannot fsync the run log {self.log.path}: {exc}"
