@@ -333,3 +333,17 @@ async def test_rows_are_stored_as_sent_whatever_their_spacing(client: Any) -> No
     assert rows[2]["y"] is None
     assert rows[2]["z"] == 2**64 + 1
     assert set(rows[3]) == {"_step", "_timestamp", "_runtime"}
+
+
+async def test_a_row_nested_too_deep_to_read_back_is_refused(client: Any) -> None:
+    """A row nested deeper than the exact encoding allows (it would parse, but could not
+    be sent back) is a 400 naming the step, and nothing of its batch is stored."""
+    await client.start()
+    deep = "[" * 300 + "]" * 300
+    batch = f'[0,"row",0,1.5,{{"a":1}}]\n[1,"row",1,2.5,{{"x":{deep}}}]\n'.encode()
+    status, answer = await client.post_batch("run1", batch)
+    assert status == 400, answer
+    assert answer["error"]["code"] == "bad_batch"
+    assert "step 1" in answer["error"]["message"]
+    assert await client.history("run1") == []
+    await client.healthy()

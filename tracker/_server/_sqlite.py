@@ -65,6 +65,9 @@ MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
 _IN_CHUNK: Final = 500  # steps per ``IN (...)`` list when fetching rows by step
 _LOWEST: Final = -(2**63)
 _KIND: Final = operator.itemgetter(1)
+_FLAT_ENOUGH: Final = 200
+"""A stored row text with at most this many brackets cannot nest past the exact
+encoding's depth limit (253 levels)."""
 
 MIGRATIONS: Final = (
     """
@@ -702,6 +705,21 @@ def _encode_rows(steps: list[int], datas: list[dict[str, Any]]) -> list[str]:
     return texts
 
 
+def _checked_texts(rows: _fold.Rows) -> list[str]:
+    """The rows' texts as received, refusing (400) a row nested deeper than the exact
+    encoding allows, as encoding it again would: reads would fail on it. Only rows with
+    enough brackets to be that deep are encoded to check."""
+    texts = rows.texts
+    brackets = list(
+        map(operator.add, map(str.count, texts, repeat("{")), map(str.count, texts, repeat("[")))
+    )
+    if brackets and max(brackets) > _FLAT_ENOUGH:
+        for index, count in enumerate(brackets):
+            if count > _FLAT_ENOUGH:
+                _encode(rows.datas[index], f"history row at step {rows.steps[index]}")
+    return texts
+
+
 def _load_run(conn: sqlite3.Connection, key: RunKey) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM runs WHERE entity = ? AND project = ? AND run_id = ?",
@@ -1091,7 +1109,7 @@ def _ingest(
     prior_last = run.last_step
     rows = _fold.fold_batch(run, fresh, None if lines is None else lines[skip:])
     if rows.steps:
-        texts = rows.texts if lines is not None else _encode_rows(rows.steps, rows.datas)
+        texts = _checked_texts(rows) if lines is not None else _encode_rows(rows.steps, rows.datas)
         conn.executemany(
             _UPSERT_ROW, zip(repeat(pk), rows.steps, rows.stamps, rows.runtimes, texts)
         )
