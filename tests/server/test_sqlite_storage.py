@@ -898,3 +898,22 @@ async def test_batches_of_rows_alone_keep_the_runs_other_fields(storage: SQLiteS
     assert run["config"] == {"lr": 0.1}
     assert run["metadata"]["host"] == "h"
     assert (run["last_step"], run["summary"]) == (2, {"a": 1, "loss": 0.2})
+
+
+async def test_a_batch_longer_than_one_insert_keeps_every_row_and_the_last_of_a_step(
+    storage: SQLiteStorage,
+) -> None:
+    """Rows are inserted many to a statement: a batch spanning several statements and a
+    remainder stores every row, and a step repeated across statements keeps its last row."""
+    await start(storage)
+    steps = [*range(450), 10, 250]  # 10 and 250 again, in the last statement
+    batch = records(
+        *(("row", step, 1000.0 + index, {"i": index}) for index, step in enumerate(steps))
+    )
+    await storage.ingest(KEY, LOG, batch, NOW)
+    history = await storage.history(KEY, None, None, None, None)
+    assert [row["_step"] for row in history] == list(range(450))
+    by_step = {row["_step"]: row["i"] for row in history}
+    assert by_step[10] == 450
+    assert by_step[250] == 451
+    assert all(by_step[step] == step for step in range(450) if step not in (10, 250))

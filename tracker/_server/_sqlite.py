@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -156,11 +156,23 @@ _RUN_COLUMNS: Final = (
     "end_time, exit_code, last_step, runtime, session_start, runtime_offset, parent_run_id, "
     "parent_step"
 )
-_UPSERT_ROW: Final = (
-    "INSERT INTO history (run_pk, step, ts, runtime, data) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_pk, step) DO UPDATE SET "
-    "ts = excluded.ts, runtime = excluded.runtime, data = excluded.data"
-)
+ROWS_PER_INSERT: Final = 199
+"""History rows per INSERT statement (5 parameters each: under SQLite's oldest limit of 999).
+One statement per row costs twice the CPU, and each statement releases and retakes the
+GIL: with the event loop busy, every retake can wait a switch interval (5 ms)."""
+
+
+def _upsert_rows_sql(count: int) -> str:
+    """The statement storing ``count`` history rows, a later row of a step replacing it."""
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * count)
+    return (
+        f"INSERT INTO history (run_pk, step, ts, runtime, data) VALUES {values} "
+        "ON CONFLICT (run_pk, step) DO UPDATE SET "
+        "ts = excluded.ts, runtime = excluded.runtime, data = excluded.data"
+    )
+
+
+_UPSERT_ROWS: Final = _upsert_rows_sql(ROWS_PER_INSERT)
 _INSERT_CHUNK: Final = (
     "INSERT INTO series (run_pk, key, first_step, last_step, steps, vals) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -705,6 +717,25 @@ def _encode_rows(steps: list[int], datas: list[dict[str, Any]]) -> list[str]:
     return texts
 
 
+def _upsert_rows(
+    conn: sqlite3.Connection,
+    pk: int,
+    steps: list[int],
+    stamps: list[float],
+    runtimes: list[float],
+    texts: list[str],
+) -> None:
+    """Store history rows in order, `ROWS_PER_INSERT` to a statement."""
+    values = list(chain.from_iterable(zip(repeat(pk), steps, stamps, runtimes, texts)))
+    width = 5 * ROWS_PER_INSERT
+    full = len(values) - len(values) % width
+    conn.executemany(
+        _UPSERT_ROWS, [values[start : start + width] for start in range(0, full, width)]
+    )
+    if full < len(values):
+        conn.execute(_upsert_rows_sql((len(values) - full) // 5), values[full:])
+
+
 def _checked_texts(rows: _fold.Rows) -> list[str]:
     """The rows' texts as received, refusing (400) a row nested deeper than the exact
     encoding allows, as encoding it again would: reads would fail on it. Only rows with
@@ -1110,9 +1141,7 @@ def _ingest(
     rows = _fold.fold_batch(run, fresh, None if lines is None else lines[skip:])
     if rows.steps:
         texts = _checked_texts(rows) if lines is not None else _encode_rows(rows.steps, rows.datas)
-        conn.executemany(
-            _UPSERT_ROW, zip(repeat(pk), rows.steps, rows.stamps, rows.runtimes, texts)
-        )
+        _upsert_rows(conn, pk, rows.steps, rows.stamps, rows.runtimes, texts)
         steps, datas, dirty = _fold.split_appendable(rows.steps, rows.datas, prior_last)
         if steps:
             _append_series(conn, pk, _fold.series_of(steps, datas))
