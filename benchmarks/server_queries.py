@@ -346,21 +346,10 @@ def clients_stream(
     print(f"  {clients} client(s) x {rows:,} rows ...", flush=True)
     with ExitStack() as stack:
         processes = [start_client(i, server.url, root, rows, stack) for i in range(clients)]
-        deadline = time.monotonic() + READY_SECONDS
-        for process in processes:
-            if stream.read_line(process, '"ready"', deadline) != "ready":
-                raise RuntimeError("a client printed something other than 'ready' first")
-        cpu = server.cpu_seconds()
-        go = time.time()
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.close()
-        deadline = time.monotonic() + REPORT_SECONDS
-        reports = [json.loads(stream.read_line(p, "report", deadline)) for p in processes]
-        for process in processes:
-            process.wait(STALL_SECONDS)
-        cpu_end = server.cpu_seconds()
+        released = stream.release_together(
+            processes, server, READY_SECONDS, REPORT_SECONDS, STALL_SECONDS
+        )
+    go, reports = released.go, released.reports
     for i, report in enumerate(reports):
         if not report["complete"]:
             notes.append(f"{clients} clients: client {i} saw its acks stall")
@@ -383,7 +372,7 @@ def clients_stream(
             "max": max(latencies, default=None),
             "samples": len(latencies),
         },
-        "server_cpu_seconds": _common.delta(cpu, cpu_end),
+        "server_cpu_seconds": released.server_cpu_seconds,
         "stored": stored,
     }
 

@@ -392,6 +392,45 @@ def read_line(process: subprocess.Popen[str], what: str, deadline: float) -> str
     return line.strip()
 
 
+@dataclass(frozen=True)
+class Released:
+    """What `release_together` saw: when the clients went, how long they took to get
+    ready, their reports, and the server's CPU seconds from "go" to the last exit."""
+
+    go: float
+    ready_seconds: float
+    reports: list[dict[str, Any]]
+    server_cpu_seconds: float | None
+
+
+def release_together(
+    processes: list[subprocess.Popen[str]],
+    server: Server,
+    ready_seconds: float,
+    report_seconds: float,
+    exit_seconds: float,
+) -> Released:
+    """Wait until every client printed "ready", release them all with "go", and collect
+    the JSON report each prints when done."""
+    started = time.monotonic()
+    for process in processes:
+        if read_line(process, '"ready"', started + ready_seconds) != "ready":
+            raise RuntimeError("a client printed something other than 'ready' first")
+    ready = time.monotonic() - started
+    cpu = server.cpu_seconds()
+    go = time.time()
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        process.stdin.close()
+    deadline = time.monotonic() + report_seconds
+    reports = [json.loads(read_line(process, "report", deadline)) for process in processes]
+    for process in processes:
+        process.wait(exit_seconds)
+    return Released(go, ready, reports, _common.delta(cpu, server.cpu_seconds()))
+
+
 def concurrent_clients(
     api: Any, server: Server, root: Path, clients: int, rows: int, notes: list[str]
 ) -> dict[str, Any]:
@@ -401,23 +440,10 @@ def concurrent_clients(
     """
     with ExitStack() as stack:
         processes = [start_client(i, server, root, rows, stack) for i in range(clients)]
-        started = time.monotonic()
-        for process in processes:
-            if read_line(process, '"ready"', started + CLIENT_READY_SECONDS) != "ready":
-                raise RuntimeError("a client printed something other than 'ready' first")
-        ready_seconds = time.monotonic() - started
-        cpu_server = server.cpu_seconds()
-        go = time.time()
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-            process.stdin.close()
-        deadline = time.monotonic() + CLIENT_REPORT_SECONDS
-        reports = [json.loads(read_line(process, "report", deadline)) for process in processes]
-        for process in processes:
-            process.wait(ACK_TIMEOUT_SECONDS)
-        cpu_server_end = server.cpu_seconds()
+        released = release_together(
+            processes, server, CLIENT_READY_SECONDS, CLIENT_REPORT_SECONDS, ACK_TIMEOUT_SECONDS
+        )
+    go, reports = released.go, released.reports
     for i, report in enumerate(reports):
         if not report["complete"]:
             notes.append(f"client {i}: not all acknowledged: {report['status']}")
@@ -431,7 +457,7 @@ def concurrent_clients(
         "rows": total,
         "rows_per_s_acked": total / (end - go),
         "seconds_to_acked": end - go,
-        "seconds_to_ready": ready_seconds,
+        "seconds_to_ready": released.ready_seconds,
         "client_rows_per_s": {
             "min": min(per_client),
             "median": statistics.median(per_client),
@@ -439,7 +465,7 @@ def concurrent_clients(
         },
         "last_logged_after_go": max(r["logged"] for r in reports) - go,
         "cpu_seconds": {
-            "server": _common.delta(cpu_server, cpu_server_end),
+            "server": released.server_cpu_seconds,
             # each client from "go" to its last ack, the I/O thread included
             "clients": sum(float(r["cpu"]) for r in reports),
         },

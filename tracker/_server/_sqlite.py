@@ -1162,11 +1162,9 @@ def _append_series(
 ) -> None:
     """Append entries (above every stored step) to each key's open chunk, then new chunks:
     three statements per batch whatever the number of keys."""
-    last_chunks = {
-        key: (first, last, steps_blob, values_blob)
-        for key, first, last, steps_blob, values_blob in conn.execute(
-            _LAST_CHUNKS, (orjson.dumps(list(columns)).decode(), pk)
-        )
+    last_chunks: dict[str, _fold.Chunk] = {
+        key: tuple(chunk)
+        for key, *chunk in conn.execute(_LAST_CHUNKS, (orjson.dumps(list(columns)).decode(), pk))
     }
     updates: list[tuple[Any, ...]] = []
     inserts: list[tuple[Any, ...]] = []
