@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import sqlite3
 import tempfile
 from array import array
 from collections.abc import AsyncIterator, Iterable
@@ -280,6 +281,7 @@ def test_sampling_matches_the_reference_for_any_row_order(
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
         patch.setattr(_fold, "OPEN_CHUNK", 3)  # tiny chunks: fills, splits, rebuilds all happen
         patch.setattr(_fold, "MAX_CHUNK", 5)
+        patch.setattr(_fold, "BLOCK", 2)
         asyncio.run(scenario(str(Path(folder) / "tracker.db")))
 
 
@@ -315,6 +317,7 @@ def test_sampling_matches_the_reference_when_logging_live(
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
         patch.setattr(_fold, "OPEN_CHUNK", 3)
         patch.setattr(_fold, "MAX_CHUNK", 5)
+        patch.setattr(_fold, "BLOCK", 2)
         asyncio.run(scenario(str(Path(folder) / "tracker.db")))
 
 
@@ -335,3 +338,85 @@ def test_extending_a_chunk_equals_cutting_the_whole_series(
     (chunk,) = _fold.chunks(array("q", steps[:cut]), values[:cut], len(steps))
     extended = _fold.extend_chunk(chunk, array("q", steps[cut:]), values[cut:])
     assert extended == _fold.chunks(array("q", steps), values, len(steps))[0]
+
+
+def first_extremes(values: list[float], start: int, stop: int) -> tuple[int, int] | None:
+    """Where the first smallest and first largest number of values[start:stop] are, by scan."""
+    held = [(value, index) for index, value in enumerate(values) if start <= index < stop]
+    numbers = [(value, index) for value, index in held if not math.isnan(value)]
+    if not numbers:
+        return None
+    return min(numbers, key=lambda pair: pair[0])[1], max(numbers, key=lambda pair: pair[0])[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(-3, 3),
+            st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan, 1.0, -1.0]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.integers(1, 9), min_size=1, max_size=12),
+    st.lists(st.booleans(), min_size=1, max_size=12),
+    st.data(),
+)
+def test_block_extremes_find_what_a_scan_finds(
+    values: list[float], sizes: list[int], summarized: list[bool], data: st.DataObject
+) -> None:
+    """Any values, in chunks of any size stored with or without their block extremes (as
+    before the extremes were kept), give the positions of each range's first smallest
+    and first largest number that a scan gives, whole or clipped; NaN, -0.0 and infinities
+    included."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_fold, "BLOCK", 3)
+        steps = array("q", range(len(values)))
+        stored: list[_fold.Chunk] = []
+        offset = 0
+        for size, keep in zip(itertools.cycle(sizes), itertools.cycle(summarized)):
+            if offset >= len(values):
+                break
+            (chunk,) = _fold.chunks(
+                steps[offset : offset + size], array("d", values[offset : offset + size]), size
+            )
+            stored.append(chunk if keep else (*chunk[:4], b""))
+            offset += size
+        series = _fold.unpack_series(stored)
+        assert list(series.values) == pytest.approx(values, nan_ok=True)
+        low = data.draw(st.integers(0, len(values) - 1))
+        high = data.draw(st.integers(low, len(values) - 1))
+        clipped = series.clip(low, high)
+        for whole, scanned, base in ((series, values, 0), (clipped, values[low : high + 1], low)):
+            count = len(scanned)
+            start = data.draw(st.integers(0, count - 1))
+            stop = data.draw(st.integers(start + 1, count))
+            found = whole.extremes.first_extremes(whole.values, start, stop)
+            assert found == first_extremes(scanned, start, stop), (base, start, stop)
+
+
+async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: Path) -> None:
+    """A database written by a tracker without block extremes (schema version 1) is migrated
+    on open; its chunks, stored without extremes, sample as the definition says, and rows
+    added since extend them."""
+    path = str(tmp_path / "tracker.db")
+    rows = [(step, {"a": math.cos(step / 9) * step}) for step in range(700)]
+    store = await open_sqlite(path)
+    await stored_run(store, rows[:200])
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE series DROP COLUMN extremes")
+        conn.execute("UPDATE schema_version SET version = 1")
+    store = await open_sqlite(path)
+    try:
+        await store.ingest(KEY, LOG, row_records(rows[200:], seq=201), NOW)
+        full = await store.history(KEY, None, None, None, None)
+        assert len(full) == 700
+        for samples in (10, 99):
+            sampled = await store.history(KEY, ["a"], None, None, samples)
+            assert [row["_step"] for row in sampled] == reference_steps(full, ["a"], samples)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)

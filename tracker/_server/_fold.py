@@ -15,11 +15,11 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from operator import itemgetter
-from typing import Any, Final, overload
+from typing import Any, Final, NamedTuple
 
 from tracker import _encoding as kinds
 from tracker._errors import UsageError
@@ -28,13 +28,16 @@ from tracker._server._storage import StorageError
 from tracker._summary import Summary
 
 __all__ = [
+    "BLOCK",
     "EXIT_STATES",
     "MAX_CHUNK",
     "MAX_STEP",
     "OPEN_CHUNK",
     "Chunk",
+    "Extremes",
     "Rows",
     "RunFold",
+    "Series",
     "chunks",
     "clip",
     "extend_chunk",
@@ -53,6 +56,9 @@ OPEN_CHUNK: Final = 256
 """A key's last series chunk holding fewer entries takes the next ones (small batches)."""
 MAX_CHUNK: Final = 8192
 """Entries per series chunk at most (big batches make big chunks)."""
+BLOCK: Final = 64
+"""Entries per block of a chunk's stored extremes (a stored format: changing it would
+misread the blocks of chunks already stored)."""
 EXIT_STATES: Final = frozenset({"finished", "failed", "killed", "crashed"})
 """The states an ``exit`` record may set."""
 
@@ -65,6 +71,7 @@ _DATA = itemgetter(4)
 _COLUMN_TEXT: Final = ("name", "group", "job_type", "notes")
 _SUMMARY_KINDS: Final = (kinds.SUMMARY_SET, kinds.SUMMARY_DELETE, kinds.METRIC)
 _SWAP: Final = sys.byteorder == "big"  # series blobs are little-endian on every machine
+_PAIR: Final = 16  # bytes of one block's extremes: two float64
 
 
 @dataclass
@@ -342,8 +349,9 @@ def _as_float(value: Any) -> float:
     return math.nan
 
 
-Chunk = tuple[int, int, bytes, bytes]
-"""A stored piece of one key's series: first step, last step, steps blob, values blob."""
+Chunk = tuple[int, int, bytes, bytes, bytes]
+"""A stored piece of one key's series: first step, last step, steps blob, values blob,
+extremes blob (`_block_extremes` of its values)."""
 
 
 def chunks(steps: array[int], values: array[float], size: int) -> list[Chunk]:
@@ -357,26 +365,64 @@ def chunks(steps: array[int], values: array[float], size: int) -> list[Chunk]:
         part = steps[start : start + size]
         first, last = part[0], part[-1]
         steps_blob = b"" if last - first == len(part) - 1 else _pack(part)
-        out.append((first, last, steps_blob, _pack(values[start : start + size])))
+        kept = values[start : start + size]
+        out.append((first, last, steps_blob, _pack(kept), _block_extremes(kept)))
     return out
 
 
 def extend_chunk(chunk: Chunk, steps: array[int], values: array[float]) -> Chunk:
     """``chunk`` with entries (``steps`` above its last) appended; without unpacking it
     when its steps and the new ones run without gaps (the usual case)."""
-    first, last, steps_blob, values_blob = chunk
+    first, last, steps_blob, values_blob, extremes_blob = chunk
     if not steps_blob and steps[0] == last + 1 and steps[-1] - steps[0] == len(steps) - 1:
-        return (first, steps[-1], b"", values_blob + _pack(values))
+        extremes_blob += _more_extremes(values_blob, extremes_blob, values)
+        return (first, steps[-1], b"", values_blob + _pack(values), extremes_blob)
     old_steps, old_values = unpack_chunks([chunk])
     (extended,) = chunks(old_steps + steps, old_values + values, len(old_steps) + len(steps))
     return extended
+
+
+def _block_extremes(values: array[float]) -> bytes:
+    """The smallest and the largest number of each whole block of `BLOCK` values, packed
+    as float64 pairs (NaN, NaN for a block holding none); a partial last block is left for
+    the reader. Sampling compares these instead of every value."""
+    pairs: array[float] = array("d")
+    for start in range(0, len(values) - BLOCK + 1, BLOCK):
+        pairs.extend(_low_high(values[start : start + BLOCK]))
+    return _pack(pairs)
+
+
+def _more_extremes(values_blob: bytes, extremes_blob: bytes, values: array[float]) -> bytes:
+    """The extremes of the blocks that ``values``, appended to a chunk, complete."""
+    summarized = len(extremes_blob) // _PAIR * BLOCK
+    if len(values_blob) // 8 - summarized + len(values) < BLOCK:
+        return b""
+    pending = _floats_of(values_blob[summarized * 8 :])
+    pending.extend(values)
+    return _block_extremes(pending)
+
+
+def _numbers(part: Sequence[float]) -> Sequence[float]:
+    """``part`` without its NaN; one C-speed sum rules them out first (an inf - inf,
+    also NaN, then takes the exact path)."""
+    if math.isnan(sum(part)):
+        return [value for value in part if not math.isnan(value)]
+    return part
+
+
+def _low_high(part: Sequence[float]) -> tuple[float, float]:
+    """The smallest and the largest number of ``part``, NaN when it holds none."""
+    numbers = _numbers(part)
+    if not numbers:
+        return math.nan, math.nan
+    return min(numbers), max(numbers)
 
 
 def unpack_chunks(stored: Sequence[Chunk]) -> tuple[array[int], array[float]]:
     """The series held by consecutive chunks (the inverse of `chunks`)."""
     steps: array[int] = array("q")
     values: array[float] = array("d")
-    for first, last, steps_blob, values_blob in stored:
+    for first, last, steps_blob, values_blob, _ in stored:
         if steps_blob:
             part = array("q")
             part.frombytes(steps_blob)
@@ -391,20 +437,168 @@ def unpack_chunks(stored: Sequence[Chunk]) -> tuple[array[int], array[float]]:
     return steps, values
 
 
-def unpack_series(stored: Sequence[Chunk]) -> tuple[Sequence[int], array[float]]:
+@dataclass(frozen=True)
+class Extremes:
+    """A series' values cut into blocks, with each block's smallest and largest number
+    (NaN when it holds none): sampling a bucket compares the extremes of the blocks inside
+    it and the values of the two partial blocks at its edges, not every value."""
+
+    starts: Sequence[int]
+    """Block ``i`` holds ``values[starts[i]:starts[i + 1]]``; the last entry is ``len(values)``."""
+    lows: array[float]
+    highs: array[float]
+
+    @classmethod
+    def of_chunks(cls, stored: Sequence[Chunk], values: array[float]) -> Extremes:
+        """The blocks of consecutive chunks holding ``values``: each chunk's stored ones,
+        then its values past them (a partial block, or a chunk stored without) summarized."""
+        counts = [len(chunk[3]) // 8 for chunk in stored]
+        pairs = _floats_of(b"".join(chunk[4] for chunk in stored))
+        summarized = (len(chunk[4]) // _PAIR * BLOCK for chunk in stored)
+        if all(map(operator.eq, summarized, counts)):
+            # every chunk holds whole blocks, all summarized (a live run's chunks)
+            return cls(range(0, len(values) + 1, BLOCK), pairs[0::2], pairs[1::2])
+        builder = _BlockBuilder(values)
+        offset = taken = 0
+        for chunk, count in zip(stored, counts, strict=True):
+            blocks = len(chunk[4]) // _PAIR
+            builder.starts.extend(range(offset, offset + blocks * BLOCK, BLOCK))
+            builder.lows.extend(pairs[taken : taken + 2 * blocks : 2])
+            builder.highs.extend(pairs[taken + 1 : taken + 2 * blocks : 2])
+            builder.summarize(offset + blocks * BLOCK, offset + count)
+            offset, taken = offset + count, taken + 2 * blocks
+        return builder.extremes(offset)
+
+    def cut(self, values: array[float], start: int, stop: int) -> Extremes:
+        """The blocks of ``values[start:stop]``: those wholly inside, and the partial
+        ones at its ends summarized from ``values``."""
+        first, last = self._inside(start, stop)
+        builder = _BlockBuilder(values)
+        if first >= last:
+            builder.summarize(start, stop)
+        else:
+            builder.summarize(start, self.starts[first])
+            builder.starts.extend(self.starts[first:last])
+            builder.lows.extend(self.lows[first:last])
+            builder.highs.extend(self.highs[first:last])
+            builder.summarize(self.starts[last], stop)
+        cut = builder.extremes(stop)
+        return Extremes(array("q", [begin - start for begin in cut.starts]), cut.lows, cut.highs)
+
+    def first_extremes(self, values: array[float], start: int, stop: int) -> tuple[int, int] | None:
+        """Where the first smallest and the first largest number of ``values[start:stop]``
+        are, or None when it holds no number."""
+        first, last = self._inside(start, stop)
+        if first >= last:  # no whole block inside: compare the values themselves
+            low, high = _low_high(values[start:stop])
+            if math.isnan(low):
+                return None
+            return values.index(low, start, stop), values.index(high, start, stop)
+        smallest = self._first(values, min, self.lows, start, first, last, stop)
+        largest = self._first(values, max, self.highs, start, first, last, stop)
+        if smallest is None or largest is None:
+            return None
+        return smallest, largest
+
+    def _inside(self, start: int, stop: int) -> tuple[int, int]:
+        """The blocks wholly inside ``[start, stop)``: ``range(first, last)``."""
+        return bisect_left(self.starts, start), bisect_right(self.starts, stop) - 1
+
+    def _first(
+        self,
+        values: array[float],
+        pick: Callable[[Sequence[float]], float],
+        blocks: array[float],
+        start: int,
+        first: int,
+        last: int,
+        stop: int,
+    ) -> int | None:
+        """Where the first of the numbers' ``pick`` (min or max) is. Its value is the
+        ``pick`` of the head's values, the whole blocks' and the tail's values; the
+        first of the three holding it holds its first occurrence."""
+        head_stop, tail_start = self.starts[first], self.starts[last]
+        found: list[float | None] = []
+        for part in (values[start:head_stop], blocks[first:last], values[tail_start:stop]):
+            numbers = _numbers(part)
+            found.append(pick(numbers) if numbers else None)
+        numbers = [value for value in found if value is not None]
+        if not numbers:
+            return None
+        chosen = pick(numbers)
+        if found[0] == chosen:
+            return values.index(chosen, start, head_stop)
+        if found[1] == chosen:
+            block = blocks.index(chosen, first, last)
+            return values.index(chosen, self.starts[block], self.starts[block + 1])
+        return values.index(chosen, tail_start, stop)
+
+
+class _BlockBuilder:
+    """Collects blocks for an `Extremes` over ``values``."""
+
+    def __init__(self, values: array[float]) -> None:
+        self.values = values
+        self.starts: array[int] = array("q")
+        self.lows: array[float] = array("d")
+        self.highs: array[float] = array("d")
+
+    def summarize(self, start: int, stop: int) -> None:
+        """Add ``values[start:stop]`` as blocks of `BLOCK` (the last one shorter)."""
+        for begin in range(start, stop, BLOCK):
+            low, high = _low_high(self.values[begin : min(begin + BLOCK, stop)])
+            self.starts.append(begin)
+            self.lows.append(low)
+            self.highs.append(high)
+
+    def extremes(self, end: int) -> Extremes:
+        """The blocks collected, the last one ending at ``end``."""
+        self.starts.append(end)
+        return Extremes(self.starts, self.lows, self.highs)
+
+
+class Series(NamedTuple):
+    """One key's numbers over a step range, as sampling reads them."""
+
+    steps: Sequence[int]
+    values: array[float]
+    extremes: Extremes
+
+    def clip(self, low: int, high: int) -> Series:
+        """The entries with ``low <= step <= high``."""
+        start, stop = _span(self.steps, low, high)
+        if start == 0 and stop == len(self.steps):
+            return self
+        return Series(
+            self.steps[start:stop],
+            self.values[start:stop],
+            self.extremes.cut(self.values, start, stop),
+        )
+
+
+def unpack_series(stored: Sequence[Chunk]) -> Series:
     """The series held by consecutive chunks, for reading: its steps are a ``range`` when
     they run without gaps (the usual case), which bisects and indexes without building a
     million-entry array; the values come from one ``frombytes``."""
     contiguous = all(not chunk[2] for chunk in stored) and all(
         later[0] == earlier[1] + 1 for earlier, later in pairwise(stored)
     )
-    if not stored or not contiguous:
-        return unpack_chunks(stored)
+    steps: Sequence[int]
+    if stored and contiguous:
+        steps = range(stored[0][0], stored[-1][1] + 1)
+        values = _floats_of(b"".join(chunk[3] for chunk in stored))
+    else:
+        steps, values = unpack_chunks(stored)
+    return Series(steps, values, Extremes.of_chunks(stored, values))
+
+
+def _floats_of(blob: bytes) -> array[float]:
+    """Packed little-endian float64s."""
     values: array[float] = array("d")
-    values.frombytes(b"".join(chunk[3] for chunk in stored))
+    values.frombytes(blob)
     if _SWAP:
         values.byteswap()
-    return range(stored[0][0], stored[-1][1] + 1), values
+    return values
 
 
 def _pack(values: array[Any]) -> bytes:
@@ -414,22 +608,19 @@ def _pack(values: array[Any]) -> bytes:
     return values.tobytes()
 
 
-@overload
 def clip(
     steps: array[int], values: array[float], low: int, high: int
-) -> tuple[array[int], array[float]]: ...
-@overload
-def clip(
-    steps: Sequence[int], values: array[float], low: int, high: int
-) -> tuple[Sequence[int], array[float]]: ...
-def clip(
-    steps: Sequence[int], values: array[float], low: int, high: int
-) -> tuple[Sequence[int], array[float]]:
+) -> tuple[array[int], array[float]]:
     """The entries of a series with ``low <= step <= high``."""
-    start, stop = bisect_left(steps, low), bisect_right(steps, high)
+    start, stop = _span(steps, low, high)
     if start == 0 and stop == len(steps):
         return steps, values
     return steps[start:stop], values[start:stop]
+
+
+def _span(steps: Sequence[int], low: int, high: int) -> tuple[int, int]:
+    """The index range of the entries with ``low <= step <= high``."""
+    return bisect_left(steps, low), bisect_right(steps, high)
 
 
 def union_steps(step_arrays: Sequence[Sequence[int]]) -> Sequence[int]:
@@ -455,9 +646,7 @@ def _has(steps: Sequence[int], step: int) -> bool:
     return index < len(steps) and steps[index] == step
 
 
-def sample_steps(
-    union: Sequence[int], series: Sequence[tuple[Sequence[int], array[float]]], samples: int
-) -> list[int]:
+def sample_steps(union: Sequence[int], series: Sequence[Series], samples: int) -> list[int]:
     """The steps a ``samples=N`` history read returns, in order.
 
     ``union`` holds the rows' steps (each holding a requested key), ``series`` the
@@ -472,19 +661,12 @@ def sample_steps(
     buckets = max(1, samples // 2)
     picked = {union[0], union[-1]}
     firsts = [union[(index * count + buckets - 1) // buckets] for index in range(buckets)]
-    for steps, values in series:
+    for steps, values, extremes in series:
         bounds = [bisect_left(steps, step) for step in firsts]
         bounds.append(len(steps))
         for start, stop in pairwise(bounds):
-            if start == stop:
-                continue
-            part = values[start:stop]
-            numbers: Sequence[float] = part
-            # one C-speed sum finds a NaN (or an inf - inf, which then takes the exact path)
-            if math.isnan(sum(part)) and any(map(math.isnan, part)):
-                numbers = [value for value in part if not math.isnan(value)]
-                if not numbers:
-                    continue
-            picked.add(steps[start + part.index(min(numbers))])
-            picked.add(steps[start + part.index(max(numbers))])
+            found = extremes.first_extremes(values, start, stop) if start < stop else None
+            if found is not None:
+                picked.add(steps[found[0]])
+                picked.add(steps[found[1]])
     return sorted(picked)

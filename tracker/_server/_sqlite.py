@@ -147,6 +147,9 @@ MIGRATIONS: Final = (
         created_at DOUBLE PRECISION NOT NULL
     )
     """,
+    # each series chunk's block extremes (`_fold.Chunk`); chunks stored before have none,
+    # and are summarized when read
+    "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
 )
 """Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""
 
@@ -174,10 +177,11 @@ def _upsert_rows_sql(count: int) -> str:
 
 _UPSERT_ROWS: Final = _upsert_rows_sql(ROWS_PER_INSERT)
 _INSERT_CHUNK: Final = (
-    "INSERT INTO series (run_pk, key, first_step, last_step, steps, vals) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO series (run_pk, key, first_step, last_step, steps, vals, extremes) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _LAST_CHUNKS: Final = (
-    "SELECT s.key, s.first_step, s.last_step, s.steps, s.vals "
+    "SELECT s.key, s.first_step, s.last_step, s.steps, s.vals, s.extremes "
     "FROM json_each(?1) AS wanted CROSS JOIN series AS s "
     "ON s.run_pk = ?2 AND s.key = wanted.value AND s.first_step = "
     "(SELECT MAX(first_step) FROM series WHERE run_pk = ?2 AND key = wanted.value)"
@@ -999,8 +1003,8 @@ def _fork(
         (pk, parent_pk, step),
     )
     conn.execute(
-        "INSERT INTO series (run_pk, key, first_step, last_step, steps, vals) "
-        "SELECT ?, key, first_step, last_step, steps, vals FROM series "
+        "INSERT INTO series (run_pk, key, first_step, last_step, steps, vals, extremes) "
+        "SELECT ?, key, first_step, last_step, steps, vals, extremes FROM series "
         "WHERE run_pk = ? AND last_step <= ?",
         (pk, parent_pk, step),
     )
@@ -1173,16 +1177,16 @@ def _append_series(
         last = last_chunks.get(key)
         if last is not None and len(last[3]) // 8 < _fold.OPEN_CHUNK:
             start = _fold.OPEN_CHUNK - len(last[3]) // 8
-            _, last_step, steps_blob, values_blob = _fold.extend_chunk(
+            _, last_step, steps_blob, values_blob, extremes = _fold.extend_chunk(
                 last, steps[:start], values[:start]
             )
-            updates.append((last_step, steps_blob, values_blob, pk, key, last[0]))
+            updates.append((last_step, steps_blob, values_blob, extremes, pk, key, last[0]))
         inserts += [
             (pk, key, *chunk)
             for chunk in _fold.chunks(steps[start:], values[start:], _fold.MAX_CHUNK)
         ]
     conn.executemany(
-        "UPDATE series SET last_step = ?, steps = ?, vals = ? "
+        "UPDATE series SET last_step = ?, steps = ?, vals = ?, extremes = ? "
         "WHERE run_pk = ? AND key = ? AND first_step = ?",
         updates,
     )
@@ -1441,7 +1445,7 @@ def _history(
     else:
         wanted = list(dict.fromkeys(keys))
     series = [_load_series(conn, pk, name, low, high) for name in wanted]
-    union = _fold.union_steps([steps for steps, _ in series])
+    union = _fold.union_steps([one.steps for one in series])
     steps = _fold.sample_steps(union, series, samples)
     rows = _rows_by(
         conn,
@@ -1453,16 +1457,13 @@ def _history(
     return _shape(rows, keys)
 
 
-def _load_series(
-    conn: sqlite3.Connection, pk: int, key: str, low: int, high: int
-) -> tuple[Sequence[int], array[float]]:
+def _load_series(conn: sqlite3.Connection, pk: int, key: str, low: int, high: int) -> _fold.Series:
     stored = conn.execute(
-        "SELECT first_step, last_step, steps, vals FROM series WHERE run_pk = ? AND key = ? "
-        "AND last_step >= ? AND first_step <= ? ORDER BY first_step",
+        "SELECT first_step, last_step, steps, vals, extremes FROM series "
+        "WHERE run_pk = ? AND key = ? AND last_step >= ? AND first_step <= ? ORDER BY first_step",
         (pk, key, low, high),
     ).fetchall()
-    steps, values = _fold.unpack_series([tuple(chunk) for chunk in stored])
-    return _fold.clip(steps, values, low, high)
+    return _fold.unpack_series([tuple(chunk) for chunk in stored]).clip(low, high)
 
 
 def _shape(rows: Any, keys: list[str] | None) -> list[dict[str, Any]]:
@@ -1574,9 +1575,10 @@ def _chart_series(
         names = list(dict.fromkeys(keys))
     picked: dict[str, tuple[list[int], list[float]]] = {}
     for name in names:
-        steps, values = _load_series(conn, pk, name, low, _fold.MAX_STEP)
+        loaded = _load_series(conn, pk, name, low, _fold.MAX_STEP)
+        steps, values = loaded.steps, loaded.values
         if len(steps) > samples:
-            chosen = _fold.sample_steps(steps, [(steps, values)], samples)
+            chosen = _fold.sample_steps(steps, [loaded], samples)
             kept = [values[bisect_left(steps, step)] for step in chosen]
         else:
             chosen, kept = list(steps), values.tolist()
