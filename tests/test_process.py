@@ -230,3 +230,69 @@ def test_process_exits_promptly_with_live_runs(tmp_path: Path) -> None:
         stored = tracker.read_run(run_dir)
         assert stored.state == "finished"
         assert len(stored.history()) == 20000
+
+
+def test_fork_right_after_the_first_init_leaves_the_child_able_to_import(
+    tmp_path: Path,
+) -> None:
+    """A fork just after a process's first init (its I/O thread may still be importing
+    asyncio) waits for those imports: the child imports asyncio, runs a loop and its own
+    run, instead of hanging on an import lock held by a thread it does not have."""
+    result = run_script(
+        tmp_path,
+        """
+        import os, tracker
+        run = tracker.init(dir="runs", id="parent")
+        pid = os.fork()
+        if pid == 0:
+            import asyncio
+            asyncio.run(asyncio.sleep(0))
+            child = tracker.init(dir="runs", id="child")
+            child.log({"c": 1})
+            child.finish()
+            os._exit(0)
+        run.log({"p": 1})
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+        run.finish()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "child exit 0", result.stdout
+    for run_id in ("parent", "child"):
+        (run_dir,) = (tmp_path / "runs").glob(f"*-{run_id}")
+        assert tracker.read_run(run_dir).state == "finished"
+
+
+def test_offline_init_does_not_wait_for_the_io_thread(tmp_path: Path) -> None:
+    """The first offline init returns, and log() takes rows, while the I/O thread has not
+    started its loop yet (here held back on purpose); the rows reach the run log once it
+    does."""
+    result = run_script(
+        tmp_path,
+        """
+        import threading, tracker
+        from tracker._io import _thread
+
+        release = threading.Event()
+        build = _thread._new_loop
+
+        def held_back_loop():
+            release.wait(10)
+            return build()
+
+        _thread._new_loop = held_back_loop
+        run = tracker.init(dir="runs", id="early")
+        for i in range(100):
+            run.log({"i": i})
+        print("started", _thread.io_thread()._loop is not None, flush=True)
+        release.set()
+        run.finish()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[0] == "started False", result.stdout
+    (run_dir,) = (tmp_path / "runs").glob("*-early")
+    stored = tracker.read_run(run_dir)
+    assert stored.state == "finished"
+    assert values(stored, "i") == [(i, i) for i in range(100)]

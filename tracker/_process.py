@@ -28,6 +28,8 @@ _installed = False
 _install_lock = threading.Lock()
 _uncaught: BaseException | None = None
 _exit_code: int | None = None
+_FORK_WAIT_SECONDS = 5.0
+"""How long a fork waits, at most, for the I/O thread to finish its imports."""
 
 
 def remember(run: Run, *, current: bool) -> None:
@@ -88,7 +90,7 @@ def install() -> None:
 
         sys.excepthook = excepthook
         sys.exit = exit_noting_code
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _finish_at_exit() -> None:
@@ -103,6 +105,13 @@ def _finish_at_exit() -> None:
     for run in live_runs():
         run._finish(state, code, None)
     io_thread().stop(timeout=1.0)
+
+
+def _before_fork() -> None:
+    # A thread importing a module holds that module's import lock; a child forked then
+    # inherits the lock held by a thread it does not have, and its first import of the
+    # module hangs. The I/O thread imports asyncio as it starts: let it finish first.
+    io_thread().wait_started(_FORK_WAIT_SECONDS)
 
 
 def _after_fork_in_child() -> None:

@@ -30,6 +30,8 @@ class Outbox:
         self.drop_when_full = drop_when_full
         self.writer_asleep = True
         self.wake: Callable[[], None] = _not_started
+        """Wakes the writer; until the writer runs (the loop thread may still be starting),
+        it does nothing: the writer writes what is queued when it starts."""
         self.taken = 0
         """Records the writer has taken so far (`appended` is derived, so callers count once)."""
         self.written = 0
@@ -82,4 +84,4 @@ class Outbox:
 
 
 def _not_started() -> None:
-    raise RuntimeError("the outbox has no writer yet")
+    """The writer has not started yet; it looks at the outbox when it does."""

@@ -7,7 +7,7 @@ run: a non-daemon I/O thread would hang the process at exit before we could flus
 from __future__ import annotations
 
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -31,30 +31,60 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 class IOThread:
-    """Starts the loop thread on first use and hands work to it."""
+    """Starts the loop thread on first use and hands work to it.
+
+    The thread imports asyncio and builds its loop itself, so that a caller starting it
+    (an offline `init()`) does not wait for that import: tens of milliseconds, most of a
+    process's first init. `call_soon` queues work until the loop runs; `loop()` waits for it.
+    """
 
     def __init__(self) -> None:
-        """Create the handle; no thread starts until `loop()` is first called."""
+        """Create the handle; no thread starts until `start()`, `call_soon` or `loop()`."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._pending: list[Callable[[], object]] = []
+
+    def start(self) -> None:
+        """Start the thread unless it runs; do not wait for its loop."""
+        with self._lock:
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is None:
+            self._ready.clear()
+            self._failure = None
+            self._thread = threading.Thread(target=self._serve, name="tracker-io", daemon=True)
+            self._thread.start()
 
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, starting the thread if needed."""
+        """The running loop, starting the thread if needed and waiting until its loop runs."""
         loop = self._loop
         if loop is not None:
             return loop
+        self.start()
+        self._ready.wait()
         with self._lock:
             if self._loop is None:
-                loop = _new_loop()
-                started = threading.Event()
-                thread = threading.Thread(
-                    target=self._serve, args=(loop, started), name="tracker-io", daemon=True
-                )
-                thread.start()
-                started.wait()
-                self._thread, self._loop = thread, loop
+                raise RuntimeError(f"the tracker I/O loop did not start: {self._failure!r}")
             return self._loop
+
+    def wait_started(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a starting thread's loop (and its imports)."""
+        if self._thread is not None:
+            self._ready.wait(timeout)
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the loop thread as soon as its loop runs, without waiting."""
+        with self._lock:
+            loop = self._loop
+            if loop is None:
+                self._pending.append(callback)
+                self._start_locked()
+                return
+        loop.call_soon_threadsafe(callback)
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule ``coroutine`` on the loop; the future resolves with its result."""
@@ -64,20 +94,33 @@ class IOThread:
 
     def stop(self, timeout: float) -> None:
         """Stop the loop and wait up to ``timeout`` seconds for the thread to end."""
+        self.wait_started(timeout)
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
+            self._pending.clear()
         if loop is None or thread is None:
             return
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
 
-    @staticmethod
-    def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+    def _serve(self) -> None:
+        try:
+            loop = _new_loop()
+        except BaseException as exc:
+            with self._lock:
+                self._failure, self._thread = exc, None
+            self._ready.set()
+            return
         import asyncio
 
         asyncio.set_event_loop(loop)
-        loop.call_soon(started.set)
+        with self._lock:
+            self._loop = loop
+            for callback in self._pending:
+                loop.call_soon(callback)
+            self._pending.clear()
+        self._ready.set()
         try:
             loop.run_forever()
         finally:

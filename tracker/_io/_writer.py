@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tracker._io._outbox import Outbox
 from tracker._io._thread import IOThread, wait_event
 from tracker._runlog import RunLogWriter
+
+if TYPE_CHECKING:
+    import asyncio  # imported on the loop thread, when the first run starts (see IOThread)
 
 __all__ = ["start_writer"]
 
@@ -23,8 +26,16 @@ so that a flush() finds little left to sync (the disk works while the caller log
 
 class _Writer:
     def __init__(
-        self, outbox: Outbox, log: RunLogWriter, fsync_policy: str, linger: float, max_frame: int
+        self,
+        outbox: Outbox,
+        log: RunLogWriter,
+        fsync_policy: str,
+        linger: float,
+        max_frame: int,
+        done: threading.Event,
     ) -> None:
+        import asyncio
+
         self.outbox = outbox
         self.max_frame = max_frame
         self.on_written: list[Callable[[], None]] = []
@@ -33,12 +44,15 @@ class _Writer:
         self.fsync_on_flush = fsync_policy != "never"
         self.linger = linger
         self.wakeup = asyncio.Event()
-        self.done = threading.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.done = done
         self.held = bytearray()  # a batch the disk refused; written first on the next try
         self.held_count = 0
         self.unsynced_bytes = 0
 
     async def run(self) -> None:
+        import asyncio
+
         outbox = self.outbox
         try:
             while True:
@@ -140,16 +154,27 @@ def start_writer(
     max_frame: int,
     on_written: Callable[[], None] | None = None,
 ) -> threading.Event:
-    """Start the writer task for one run; the returned event is set once its log is closed.
-    ``on_written`` is called on the loop thread after each write and at the close."""
-    writer = _Writer(outbox, log, fsync_policy, linger, max_frame)
-    if on_written is not None:
-        writer.on_written.append(on_written)
-    loop = thread.loop()
+    """Start the writer task for one run, without waiting for the loop thread to run (it
+    may still be importing asyncio: records queue meanwhile). The returned event is set
+    once the log is closed; ``on_written`` is called on the loop thread after each write
+    and at the close."""
+    done = threading.Event()
 
-    def wake() -> None:
-        loop.call_soon_threadsafe(writer.wakeup.set)
+    def begin() -> None:
+        import asyncio
 
-    outbox.wake = wake
-    thread.submit(writer.run())
-    return writer.done
+        writer = _Writer(outbox, log, fsync_policy, linger, max_frame, done)
+        if on_written is not None:
+            writer.on_written.append(on_written)
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(writer.wakeup.set)
+
+        with outbox.lock:
+            outbox.wake = wake
+        writer.wakeup.set()  # write what was logged before the loop ran
+        writer.task = loop.create_task(writer.run())
+
+    thread.call_soon(begin)
+    return done
