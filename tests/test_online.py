@@ -459,8 +459,9 @@ def test_api_filters_runs_and_downsamples_history(server: ServerProcess, tmp_pat
         api.run("just-an-id-with/too/many/parts")
 
 
-def test_online_init_imports_aiohttp_on_the_io_thread(tmp_path: Path) -> None:
-    """aiohttp is first imported by the "tracker-io" thread, never by the caller's thread."""
+def test_online_init_leaves_aiohttp_to_the_io_thread(server: ServerProcess, tmp_path: Path) -> None:
+    """An online init handshakes from the caller's thread without aiohttp; aiohttp is first
+    imported by the "tracker-io" thread, and the run streams every row."""
     script = f"""
 import builtins, sys, threading
 first = []
@@ -471,12 +472,11 @@ def spy(name, *args, **kwargs):
     return original(name, *args, **kwargs)
 builtins.__import__ = spy
 import tracker
-try:
-    tracker.init(dir={str(tmp_path)!r}, settings={{"base_url": "http://127.0.0.1:{free_port()}",
-                 "init_timeout": 0.3, "silent": True}})
-except tracker.CommError:
-    pass
-print(first[0])
+run = tracker.init(dir={str(tmp_path)!r}, settings={{"base_url": {server.url!r}, "silent": True}})
+for i in range(100):
+    run.log({{"i": i}})
+run.finish()
+print(first[0], run.status().acknowledged)
 """
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -486,4 +486,33 @@ print(first[0])
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "tracker-io"
+    assert result.stdout.split() == ["tracker-io", "102"]  # the run record, rows, exit
+
+
+def test_fork_right_after_an_online_init_leaves_the_child_able_to_import(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A fork just after an online init waits for the I/O thread's imports (aiohttp among
+    them): the child imports aiohttp instead of hanging on a lock held by a thread it
+    does not have; the parent's run streams every row."""
+    script = f"""
+import os, tracker
+run = tracker.init(dir={str(tmp_path)!r}, settings={{"base_url": {server.url!r}, "silent": True}})
+pid = os.fork()
+if pid == 0:
+    import aiohttp
+    os._exit(0)
+run.log({{"p": 1}})
+_, status = os.waitpid(pid, 0)
+run.finish()
+print(os.waitstatus_to_exitcode(status), run.status().acknowledged)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "3"]

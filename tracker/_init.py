@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import __main__
 from tracker import _process
@@ -33,9 +33,6 @@ from tracker._rundir import (
     write_resume_marker,
 )
 from tracker._settings import Settings, resolve_settings
-
-if TYPE_CHECKING:
-    from tracker._io._transport import ServerClient
 
 __all__ = ["ainit", "finish", "init", "log"]
 
@@ -380,8 +377,8 @@ def _start_online(
     run_id, body = _handshake_body(settings, root, fork_from, resume_from)
     log_id = body["log_id"] = uuid.uuid4().hex
     api_key = None if anonymous == "must" else settings.api_key
-    client, answer = _handshake_now(settings.base_url, api_key, body, settings)
-    from tracker._io._sender import StreamTarget  # aiohttp is loaded by now, on the I/O thread
+    answer = _handshake_now(settings.base_url, api_key, body, settings)
+    from tracker._io._sender import StreamTarget
 
     stored = answer["run"]
     resumed = bool(answer["resumed"])
@@ -414,7 +411,15 @@ def _start_online(
             "resumed": resumed,
             **_environment(),
         },
-        stream=StreamTarget(client, entity, project, run_id, log_id, settings.heartbeat_interval),
+        stream=StreamTarget(
+            settings.base_url,
+            api_key,
+            entity,
+            project,
+            run_id,
+            log_id,
+            settings.heartbeat_interval,
+        ),
         url=answer.get("url"),
     )
     if resumed and stored.get("summary"):
@@ -475,33 +480,21 @@ def _handshake_body(
 
 def _handshake_now(
     base_url: str, api_key: str | None, body: dict[str, Any], settings: Settings
-) -> tuple[ServerClient, dict[str, Any]]:
-    """Connect and handshake on the I/O thread (where aiohttp is imported), retrying up to
-    ``init_timeout``; map failures to the public errors."""
-    from tracker._io._retry import TransportError, handshake_retrying
-    from tracker._io._thread import io_thread
+) -> dict[str, Any]:
+    """Handshake from this thread, retrying up to ``init_timeout``; map failures to the
+    public errors."""
+    from tracker._io._handshake import handshake_now
+    from tracker._io._retry import TransportError
 
-    async def connect() -> tuple[ServerClient, dict[str, Any]]:
-        from tracker._io._sender import handshake
-        from tracker._io._transport import ServerClient
-
-        client = ServerClient(base_url, api_key)
-        retrying = handshake_retrying(
+    try:
+        return handshake_now(
+            base_url,
+            api_key,
+            body,
             settings.init_timeout,
             settings.retry_initial_wait_seconds,
             settings.retry_max_wait_seconds,
         )
-        try:
-            async for trying in retrying:
-                with trying:
-                    return client, await handshake(client, body)
-        except BaseException:
-            await client.close()
-            raise
-        raise AssertionError("tenacity re-raises the last error")
-
-    try:
-        return io_thread().submit(connect()).result(settings.init_timeout + 30)
     except TransportError as exc:
         where = base_url
         if exc.status in (401, 403):

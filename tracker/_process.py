@@ -110,8 +110,9 @@ def _finish_at_exit() -> None:
 def _before_fork() -> None:
     # A thread importing a module holds that module's import lock; a child forked then
     # inherits the lock held by a thread it does not have, and its first import of the
-    # module hangs. The I/O thread imports asyncio as it starts: let it finish first.
-    io_thread().wait_started(_FORK_WAIT_SECONDS)
+    # module hangs. The I/O thread imports asyncio as it starts, aiohttp as the first
+    # online run starts: let it finish first.
+    io_thread().wait_queued(_FORK_WAIT_SECONDS)
 
 
 def _after_fork_in_child() -> None:

@@ -140,7 +140,6 @@ class Run:
         self._writer_done: threading.Event | None = None
         self._url = url
         self._sender: Sender | None = None
-        self._sender_task: concurrent.futures.Future[None] | None = None
         if run_dir is not None:
             self._lock_file = RunLock(run_dir)
             try:
@@ -162,7 +161,7 @@ class Run:
                 None if self._sender is None else self._sender.notify,
             )
             if self._sender is not None:
-                self._sender_task = io_thread().submit(self._sender.run())
+                io_thread().call_soon(self._sender.start)
         with self._outbox.lock:
             self._emit(kinds.RUN, {**self._identity(), **metadata, "start_time": self._start_time})
             if self.config:
@@ -705,15 +704,15 @@ class Run:
 
     def _finish_stream(self, deadline: float) -> int:
         """Wait for the server's acks until ``deadline``; return how many records are unacked."""
-        sender, task = self._sender, self._sender_task
-        if sender is None or task is None:
+        sender = self._sender
+        if sender is None:
             return 0
         sender.done.wait(max(0.0, deadline - time.monotonic()))
         if not sender.done.is_set():
-            task.cancel()
+            io_thread().loop().call_soon_threadsafe(sender.cancel)
             sender.done.wait(1.0)
         with contextlib.suppress(concurrent.futures.TimeoutError):
-            io_thread().submit(sender.target.client.close()).result(1.0)
+            io_thread().submit(sender.aclose()).result(1.0)
         return max(0, self._seq - 1 - sender.acked_seq)
 
     def _report(self, state: str, waiting: int, unsent: int) -> None:
@@ -773,7 +772,7 @@ class Run:
 
 
 def _new_sender(stream: StreamTarget, log_path: Path, settings: Settings, outbox: Outbox) -> Sender:
-    from tracker._io._sender import Sender  # aiohttp loads with the first online run
+    from tracker._io._sender import Sender  # aiohttp loads on the I/O thread, as it starts
 
     return Sender(
         stream,

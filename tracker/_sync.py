@@ -51,10 +51,10 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
         AuthenticationError: the server refused the key.
         CommError: the server could not be reached or failed.
     """
+    from tracker._io._handshake import handshake_now
     from tracker._io._retry import TransportError
-    from tracker._io._sender import Sender, StreamTarget, handshake
+    from tracker._io._sender import Sender, StreamTarget
     from tracker._io._thread import io_thread
-    from tracker._io._transport import ServerClient
 
     if settings.base_url is None:
         raise UsageError(
@@ -65,7 +65,6 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
     if not isinstance(log_id, str):
         raise UsageError(f"{run_dir} was written by a version of tracker that sync cannot read")
     entity = stored.entity if stored.metadata.get("entity_given") else settings.entity
-    client = ServerClient(settings.base_url, settings.api_key)
     body = {
         "protocol": 1,
         "entity": entity,
@@ -77,15 +76,21 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
         "rewind_to": None,
         "heartbeat_interval": settings.heartbeat_interval,
     }
-    thread = io_thread()
     try:
-        answer = thread.submit(handshake(client, body)).result()
+        answer = handshake_now(
+            settings.base_url,
+            settings.api_key,
+            body,
+            settings.init_timeout,
+            settings.retry_initial_wait_seconds,
+            settings.retry_max_wait_seconds,
+        )
     except TransportError as exc:
-        thread.submit(client.close()).result()
         raise _public_error(exc, settings.base_url) from None
     already = int(answer["acked_seq"]) + 1
     target = StreamTarget(
-        client,
+        settings.base_url,
+        settings.api_key,
         str(answer["entity"]),
         str(answer["project"]),
         stored.id,
@@ -105,10 +110,11 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
     files = stored.files()
     for file in files:
         sender.upload(file.name, run_dir / "files" / file.name)
+    thread = io_thread()
     try:
         thread.submit(sender.run()).result()
     finally:
-        thread.submit(client.close()).result()
+        thread.submit(sender.aclose()).result()
     if sender.fatal is not None:
         raise _public_error(sender.fatal, settings.base_url)
     return SyncReport(

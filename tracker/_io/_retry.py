@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_if_exception,
     stop_after_delay,
     stop_never,
@@ -20,14 +22,21 @@ from tenacity import (
 )
 
 __all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "REQUEST_TIMEOUT_SECONDS",
     "RETRYABLE_STATUSES",
     "TransportError",
+    "error_from_answer",
     "handshake_retrying",
     "parse_retry_after",
     "stream_retrying",
 ]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""How long one attempt may take to connect to the server."""
+REQUEST_TIMEOUT_SECONDS = 60.0
+"""How long one request may take in all."""
 
 
 class TransportError(Exception):
@@ -74,9 +83,9 @@ class _ServerAwareWait:
         return float(self._backoff(state))
 
 
-def handshake_retrying(deadline_seconds: float, initial: float, maximum: float) -> AsyncRetrying:
+def handshake_retrying(deadline_seconds: float, initial: float, maximum: float) -> Retrying:
     """Retry a handshake until ``deadline_seconds`` have passed, then re-raise the last error."""
-    return AsyncRetrying(
+    return Retrying(
         retry=retry_if_exception(_is_retryable),
         wait=_ServerAwareWait(initial, min(maximum, max(deadline_seconds / 4, initial))),
         stop=stop_after_delay(deadline_seconds),
@@ -105,3 +114,21 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def error_from_answer(status: int, body: bytes, retry_after: str | None) -> TransportError:
+    """The TransportError for an error answer, with the server's code and message."""
+    code, message, extra = "", "", {}
+    try:
+        error = orjson.loads(body)["error"]
+        code, message = str(error.get("code", "")), str(error.get("message", ""))
+        extra = {key: value for key, value in error.items() if key not in ("code", "message")}
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        message = body[:200].decode("utf-8", "replace")
+    return TransportError(
+        f"the server answered {status}: {message or 'no message'}",
+        status=status,
+        code=code,
+        retry_after=parse_retry_after(retry_after),
+        extra=extra,
+    )

@@ -9,7 +9,6 @@ failures in a row it carries on over HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -19,20 +18,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tracker._io._handshake import START_PATH, read_answer
 from tracker._io._retry import TransportError, stream_retrying
 from tracker._io._thread import wait_event
-from tracker._io._transport import (
-    BatchTransport,
-    HttpTransport,
-    ServerClient,
-    WebSocketTransport,
-)
 from tracker._names import run_path
 from tracker._runlog import FrameCursor, seq_range
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from tracker._io._transport import BatchTransport, ServerClient
 
 __all__ = ["Sender", "StreamTarget", "handshake"]
 
@@ -49,7 +48,8 @@ WATERMARK_NAME = "sync.json"
 class StreamTarget:
     """Where a run log streams to: the server, the run, and the log's identity."""
 
-    client: ServerClient
+    base_url: str
+    api_key: str | None
     entity: str
     project: str
     run_id: str
@@ -63,12 +63,8 @@ class StreamTarget:
 
 
 async def handshake(client: ServerClient, body: dict[str, Any]) -> dict[str, Any]:
-    """POST a run handshake; the answer as a dict (its ``run`` decoded exactly)."""
-    from tracker._encoding import restore_exact
-
-    answer: dict[str, Any] = orjson.loads(await client.request("POST", "runs/start", json=body))
-    answer["run"] = restore_exact(answer.get("run") or [{}])
-    return answer
+    """POST a run handshake over the I/O loop's client (`tracker._io._handshake.read_answer`)."""
+    return read_answer(await client.request("POST", START_PATH, json=body))
 
 
 class _Reconnect(Exception):
@@ -104,7 +100,9 @@ class Sender:
         self._transport_name = transport
         self._batch_max_bytes = batch_max_bytes
         self._retry = (retry_initial, retry_max)
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None  # made on the loop thread, by _connect()
+        self._task: asyncio.Task[None] | None = None
+        self._client: ServerClient | None = None
         self._inflight: deque[tuple[int, int, int]] = deque()  # last seq, end offset, bytes
         self._inflight_bytes = 0
         self._acked_offset = 0
@@ -118,7 +116,8 @@ class Sender:
 
     def notify(self) -> None:
         """New records are on disk (the writer calls this after each write)."""
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()  # before run() starts, there is nothing to wake: it reads the log
 
     def upload(self, name: str, path: Path) -> None:
         """Queue a stored file for upload."""
@@ -127,8 +126,45 @@ class Sender:
 
     # -- the task --------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start `run()` as a task on the running loop (call it there)."""
+        import asyncio
+
+        self._connect()
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    def _connect(self) -> None:
+        """Make the client and the wake-up event, on the loop thread: aiohttp loads here
+        (an init does not wait for it; a fork does, see `IOThread.wait_queued`)."""
+        import asyncio
+
+        from tracker._io._transport import ServerClient
+
+        if self._client is None:
+            self._wake = asyncio.Event()
+            self._client = ServerClient(self.target.base_url, self.target.api_key)
+
+    def cancel(self) -> None:
+        """Stop the task `start()` began (call it on the loop thread)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def aclose(self) -> None:
+        """Close the connection to the server; safe to call twice."""
+        if self._client is not None:
+            await self._client.close()
+
+    @property
+    def client(self) -> ServerClient:
+        """The HTTP client to the server (made on the loop thread, by `_connect`)."""
+        assert self._client is not None, "run() makes the client first"
+        return self._client
+
     async def run(self) -> None:
         """Stream until everything is acknowledged; a final error is kept in ``fatal``."""
+        import asyncio
+
+        self._connect()
         self._cursor.seek_to_seq(self.acked_seq + 1)
         try:
             while True:
@@ -168,7 +204,7 @@ class Sender:
         target = self.target
         if not self._handshake_done:
             answer = await handshake(
-                target.client,
+                self.client,
                 {
                     "protocol": 1,
                     "entity": target.entity,
@@ -208,15 +244,17 @@ class Sender:
             await transport.close()
 
     def _open_transport(self) -> BatchTransport:
+        from tracker._io._transport import HttpTransport, WebSocketTransport
+
         target = self.target
         use_http = (
             self._transport_name == "http"
             or self._websocket_failures >= _WEBSOCKET_FAILURES_BEFORE_HTTP
         )
         if use_http:
-            return HttpTransport(target.client, target.path, target.log_id, self._on_ack)
+            return HttpTransport(self.client, target.path, target.log_id, self._on_ack)
         return WebSocketTransport(
-            target.client,
+            self.client,
             target.path,
             target.log_id,
             target.heartbeat_interval,
@@ -234,7 +272,10 @@ class Sender:
         self._cursor.seek_to_seq(acked_seq + 1, hint)
 
     async def _pump(self, transport: BatchTransport) -> None:
+        import asyncio
+
         wake = self._wake
+        assert wake is not None, "run() makes it first"
         last_activity = last_send = time.monotonic()
         while True:
             wake.clear()
@@ -319,7 +360,7 @@ class Sender:
         while self._uploads:
             name, path = self._uploads[0]
             if path.is_file():
-                await self.target.client.request(
+                await self.client.request(
                     "PUT",
                     f"{self.target.path}/files/{name}",
                     data=path.read_bytes(),
@@ -337,7 +378,7 @@ class Sender:
             "log_id": self.target.log_id,
             "acked_seq": self.acked_seq,
             "acked_offset": self._acked_offset,
-            "server": self.target.client.base_url,
+            "server": self.target.base_url.rstrip("/"),
             "path": f"{self.target.entity}/{self.target.project}/{self.target.run_id}",
         }
         target = self._log_path.parent / WATERMARK_NAME

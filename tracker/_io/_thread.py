@@ -46,6 +46,9 @@ class IOThread:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._pending: list[Callable[[], object]] = []
+        self._queued = 0  # callbacks handed over with call_soon that have not run yet
+        self._drained = threading.Event()
+        self._drained.set()
 
     def start(self) -> None:
         """Start the thread unless it runs; do not wait for its loop."""
@@ -71,20 +74,31 @@ class IOThread:
                 raise RuntimeError(f"the tracker I/O loop did not start: {self._failure!r}")
             return self._loop
 
-    def wait_started(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for a starting thread's loop (and its imports)."""
-        if self._thread is not None:
-            self._ready.wait(timeout)
+    def wait_queued(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds until what `call_soon` handed over has run: the
+        starts of runs, and the imports they make on the loop thread (asyncio, aiohttp)."""
+        self._drained.wait(timeout)
 
     def call_soon(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` on the loop thread as soon as its loop runs, without waiting."""
         with self._lock:
+            self._queued += 1
+            self._drained.clear()
             loop = self._loop
             if loop is None:
                 self._pending.append(callback)
                 self._start_locked()
                 return
-        loop.call_soon_threadsafe(callback)
+        loop.call_soon_threadsafe(self._run_queued, callback)
+
+    def _run_queued(self, callback: Callable[[], object]) -> None:
+        try:
+            callback()
+        finally:
+            with self._lock:
+                self._queued -= 1
+                if not self._queued:
+                    self._drained.set()
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule ``coroutine`` on the loop; the future resolves with its result."""
@@ -94,11 +108,14 @@ class IOThread:
 
     def stop(self, timeout: float) -> None:
         """Stop the loop and wait up to ``timeout`` seconds for the thread to end."""
-        self.wait_started(timeout)
+        if self._thread is not None:
+            self._ready.wait(timeout)  # a thread still starting: let it build its loop
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
             self._pending.clear()
+            self._queued = 0
+            self._drained.set()
         if loop is None or thread is None:
             return
         loop.call_soon_threadsafe(loop.stop)
@@ -111,6 +128,7 @@ class IOThread:
             with self._lock:
                 self._failure, self._thread = exc, None
             self._ready.set()
+            self._drained.set()  # nothing queued runs until a later start
             return
         import asyncio
 
@@ -118,7 +136,7 @@ class IOThread:
         with self._lock:
             self._loop = loop
             for callback in self._pending:
-                loop.call_soon(callback)
+                loop.call_soon(self._run_queued, callback)
             self._pending.clear()
         self._ready.set()
         try:

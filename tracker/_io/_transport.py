@@ -15,12 +15,15 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-from tracker._io._retry import TransportError, parse_retry_after
+from tracker._io._retry import (
+    CONNECT_TIMEOUT_SECONDS,
+    REQUEST_TIMEOUT_SECONDS,
+    TransportError,
+    error_from_answer,
+    parse_retry_after,
+)
 
 __all__ = ["BatchTransport", "HttpTransport", "ServerClient", "WebSocketTransport"]
-
-_CONNECT_TIMEOUT = 10.0
-_REQUEST_TIMEOUT = 60.0
 
 
 class ServerClient:
@@ -37,7 +40,9 @@ class ServerClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT, connect=_CONNECT_TIMEOUT),
+                timeout=aiohttp.ClientTimeout(
+                    total=REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS
+                ),
             )
         return self._session
 
@@ -86,24 +91,6 @@ class ServerClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def error_from_answer(status: int, body: bytes, retry_after: str | None) -> TransportError:
-    """The TransportError for an error answer, with the server's code and message."""
-    code, message, extra = "", "", {}
-    try:
-        error = orjson.loads(body)["error"]
-        code, message = str(error.get("code", "")), str(error.get("message", ""))
-        extra = {key: value for key, value in error.items() if key not in ("code", "message")}
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        message = body[:200].decode("utf-8", "replace")
-    return TransportError(
-        f"the server answered {status}: {message or 'no message'}",
-        status=status,
-        code=code,
-        retry_after=parse_retry_after(retry_after),
-        extra=extra,
-    )
 
 
 class BatchTransport(Protocol):

@@ -1,0 +1,84 @@
+"""The run handshake of `init()`, from the caller's thread.
+
+One POST with the standard library's http.client, so that `init()` does not wait
+for aiohttp: importing it takes ~200 ms, most of a process's first online init. The
+I/O thread imports it meanwhile, for streaming; reconnects handshake again there,
+over aiohttp (`tracker._io._sender.handshake`).
+"""
+
+from __future__ import annotations
+
+import http.client
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from tracker._encoding import restore_exact
+from tracker._io._retry import (
+    CONNECT_TIMEOUT_SECONDS,
+    REQUEST_TIMEOUT_SECONDS,
+    TransportError,
+    error_from_answer,
+    handshake_retrying,
+)
+
+__all__ = ["handshake_now", "read_answer"]
+
+START_PATH = "runs/start"
+
+
+def handshake_now(
+    base_url: str,
+    api_key: str | None,
+    body: dict[str, Any],
+    deadline_seconds: float,
+    retry_initial: float,
+    retry_max: float,
+) -> dict[str, Any]:
+    """POST a run handshake, retrying what can be retried until ``deadline_seconds`` pass.
+
+    Returns:
+        The server's answer, its ``run`` decoded exactly.
+
+    Raises:
+        TransportError: an answer retrying cannot change, or the last failure.
+    """
+    for attempt in handshake_retrying(deadline_seconds, retry_initial, retry_max):
+        with attempt:
+            return read_answer(_post(base_url, api_key, START_PATH, body))
+    raise AssertionError("tenacity re-raises the last error")
+
+
+def read_answer(body: bytes) -> dict[str, Any]:
+    """A handshake answer as a dict, its ``run`` decoded exactly."""
+    answer: dict[str, Any] = orjson.loads(body)
+    answer["run"] = restore_exact(answer.get("run") or [{}])
+    return answer
+
+
+def _post(base_url: str, api_key: str | None, path: str, body: dict[str, Any]) -> bytes:
+    """POST ``body`` as JSON to an API path; the body of a 2xx answer."""
+    parts = urlsplit(base_url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT_SECONDS)
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    try:
+        connection.connect()
+        if connection.sock is not None:
+            connection.sock.settimeout(REQUEST_TIMEOUT_SECONDS)
+        target = f"{parts.path.rstrip('/')}/api/v1/{path}"
+        connection.request("POST", target, body=orjson.dumps(body), headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise TransportError(
+            f"cannot reach {base_url.rstrip('/')}: {exc or type(exc).__name__}"
+        ) from exc
+    finally:
+        connection.close()
+    if not 200 <= response.status < 300:
+        raise error_from_answer(response.status, answer, response.getheader("Retry-After"))
+    return answer
