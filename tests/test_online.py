@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,6 +136,23 @@ def test_unreachable_server_at_init_raises_comm_error(tmp_path: Path) -> None:
         )
     assert time.monotonic() - began < 10
     assert "offline" in str(caught.value)
+
+
+def test_a_server_that_never_answers_cannot_hold_init_past_init_timeout(
+    tmp_path: Path,
+) -> None:
+    """A server that takes the connection and never answers the handshake makes init raise
+    CommError once init_timeout has passed, not after a request timeout of a minute."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never reads nor answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        began = time.monotonic()
+        with pytest.raises(tracker.CommError, match=r"init_timeout=1\.0s"):
+            tracker.init(
+                project="p",
+                dir=tmp_path / "runs",
+                settings={"silent": True, "base_url": url, "init_timeout": 1.0},
+            )
+        assert time.monotonic() - began < 3
 
 
 def test_server_gone_at_finish_keeps_rows_and_prints_sync_command(

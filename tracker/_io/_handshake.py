@@ -9,6 +9,7 @@ over aiohttp (`tracker._io._sender.handshake`).
 from __future__ import annotations
 
 import http.client
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from tracker._io._retry import (
 __all__ = ["handshake_now", "read_answer"]
 
 START_PATH = "runs/start"
+_LEAST_SECONDS = 0.5  # a last attempt gets at least this long, even past the deadline
 
 
 def handshake_now(
@@ -44,9 +46,12 @@ def handshake_now(
     Raises:
         TransportError: an answer retrying cannot change, or the last failure.
     """
+    deadline = time.monotonic() + deadline_seconds
     for attempt in handshake_retrying(deadline_seconds, retry_initial, retry_max):
         with attempt:
-            return read_answer(_post(base_url, api_key, START_PATH, body))
+            # no attempt outlives the deadline (a host that drops packets would hold it)
+            left = max(deadline - time.monotonic(), _LEAST_SECONDS)
+            return read_answer(_post(base_url, api_key, START_PATH, body, left))
     raise AssertionError("tenacity re-raises the last error")
 
 
@@ -57,18 +62,22 @@ def read_answer(body: bytes) -> dict[str, Any]:
     return answer
 
 
-def _post(base_url: str, api_key: str | None, path: str, body: dict[str, Any]) -> bytes:
-    """POST ``body`` as JSON to an API path; the body of a 2xx answer."""
+def _post(
+    base_url: str, api_key: str | None, path: str, body: dict[str, Any], most_seconds: float
+) -> bytes:
+    """POST ``body`` as JSON to an API path, waiting at most ``most_seconds`` for each step;
+    the body of a 2xx answer."""
     parts = urlsplit(base_url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT_SECONDS)
+    connect_timeout = min(CONNECT_TIMEOUT_SECONDS, most_seconds)
+    connection = kind(parts.hostname or "", parts.port, timeout=connect_timeout)
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
         connection.connect()
         if connection.sock is not None:
-            connection.sock.settimeout(REQUEST_TIMEOUT_SECONDS)
+            connection.sock.settimeout(min(REQUEST_TIMEOUT_SECONDS, most_seconds))
         target = f"{parts.path.rstrip('/')}/api/v1/{path}"
         connection.request("POST", target, body=orjson.dumps(body), headers=headers)
         response = connection.getresponse()
