@@ -174,7 +174,7 @@ def start_writer(
         with outbox.lock:
             outbox.wake = wake
         writer.wakeup.set()  # write what was logged before the loop ran
-        writer.task = loop.create_task(writer.run())
+        writer.task = loop.create_task(writer.run())  # kept: the loop holds tasks weakly
 
     thread.call_soon(begin)
     return done
