@@ -296,3 +296,42 @@ def test_offline_init_does_not_wait_for_the_io_thread(tmp_path: Path) -> None:
     stored = tracker.read_run(run_dir)
     assert stored.state == "finished"
     assert values(stored, "i") == [(i, i) for i in range(100)]
+
+
+def test_logging_before_the_writer_runs_waits_at_a_small_bound_and_drops_nothing(
+    tmp_path: Path,
+) -> None:
+    """Until the I/O thread's writer runs, the outbox holds at most STARTUP_MAX_BYTES:
+    a caller logging more waits for the writer (even under queue_full_policy="drop"),
+    then every row is written, none dropped."""
+    result = run_script(
+        tmp_path,
+        """
+        import threading, time, tracker
+        from tracker._io import _outbox, _thread
+
+        release = threading.Event()
+        build = _thread._new_loop
+
+        def held_back_loop():
+            release.wait(10)
+            return build()
+
+        _thread._new_loop = held_back_loop
+        run = tracker.init(dir="runs", id="early", settings={"queue_full_policy": "drop"})
+        threading.Timer(0.3, release.set).start()
+        began = time.monotonic()
+        most = 0
+        for i in range(20000):
+            run.log({"i": i, "pad": "x" * 200})
+            if _thread.io_thread()._loop is None:  # the writer cannot have started
+                most = max(most, len(run._outbox.data))
+        waited = time.monotonic() - began
+        run.finish()
+        print(waited >= 0.25, most <= _outbox.STARTUP_MAX_BYTES + 300, run.status().dropped)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "0"], result.stdout
+    (run_dir,) = (tmp_path / "runs").glob("*-early")
+    assert [i for _, i in values(tracker.read_run(run_dir), "i")] == list(range(20000))

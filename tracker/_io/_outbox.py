@@ -12,7 +12,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-__all__ = ["Outbox"]
+__all__ = ["STARTUP_MAX_BYTES", "Outbox"]
+
+STARTUP_MAX_BYTES = 2**20
+"""Until its writer runs (the loop thread may still be importing asyncio), an outbox holds
+at most this many bytes, and nothing is dropped: a caller logging faster than that waits
+for the writer, instead of piling up tens of megabytes the writer then has to catch up on
+(measured: +27 MB peak RSS and -20% rows/s when 100-key rows were logged right after init)."""
 
 
 class Outbox:
@@ -26,8 +32,9 @@ class Outbox:
         self.data = bytearray()
         self.count = 0
         self.max_events = max_events
-        self.max_bytes = max_bytes
-        self.drop_when_full = drop_when_full
+        self.max_bytes = min(max_bytes, STARTUP_MAX_BYTES)
+        self.drop_when_full = False
+        self._bounds = (max_bytes, drop_when_full)  # from `writer_runs()` on
         self.writer_asleep = True
         self.wake: Callable[[], None] = _not_started
         """Wakes the writer; until the writer runs (the loop thread may still be starting),
@@ -41,6 +48,12 @@ class Outbox:
         self.closing = False
         self.closed = False
         self.last_error: str | None = None
+
+    def writer_runs(self) -> None:
+        """The writer has started: the configured bound and full-queue policy apply from
+        now on; callers waiting for room look again. Caller holds ``lock``."""
+        self.max_bytes, self.drop_when_full = self._bounds
+        self.changed.notify_all()
 
     @property
     def appended(self) -> int:

@@ -173,6 +173,7 @@ def start_writer(
 
         with outbox.lock:
             outbox.wake = wake
+            outbox.writer_runs()
         writer.wakeup.set()  # write what was logged before the loop ran
         writer.task = loop.create_task(writer.run())  # kept: the loop holds tasks weakly
 
