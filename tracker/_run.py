@@ -151,6 +151,9 @@ class Run:
 
             if stream is not None:
                 self._sender = _new_sender(stream, run_dir / LOG_NAME, settings, self._outbox)
+                # first: its start imports aiohttp, blocking the loop; the writer starting
+                # after it keeps the outbox small meanwhile (see STARTUP_MAX_BYTES)
+                io_thread().call_soon(self._sender.start)
             self._writer_done = start_writer(
                 io_thread(),
                 self._outbox,
@@ -160,8 +163,6 @@ class Run:
                 settings.batch_max_bytes,
                 None if self._sender is None else self._sender.notify,
             )
-            if self._sender is not None:
-                io_thread().call_soon(self._sender.start)
         with self._outbox.lock:
             self._emit(kinds.RUN, {**self._identity(), **metadata, "start_time": self._start_time})
             if self.config:
