@@ -35,6 +35,17 @@ def _online(server: ServerProcess, tmp_path: Path, **kwargs: Any) -> tracker.Run
     return tracker.init(project="p", dir=tmp_path / "runs", settings=settings, **kwargs)
 
 
+def python(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a Python of this checkout with ``arguments`` and wait for it (at most a minute)."""
+    return subprocess.run(
+        [sys.executable, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
 def _same(left: Any, right: Any) -> bool:
     if isinstance(left, float) and isinstance(right, float) and math.isnan(left):
         return math.isnan(right)
@@ -181,13 +192,7 @@ def test_server_gone_at_finish_keeps_rows_and_prints_sync_command(
     err = capsys.readouterr().err
     assert f"tracker sync {run.dir}" in err
     server.start()
-    result = subprocess.run(
-        [sys.executable, "-m", "tracker", "sync", run.dir, "--base-url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = python(["-m", "tracker", "sync", str(run.dir), "--base-url", server.url])
     assert result.returncode == 0, result.stderr
     history = tracker.Api(server.url).run(run.path).history(keys=["x"])
     assert [row["x"] for row in history] == list(range(500))
@@ -496,13 +501,7 @@ for i in range(100):
 run.finish()
 print(first[0], run.status().acknowledged)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = python(["-c", script])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["tracker-io", "102"]  # the run record, rows, exit
 
@@ -525,12 +524,6 @@ _, status = os.waitpid(pid, 0)
 run.finish()
 print(os.waitstatus_to_exitcode(status), run.status().acknowledged)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = python(["-c", script])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "3"]

@@ -21,6 +21,22 @@ PACKAGE_ROOT = Path(tracker.__file__).resolve().parent.parent
 TIMEOUT = 30
 
 
+HOLD_BACK_THE_LOOP = """
+import threading, tracker
+from tracker._io import _thread
+
+release = threading.Event()
+build = _thread._new_loop
+
+def held_back_loop():
+    release.wait(10)
+    return build()
+
+_thread._new_loop = held_back_loop  # the I/O thread builds no loop until release is set
+"""
+"""A script's start: the process's I/O thread is held back until it sets ``release``."""
+
+
 def child_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a child Python that imports this tracker, silent, isolated."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRACKER_")}
@@ -270,25 +286,17 @@ def test_offline_init_does_not_wait_for_the_io_thread(tmp_path: Path) -> None:
     does."""
     result = run_script(
         tmp_path,
-        """
-        import threading, tracker
-        from tracker._io import _thread
-
-        release = threading.Event()
-        build = _thread._new_loop
-
-        def held_back_loop():
-            release.wait(10)
-            return build()
-
-        _thread._new_loop = held_back_loop
+        HOLD_BACK_THE_LOOP
+        + textwrap.dedent(
+            """
         run = tracker.init(dir="runs", id="early")
         for i in range(100):
             run.log({"i": i})
         print("started", _thread.io_thread()._loop is not None, flush=True)
         release.set()
         run.finish()
-        """,
+        """
+        ),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[0] == "started False", result.stdout
@@ -306,18 +314,11 @@ def test_logging_before_the_writer_runs_waits_at_a_small_bound_and_drops_nothing
     then every row is written, none dropped."""
     result = run_script(
         tmp_path,
-        """
-        import threading, time, tracker
-        from tracker._io import _outbox, _thread
-
-        release = threading.Event()
-        build = _thread._new_loop
-
-        def held_back_loop():
-            release.wait(10)
-            return build()
-
-        _thread._new_loop = held_back_loop
+        HOLD_BACK_THE_LOOP
+        + textwrap.dedent(
+            """
+        import time
+        from tracker._io import _outbox
         run = tracker.init(dir="runs", id="early", settings={"queue_full_policy": "drop"})
         threading.Timer(0.3, release.set).start()
         began = time.monotonic()
@@ -329,7 +330,8 @@ def test_logging_before_the_writer_runs_waits_at_a_small_bound_and_drops_nothing
         waited = time.monotonic() - began
         run.finish()
         print(waited >= 0.25, most <= _outbox.STARTUP_MAX_BYTES + 300, run.status().dropped)
-        """,
+        """
+        ),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "0"], result.stdout
