@@ -1,4 +1,7 @@
-"""Every retry policy of tracker, built with tenacity in this one place.
+"""Every retry policy of tracker, built with tenacity in this one place, and what they
+judge: `TransportError` (from a lost connection or the server's error answer) and the
+time one attempt may take. Free of aiohttp, so that init's handshake (`_handshake.py`)
+can use them from the caller's thread.
 
 Connection errors, 408, 429 and 5xx are retried with exponential backoff and full
 jitter, capped at ``retry_max_wait_seconds``; a ``Retry-After`` from the server

@@ -586,7 +586,7 @@ class Series(NamedTuple):
 def unpack_series(stored: Sequence[Chunk]) -> Series:
     """The series held by consecutive chunks, for reading: its steps are a ``range`` when
     they run without gaps (the usual case), which bisects and indexes without building a
-    million-entry array; the values come from one ``frombytes``."""
+    million-entry array; the values come from one ``frombytes`` per chunk."""
     contiguous = all(not chunk[2] for chunk in stored) and all(
         later[0] == earlier[1] + 1 for earlier, later in pairwise(stored)
     )
@@ -602,7 +602,7 @@ def unpack_series(stored: Sequence[Chunk]) -> Series:
 def _floats_of(*blobs: bytes) -> array[float]:
     """Packed little-endian float64s, from one blob or several in a row. Several are not
     joined first: that copy of megabytes would take fresh pages from the OS, each one a
-    page fault (a sixth of a million-step sampled read on the project's machine)."""
+    page fault (6-14 ms for the 8 MB of a million-step series on the project's machine)."""
     values: array[float] = array("d")
     for blob in blobs:
         values.frombytes(blob)
