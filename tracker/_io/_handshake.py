@@ -24,9 +24,10 @@ from tracker._io._retry import (
     handshake_retrying,
 )
 
-__all__ = ["handshake_now", "read_answer"]
+__all__ = ["START_PATH", "handshake_now", "read_answer"]
 
 START_PATH = "runs/start"
+"""The handshake's API path, below `/api/v1/`."""
 _LEAST_SECONDS = 0.5  # a last attempt gets at least this long, even past the deadline
 
 
