@@ -39,7 +39,7 @@ class IOThread:
     """
 
     def __init__(self) -> None:
-        """Create the handle; no thread starts until `start()`, `call_soon` or `loop()`."""
+        """Create the handle; no thread starts until `call_soon` or `loop()`."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -49,11 +49,6 @@ class IOThread:
         self._queued = 0  # callbacks handed over with call_soon that have not run yet
         self._drained = threading.Event()
         self._drained.set()
-
-    def start(self) -> None:
-        """Start the thread unless it runs; do not wait for its loop."""
-        with self._lock:
-            self._start_locked()
 
     def _start_locked(self) -> None:
         if self._thread is None:
@@ -67,7 +62,8 @@ class IOThread:
         loop = self._loop
         if loop is not None:
             return loop
-        self.start()
+        with self._lock:
+            self._start_locked()
         self._ready.wait()
         with self._lock:
             if self._loop is None:

@@ -427,8 +427,7 @@ def _extreme(pick: Callable[[Sequence[float]], float], part: Sequence[float]) ->
 def unpack_chunks(stored: Sequence[Chunk]) -> tuple[array[int], array[float]]:
     """The series held by consecutive chunks (the inverse of `chunks`)."""
     steps: array[int] = array("q")
-    values: array[float] = array("d")
-    for first, last, steps_blob, values_blob, _ in stored:
+    for first, last, steps_blob, _, _ in stored:
         if steps_blob:
             part = array("q")
             part.frombytes(steps_blob)
@@ -437,10 +436,7 @@ def unpack_chunks(stored: Sequence[Chunk]) -> tuple[array[int], array[float]]:
             steps.extend(part)
         else:
             steps.extend(range(first, last + 1))
-        values.frombytes(values_blob)
-    if _SWAP:
-        values.byteswap()
-    return steps, values
+    return steps, _floats_of(*(chunk[3] for chunk in stored))
 
 
 @dataclass(frozen=True)
@@ -459,7 +455,7 @@ class Extremes:
         """The blocks of consecutive chunks holding ``values``: each chunk's stored ones,
         then its values past them (a partial block, or a chunk stored without) summarized."""
         counts = [len(chunk[3]) // 8 for chunk in stored]
-        pairs = _floats_of(b"".join(chunk[4] for chunk in stored))
+        pairs = _floats_of(*(chunk[4] for chunk in stored))
         summarized = (len(chunk[4]) // _PAIR * BLOCK for chunk in stored)
         if all(map(operator.eq, summarized, counts)):
             # every chunk holds whole blocks, all summarized (a live run's chunks)

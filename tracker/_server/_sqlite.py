@@ -1181,10 +1181,7 @@ def _append_series(
                 last, steps[:start], values[:start]
             )
             updates.append((last_step, steps_blob, values_blob, extremes, pk, key, last[0]))
-        inserts += [
-            (pk, key, *chunk)
-            for chunk in _fold.chunks(steps[start:], values[start:], _fold.MAX_CHUNK)
-        ]
+        inserts += _chunk_rows(pk, key, steps[start:], values[start:])
     conn.executemany(
         "UPDATE series SET last_step = ?, steps = ?, vals = ?, extremes = ? "
         "WHERE run_pk = ? AND key = ? AND first_step = ?",
@@ -1193,13 +1190,11 @@ def _append_series(
     conn.executemany(_INSERT_CHUNK, inserts)
 
 
-def _insert_chunks(
-    conn: sqlite3.Connection, pk: int, key: str, steps: array[int], values: array[float]
-) -> None:
-    conn.executemany(
-        _INSERT_CHUNK,
-        [(pk, key, *chunk) for chunk in _fold.chunks(steps, values, _fold.MAX_CHUNK)],
-    )
+def _chunk_rows(
+    pk: int, key: str, steps: array[int], values: array[float]
+) -> list[tuple[Any, ...]]:
+    """`_INSERT_CHUNK` parameters storing a key's entries as new chunks."""
+    return [(pk, key, *chunk) for chunk in _fold.chunks(steps, values, _fold.MAX_CHUNK)]
 
 
 def _rebuild_series(conn: sqlite3.Connection, pk: int, low: int, high: int) -> None:
@@ -1230,7 +1225,7 @@ def _rebuild_series(conn: sqlite3.Connection, pk: int, low: int, high: int) -> N
     for key, (key_steps, values) in _fold.series_of(steps, datas).items():
         first, last = spans.get(key, (low, high))
         kept_steps, kept_values = _fold.clip(key_steps, values, min(first, low), max(last, high))
-        _insert_chunks(conn, pk, key, kept_steps, kept_values)
+        conn.executemany(_INSERT_CHUNK, _chunk_rows(pk, key, kept_steps, kept_values))
 
 
 def _heartbeat(key: RunKey, now: float, conn: sqlite3.Connection) -> None:
