@@ -36,7 +36,7 @@ A single sample moves by a few MB with how many rows wait in the outbox at that 
 _COUNT_PROBE = """\
 import json, sys
 from pathlib import Path
-from tracker._encoding import decode_record
+from tracker._records.kinds import decode_record
 from tracker._runlog import RunLogReader
 reader = RunLogReader(Path(sys.argv[1]))
 rows = frames = 0

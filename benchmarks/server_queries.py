@@ -226,7 +226,7 @@ def get(connection: http.client.HTTPConnection, path: str) -> bytes:
 
 def runs_queries(api: Any, url: str, projects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first page of each project's runs table (raw GET), and ``Api.runs`` (all pages)."""
-    from tracker._encoding import decode_value
+    from tracker._records.codec import decode_value
 
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tracker._config import MAX_VALUE_BYTES, Config, load_config_source
+from tracker._config import Config, load_config_source
 from tracker._errors import UsageError
+from tracker._wire.limits import MAX_CONFIG_VALUE_BYTES
 
 
 class FakeAbslFlags:
@@ -317,7 +318,7 @@ def test_nested_non_str_key_is_usage_error() -> None:
 
 def test_value_over_10_mb_is_usage_error() -> None:
     """A value larger than 10 MB encoded is refused, naming the key, its size and run.save()."""
-    big = "x" * MAX_VALUE_BYTES
+    big = "x" * MAX_CONFIG_VALUE_BYTES
     with pytest.raises(UsageError, match=r"'blob' is 10\.0 MB.*10 MB limit.*run\.save\(\)"):
         Config().blob = big
 
@@ -325,8 +326,8 @@ def test_value_over_10_mb_is_usage_error() -> None:
 def test_value_just_under_10_mb_is_accepted() -> None:
     """A value whose encoding fits in 10 MB is accepted."""
     config = Config()
-    config.blob = "x" * (MAX_VALUE_BYTES - 10)
-    assert len(config.blob) == MAX_VALUE_BYTES - 10
+    config.blob = "x" * (MAX_CONFIG_VALUE_BYTES - 10)
+    assert len(config.blob) == MAX_CONFIG_VALUE_BYTES - 10
 
 
 def test_numpy_values_are_accepted() -> None:
@@ -481,7 +482,7 @@ def test_on_change_not_called_when_the_write_fails() -> None:
         {2: 1},
         {"model": object()},
         {"lr": 0.5},
-        {"blob": "x" * MAX_VALUE_BYTES},
+        {"blob": "x" * MAX_CONFIG_VALUE_BYTES},
     ],
 )
 def test_a_bad_item_leaves_the_config_unchanged(bad: dict[Any, Any]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tracker._errors import UsageError
-from tracker._summary import MetricRule, Summary, make_rule
+from tracker._records.summary import MetricRule, Summary, make_rule
 
 
 class Recorder:

@@ -19,10 +19,10 @@ from tracker._errors import AuthenticationError, CommError, Error, UsageError
 from tracker._files import RunFile
 from tracker._init import ainit, finish, init, log
 from tracker._reader import StoredRun, read_run
+from tracker._records.summary import Summary
 from tracker._run import Run
 from tracker._settings import Settings
 from tracker._status import RunStatus
-from tracker._summary import Summary
 from tracker._sync import login
 
 __all__ = [

@@ -12,13 +12,14 @@ from urllib.parse import quote
 
 import orjson
 
-from tracker._encoding import decode_value
-from tracker._errors import AuthenticationError, CommError, UsageError
+from tracker._errors import UsageError
 from tracker._files import RunFile
-from tracker._history import history_frame
-from tracker._names import run_path as _run_path
+from tracker._records.codec import decode_value
+from tracker._records.history import check_keys, history_frame
 from tracker._runinfo import RunInfo
 from tracker._settings import resolve_settings
+from tracker._wire.errors import TransportError, public_error
+from tracker._wire.protocol import run_path
 
 if TYPE_CHECKING:
     from tracker._io._transport import ServerClient
@@ -84,7 +85,7 @@ class Api:
         while True:
             answer = decode_value(
                 self._get(
-                    _run_path(entity, project),
+                    run_path(entity, project),
                     {
                         "filters": query,
                         "order": order,
@@ -104,7 +105,7 @@ class Api:
             UsageError: there is no such run.
         """
         entity, project, run_id = self._split(path, 3, "run", '"entity/project/run_id"')
-        return ApiRun(self, decode_value(self._get(_run_path(entity, project, run_id))))
+        return ApiRun(self, decode_value(self._get(run_path(entity, project, run_id))))
 
     def _split(self, path: str, parts: int, method: str, shape: str) -> list[str]:
         if not isinstance(path, str):
@@ -124,7 +125,6 @@ class Api:
 
     def _call(self, request: Coroutine[Any, Any, T]) -> T:
         """Run one request on the I/O thread; map failures to the public errors."""
-        from tracker._io._retry import TransportError
         from tracker._io._thread import io_thread
 
         async def request_then_close() -> T:
@@ -136,14 +136,9 @@ class Api:
         try:
             return io_thread().submit(request_then_close()).result()
         except TransportError as exc:
-            if exc.status in (401, 403):
-                raise AuthenticationError(
-                    f"{self.base_url} refused the request ({exc}); run `tracker login` or "
-                    "set TRACKER_API_KEY"
-                ) from None
-            if exc.status in (400, 404, 409, 413):
-                raise UsageError(str(exc)) from None
-            raise CommError(f"{self.base_url}: {exc}") from None
+            raise public_error(
+                exc, "tracker.Api", self.base_url, "check that `tracker server` runs there"
+            ) from None
 
     @property
     def client(self) -> ServerClient:
@@ -204,21 +199,20 @@ class ApiRun(RunInfo):
             samples: at most about this many rows, keeping each key's extremes.
             pandas: return a pandas DataFrame (pandas must be installed).
         """
-        if isinstance(keys, str):
-            raise UsageError(f"history(keys={keys!r}) takes a list of keys, e.g. keys=[{keys!r}]")
+        wanted = check_keys(keys)
         params = {}
-        if keys is not None:
-            params["keys"] = ",".join(keys)
+        if wanted is not None:
+            params["keys"] = ",".join(wanted)
         for name, value in (("min_step", min_step), ("max_step", max_step), ("samples", samples)):
             if value is not None:
                 params[name] = str(int(value))
-        body = self._api._get(_run_path(self.entity, self.project, self.id, "history"), params)
+        body = self._api._get(run_path(self.entity, self.project, self.id, "history"), params)
         rows = [decode_value(line) for line in body.splitlines() if line]
         return history_frame(rows) if pandas else rows
 
     def files(self) -> list[RunFile]:
         """The files stored with the run."""
-        answer = self._api._get_json(_run_path(self.entity, self.project, self.id, "files"))
+        answer = self._api._get_json(run_path(self.entity, self.project, self.id, "files"))
         return [
             RunFile(
                 name=entry["name"],
@@ -230,7 +224,7 @@ class ApiRun(RunInfo):
         ]
 
     def _fetcher(self, name: str) -> Callable[[], bytes]:
-        path = _run_path(self.entity, self.project, self.id, "files") + "/" + quote(name)
+        path = run_path(self.entity, self.project, self.id, "files") + "/" + quote(name)
 
         def fetch() -> bytes:
             return self._api._get(path)

@@ -13,13 +13,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from tracker._encoding import encode_value
 from tracker._errors import UsageError
+from tracker._records.codec import encode_value
+from tracker._wire.limits import MAX_CONFIG_VALUE_BYTES
 
-__all__ = ["MAX_VALUE_BYTES", "Config", "load_config_source"]
-
-MAX_VALUE_BYTES: Final = 10 * 2**20
-"""The largest encoded config value, as in W&B's v0.18 reference (10 MB)."""
+__all__ = ["Config", "load_config_source"]
 
 _ACCEPTED_SOURCES: Final = (
     "a dict (or any Mapping), an argparse.Namespace, absl flags (FLAGS), "
@@ -233,11 +231,11 @@ class Config(Mapping[str, Any]):
                 _check_key(key)
                 what = f"config key {key!r}"
                 encoded = encode_value(value, what)
-                if len(encoded) > MAX_VALUE_BYTES:
+                if len(encoded) > MAX_CONFIG_VALUE_BYTES:
                     raise UsageError(
                         f"{what} is {len(encoded) / 2**20:.1f} MB encoded, over the "
-                        f"{MAX_VALUE_BYTES // 2**20} MB limit for a config value; store large "
-                        "objects as files with run.save() and put their path in the config"
+                        f"{MAX_CONFIG_VALUE_BYTES // 2**20} MB limit for a config value; store "
+                        "large objects as files with run.save() and put their path in the config"
                     )
                 if key in self._data:
                     old = self._data[key]

@@ -20,7 +20,7 @@ from typing import Any, Final
 import __main__
 from tracker import _process
 from tracker._config import Config, load_config_source
-from tracker._errors import AuthenticationError, CommError, UsageError
+from tracker._errors import UsageError
 from tracker._magic import capture_argparse
 from tracker._names import check_run_id, new_run_id, new_run_name
 from tracker._reader import StoredRun
@@ -33,6 +33,8 @@ from tracker._rundir import (
     write_resume_marker,
 )
 from tracker._settings import Settings, resolve_settings
+from tracker._wire.errors import TransportError, public_error
+from tracker._wire.protocol import handshake_body
 
 __all__ = ["ainit", "finish", "init", "log"]
 
@@ -356,7 +358,7 @@ def _start(
         metadata=metadata,
     )
     if stored is not None:
-        stored.replay_summary(run.summary)
+        run.summary.assume(stored.fold.summary)
         run._folded_to = stored.log_end
     write_resume_marker(root, run_id)
     run._on_finish.append(functools.partial(clear_resume_marker, root, run_id))
@@ -375,7 +377,7 @@ def _start_online(
     """Handshake with the server (retried up to ``init_timeout``), then start a streaming run."""
     assert settings.base_url is not None
     run_id, body = _handshake_body(settings, root, fork_from, resume_from)
-    log_id = body["log_id"] = uuid.uuid4().hex
+    log_id = body["log_id"]
     api_key = None if anonymous == "must" else settings.api_key
     answer = _handshake_now(settings.base_url, api_key, body, settings)
     from tracker._io._sender import StreamTarget
@@ -451,10 +453,11 @@ def _handshake_body(
             "init(resume='must') needs the id of the run to resume: pass id=... "
             "(or set TRACKER_RUN_ID)"
         )
-    fork, rewind_to = None, None
+    fork: tuple[str, int] | None = None
+    rewind_to = None
     if fork_from is not None:
         parent, step = fork_from.split("?_step=")
-        fork, mode = {"run_id": parent, "step": int(step)}, "fork"
+        fork, mode = (parent, int(step)), "fork"
     if resume_from is not None:
         target, step = resume_from.split("?_step=")
         if run_id is not None and run_id != target:
@@ -464,17 +467,16 @@ def _handshake_body(
             )
         run_id, rewind_to, mode = target, int(step), "rewind"
     run_id = run_id or new_run_id()
-    body = {
-        "protocol": 1,
-        "entity": settings.entity,
-        "project": settings.project or default_project(),
-        "run_id": run_id,
-        "log_id": None,
-        "mode": mode,
-        "fork_from": fork,
-        "rewind_to": rewind_to,
-        "heartbeat_interval": settings.heartbeat_interval,
-    }
+    body = handshake_body(
+        entity=settings.entity,
+        project=settings.project or default_project(),
+        run_id=run_id,
+        log_id=uuid.uuid4().hex,
+        mode=mode,
+        heartbeat_interval=settings.heartbeat_interval,
+        fork_from=fork,
+        rewind_to=rewind_to,
+    )
     return run_id, body
 
 
@@ -484,7 +486,6 @@ def _handshake_now(
     """Handshake from this thread, retrying up to ``init_timeout``; map failures to the
     public errors."""
     from tracker._io._handshake import handshake_now
-    from tracker._io._retry import TransportError
 
     try:
         return handshake_now(
@@ -496,19 +497,13 @@ def _handshake_now(
             settings.retry_max_wait_seconds,
         )
     except TransportError as exc:
-        where = base_url
-        if exc.status in (401, 403):
-            raise AuthenticationError(
-                f"{where} refused the API key ({exc}); run `tracker login`, set "
-                "TRACKER_API_KEY, or pass settings={'api_key': ...}"
-            ) from None
-        if exc.retryable:
-            raise CommError(
-                f"cannot reach the tracker server at {where} within "
-                f"init_timeout={settings.init_timeout}s: {exc}. Check that `tracker server` "
-                "runs there, or pass mode='offline' and upload later with `tracker sync`"
-            ) from None
-        raise UsageError(f"init(): {where} refused the run: {exc}") from None
+        raise public_error(
+            exc,
+            "init()",
+            base_url,
+            f"tried for init_timeout={settings.init_timeout}s. Check that `tracker server` "
+            "runs there, or pass mode='offline' and upload later with `tracker sync`",
+        ) from None
 
 
 def _run_to_resume(root: Path, settings: Settings) -> StoredRun | None:

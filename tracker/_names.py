@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import secrets
 import string
-from urllib.parse import quote
 
 from tracker._errors import UsageError
+from tracker._wire.limits import MAX_NAME_CHARS
 
-__all__ = ["check_run_id", "new_run_id", "new_run_name", "run_path"]
+__all__ = ["check_run_id", "new_run_id", "new_run_name"]
 
 _ID_ALPHABET = string.digits + string.ascii_lowercase
 _ID_FORBIDDEN = frozenset("/\\#?%:;,'")
-_ID_MAX = 128
 _ADJECTIVES = (
     "amber azure bold brave breezy bright brisk calm clever cosmic crimson daring dawn deep "
     "eager easy electric fancy fearless fiery floral fresh gentle giddy glad golden grand "
@@ -40,19 +39,12 @@ def new_run_name() -> str:
     return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{number}"
 
 
-def run_path(entity: str, project: str, run_id: str | None = None, *rest: str) -> str:
-    """The API path of a project's runs, or of a run (``rest``: a sub-resource such as
-    ``"history"``), each name URL-quoted."""
-    parts = [entity, project] if run_id is None else [entity, project, run_id]
-    return "/".join(["runs", *(quote(part, safe="") for part in parts), *rest])
-
-
 def check_run_id(run_id: object, what: str = "id") -> str:
     """Return ``run_id`` if it is a valid run id, else raise a UsageError naming ``what``."""
     if not isinstance(run_id, str):
         raise UsageError(f"{what} must be a str, not {type(run_id).__name__}")
-    if not run_id or len(run_id) > _ID_MAX:
-        raise UsageError(f"{what}={run_id[:40]!r} must have 1 to {_ID_MAX} characters")
+    if not run_id or len(run_id) > MAX_NAME_CHARS:
+        raise UsageError(f"{what}={run_id[:40]!r} must have 1 to {MAX_NAME_CHARS} characters")
     bad = sorted(_ID_FORBIDDEN.intersection(run_id))
     if bad or not run_id.isprintable() or run_id.strip() != run_id:
         shown = repr("".join(bad)) if bad else "a control or surrounding space character"

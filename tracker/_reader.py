@@ -1,7 +1,8 @@
 """Reading a run back from its run directory: `tracker.read_run`.
 
-The run log is folded record by record, in order, into the run's metadata,
-config, summary and history; the same fold gives a resumed run its state.
+The run log is folded frame by frame (`tracker._records.fold`, the fold every server
+backend applies too) into the run's metadata, config, summary and history; the same
+fold gives a resumed run its state.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tracker import _encoding as kinds
 from tracker._errors import UsageError
 from tracker._files import RunFile
-from tracker._history import downsample, history_frame, select
+from tracker._records.fold import fold_records
+from tracker._records.history import history_frame, read_history
+from tracker._records.state import RecordError, Rows, RunState
+from tracker._records.summary import MetricRule
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
 from tracker._runinfo import RunInfo
 from tracker._runlog import RunLogReader
-from tracker._summary import MetricRule, Summary
 
-__all__ = ["StoredRun", "apply_to_summary", "read_run"]
+__all__ = ["StoredRun", "read_run"]
 
-_Row = tuple[int, float, float, dict[str, Any]]  # step, timestamp, runtime, data
+_OWN_FIELDS = ("name", "tags", "group", "job_type", "notes")
 
 
 class StoredRun(RunInfo):
@@ -35,87 +37,94 @@ class StoredRun(RunInfo):
     def __init__(self, run_dir: Path) -> None:
         """Read and fold the run log of ``run_dir``."""
         self.dir = run_dir
-        self.metadata: dict[str, Any] = {}
-        self.config: dict[str, Any] = {}
-        self.state = "running"
-        self.exit_code: int | None = None
-        self.end_time: float | None = None
-        self.files_stored: dict[str, dict[str, Any]] = {}
+        self.fold = RunState()
+        """The run's records folded (its summary is the stored fold state)."""
         self.next_seq = 0
-        self.last_step = -1
-        self.runtime = 0.0
+        self.skipped_records = 0
+        """Records that are not what their kind defines (written by hand?), left out."""
         self.torn = False
         self.log_end = 0
         """Where the intact part of the run log ends; a resumed run appends from here."""
-        self._rows: list[_Row] = []
-        self._summary_ops: list[tuple[str, Any]] = []
-        self._fold(run_dir / LOG_NAME)
+        self._rows = Rows()
+        self._read(run_dir / LOG_NAME)
+        self.state = self.fold.state
         if self.state == "running" and not is_locked(run_dir):
             self.state = "crashed"
 
-    def _fold(self, path: Path) -> None:
+    def _read(self, path: Path) -> None:
         reader = RunLogReader(path)
-        session_start = 0.0
-        offset = 0.0
-        ops = self._summary_ops
-        for record in reader.records():
-            kind = record[1]
-            self.next_seq = record[0] + 1
-            if kind == kinds.ROW:
-                step, stamp, data = record[2], record[3], record[4]
-                runtime = offset + stamp - session_start
-                self._rows.append((step, stamp, runtime, data))
-                ops.append((kinds.ROW, data))
-                self.last_step = step
-                self.runtime = runtime
-            elif kind == kinds.RUN:
-                payload = record[2]
-                if "start_time" in payload:
-                    session_start = payload["start_time"]
-                    offset = payload.get("runtime_offset", 0.0)
-                    self.state, self.exit_code, self.end_time = "running", None, None
-                self.metadata.update(payload)
-            elif kind == kinds.CONFIG:
-                self.config.update(record[2])
-            elif kind in (kinds.SUMMARY_SET, kinds.SUMMARY_DELETE, kinds.METRIC):
-                ops.append((kind, record[2]))
-            elif kind == kinds.FILE:
-                self.files_stored[record[2]["name"]] = record[2]
-            elif kind == kinds.EXIT:
-                payload = record[2]
-                self.state = payload["state"]
-                self.exit_code = payload.get("exit_code")
-                self.end_time = payload.get("end_time")
-                self.runtime = payload.get("runtime", self.runtime)
-            # other kinds come from newer versions; skipping them keeps old readers working
+        rows = self._rows
+        for frame in reader.frame_records():
+            self._fold_frame(frame, rows)
+        self.next_seq = reader.last_seq + 1
         self.torn = reader.torn
         self.log_end = reader.valid_end
-        if not self.metadata:
+        if not self.fold.metadata:
             raise UsageError(f"{path} holds no run metadata; it is not a complete run log")
+
+    def _fold_frame(self, records: list[list[Any]], rows: Rows) -> None:
+        """Fold one frame's records; one that is not what its kind defines (written by hand,
+        or by a buggy writer) is left out and counted."""
+        while records:
+            try:
+                fold_records(self.fold, records, rows=rows)
+                return
+            except RecordError as exc:
+                self.skipped_records += 1
+                records = records[(exc.index or 0) + 1 :]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Every field of the run's ``run`` records, merged."""
+        fold = self.fold
+        merged = dict(fold.metadata)
+        merged.update({name: getattr(fold, name) for name in _OWN_FIELDS})
+        if fold.created_at:
+            merged["created_at"] = fold.created_at
+        return merged
 
     def _info(self) -> dict[str, Any]:
         return self.metadata
 
-    def replay_summary(self, summary: Summary) -> None:
-        """Rebuild the summary's state (last values, aggregates, rules) into ``summary``."""
-        for kind, payload in self._summary_ops:
-            apply_to_summary(summary, kind, payload, with_rules=True)
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's config."""
+        return self.fold.config
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of the last ``exit`` record; None while running or crashed."""
+        return self.fold.exit_code
+
+    @property
+    def end_time(self) -> float | None:
+        """When the last session ended; None while running or crashed."""
+        return self.fold.end_time
+
+    @property
+    def runtime(self) -> float:
+        """Seconds: the last ``exit`` record's runtime, else the last row's ``_runtime``."""
+        return self.fold.runtime
+
+    @property
+    def last_step(self) -> int:
+        """The step of the last row, -1 when there is none."""
+        return self.fold.last_step
+
+    @property
+    def files_stored(self) -> dict[str, dict[str, Any]]:
+        """Each stored file name's latest ``file`` record."""
+        return self.fold.files
 
     @property
     def summary(self) -> dict[str, Any]:
         """The run summary as the live run showed it."""
-        summary = Summary()
-        self.replay_summary(summary)
-        return summary.as_dict()
+        return self.fold.summary.as_dict()
 
     @property
     def metric_rules(self) -> tuple[MetricRule, ...]:
         """The `define_metric` rules of the run."""
-        summary = Summary()
-        for kind, payload in self._summary_ops:
-            if kind == kinds.METRIC:
-                summary.define(MetricRule.from_record(payload))
-        return summary.rules
+        return self.fold.summary.rules
 
     def history(
         self,
@@ -134,17 +143,7 @@ class StoredRun(RunInfo):
             samples: at most about this many rows, keeping each key's extremes.
             pandas: return a pandas DataFrame (pandas must be installed).
         """
-        rows = select(
-            (
-                {"_step": step, "_timestamp": stamp, "_runtime": runtime, **data}
-                for step, stamp, runtime, data in self._rows
-            ),
-            keys,
-            min_step,
-            max_step,
-        )
-        if samples is not None:
-            rows = downsample(rows, keys, samples)
+        rows = read_history(self._rows, keys, min_step, max_step, samples)
         return history_frame(rows) if pandas else rows
 
     def files(self) -> list[RunFile]:
@@ -162,19 +161,6 @@ class StoredRun(RunInfo):
 
     def __repr__(self) -> str:
         return f"<StoredRun {self.path} ({self.state})>"
-
-
-def apply_to_summary(summary: Summary, kind: str, payload: Any, *, with_rules: bool) -> None:
-    """Fold one record into ``summary``: rows, explicit sets and deletes, and (when
-    ``with_rules``) `define_metric` rules. Other kinds do not touch the summary."""
-    if kind == kinds.ROW:
-        summary.observe(payload)
-    elif kind == kinds.SUMMARY_SET:
-        summary.apply_set(payload)
-    elif kind == kinds.SUMMARY_DELETE:
-        summary.apply_delete(payload)
-    elif kind == kinds.METRIC and with_rules:
-        summary.define(MetricRule.from_record(payload))
 
 
 def read_run(path: str | os.PathLike[str]) -> StoredRun:

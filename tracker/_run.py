@@ -25,25 +25,22 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from tracker import _encoding as kinds
 from tracker import _process
 from tracker._config import Config
-from tracker._encoding import (
-    check_size,
-    default,
-    encode_exact,
-    encode_record,
-    payload_index,
-)
 from tracker._errors import UsageError
 from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
-from tracker._reader import apply_to_summary
+from tracker._records import kinds
+from tracker._records.codec import check_size, default, encode_exact, encode_record
+from tracker._records.fold import fold_records
+from tracker._records.history import RESERVED_KEYS
+from tracker._records.state import RunState
+from tracker._records.summary import MetricRule, Summary, make_rule
 from tracker._rundir import FILES_DIR, LOG_NAME, RunLock
 from tracker._runlog import RunLogReader, RunLogWriter
 from tracker._settings import Settings
 from tracker._status import RunStatus
-from tracker._summary import MetricRule, Summary, make_rule
+from tracker._wire.limits import MAX_RECORD_BYTES, MAX_STEP, MAX_TAG_CHARS
 
 if TYPE_CHECKING:
     from tracker._io._sender import Sender, StreamTarget
@@ -53,14 +50,12 @@ __all__ = ["DisabledRun", "Run", "check_tags", "exit_state"]
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 _ROW: Final = kinds.ROW
-_MAX_RECORD: Final = kinds.MAX_RECORD_BYTES
+_MAX_RECORD: Final = MAX_RECORD_BYTES
 _now = time.time
-_RESERVED: Final = ("_step", "_timestamp", "_runtime")
 # Every ``null`` holds a "u": a memchr for the byte saves most rows the ~0.3 µs search for
 # ``null`` (bytes.find with a 4-byte pattern scans byte by byte on digits).
 _U: Final = ord("u")
 _SAVE_POLICIES: Final = ("live", "now", "end")
-_MAX_TAG = 64
 
 
 class _Lifecycle(enum.Enum):
@@ -134,7 +129,8 @@ class Run:
         """The run's hyperparameters: attribute and item access, `update()`."""
         self.config.update(config, allow_val_change=True)
         self._summary = Summary(self._record_summary_set, self._record_summary_delete)
-        self._folded_to = 0  # the run log offset the summary has folded up to
+        self._folded = RunState(summary=self._summary)  # what the summary folded so far
+        self._folded_to = 0  # the run log offset it has folded up to
         self._fold_lock = threading.RLock()
         self._lock_file: RunLock | None = None
         self._writer_done: threading.Event | None = None
@@ -356,7 +352,7 @@ class Run:
         if step is not None and (
             isinstance(step, bool)
             or not hasattr(step, "__index__")
-            or not 0 <= step.__index__() <= kinds.MAX_STEP
+            or not 0 <= step.__index__() <= MAX_STEP
         ):
             raise UsageError(
                 f"log(step={step!r}): step must be an int >= 0 (and below 2**63), or None"
@@ -485,13 +481,14 @@ class Run:
             UsageError: a bad name, summary, goal or step_metric.
         """
         rule = make_rule(name, step_metric=step_metric, summary=summary, goal=goal, hidden=hidden)
-        with self._fold_lock:
-            self._fold_summary()  # rows logged before the rule are not shaped by it
-            with self._outbox.lock:
-                if self._lifecycle is not _LIVE:
-                    raise self._not_live("run.define_metric()")
-                self._emit(kinds.METRIC, rule.to_record())
-                self._summary.define(rule)
+        with self._outbox.lock:
+            if self._lifecycle is not _LIVE:
+                raise self._not_live("run.define_metric()")
+            self._emit(kinds.METRIC, rule.to_record())
+        if self._run_dir is None:
+            self._summary.define(rule)
+        else:
+            self._fold_summary()  # the rule shapes the rows logged after it, as read_run does
         return rule
 
     @property
@@ -523,10 +520,8 @@ class Run:
                         min(self._settings.finish_timeout, 1.0),
                     )
             reader = RunLogReader(self._run_dir / LOG_NAME, start=self._folded_to)
-            summary = self._summary
-            for record in reader.records():
-                kind = record[1]
-                apply_to_summary(summary, kind, record[payload_index(kind)], with_rules=False)
+            for records in reader.frame_records():
+                fold_records(self._folded, records)
             self._folded_to = reader.valid_end
 
     def save(
@@ -818,10 +813,10 @@ def check_tags(value: object, what: str) -> tuple[str, ...]:
         )
     tags = tuple(value)
     for tag in tags:
-        if not isinstance(tag, str) or not tag.strip() or len(tag) > _MAX_TAG:
+        if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_TAG_CHARS:
             raise UsageError(
                 f"{what}: {tag!r} is not a valid tag; a tag is a non-empty str of at most "
-                f"{_MAX_TAG} characters"
+                f"{MAX_TAG_CHARS} characters"
             )
     return tuple(dict.fromkeys(tags))
 
@@ -838,13 +833,13 @@ def _check_row(data: Any) -> dict[str, Any]:
                 f"log(): key {key!r} has type {type(key).__name__}; keys must be str "
                 "(convert it, e.g. str(key))"
             )
-        if key in _RESERVED:
+        if key in RESERVED_KEYS:
             raise _reserved_key_error(data)
     return dict(data)
 
 
 def _reserved_key_error(data: Mapping[str, Any]) -> UsageError:
-    key = next(key for key in _RESERVED if key in data)
+    key = next(key for key in RESERVED_KEYS if key in data)
     return UsageError(
         f"log(): key {key!r} is reserved (every row carries _step, _timestamp and _runtime); "
         "rename it, or pass the step as log(data, step=...)"

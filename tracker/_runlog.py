@@ -2,7 +2,7 @@
 
 Layout: the 16-byte header ``TRACKER-RUNLOG1\\n``, then frames. A frame is
 ``<u32 little-endian payload length><u32 CRC32 of payload><payload>``; a payload
-is one or more newline-terminated records (see `tracker._encoding`). A frame is
+is one or more newline-terminated records (see `tracker._records.kinds`). A frame is
 written with one ``os.writev`` call, so a crash tears at most the last frame, and
 the reader stops at the first frame whose length or CRC does not check out:
 everything before it is kept.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from tracker._encoding import decode_record
+from tracker._records.kinds import decode_record
 
 __all__ = ["HEADER", "FrameCursor", "RunLogReader", "RunLogWriter", "read_records", "seq_range"]
 
@@ -37,6 +37,8 @@ class RunLogReader:
     """Where to start reading: 0, or the ``valid_end`` of an earlier read of the same log."""
     valid_end: int = 0
     torn: bool = False
+    last_seq: int = -1
+    """The sequence number of the last record read (-1 before any)."""
 
     def frames(self) -> Iterator[memoryview]:
         """Yield each intact frame's payload in order; stop at a torn or corrupt tail."""
@@ -65,11 +67,18 @@ class RunLogReader:
             offset = start + length
             self.valid_end = self.start + offset
 
+    def frame_records(self) -> Iterator[list[list[Any]]]:
+        """Yield the records of each intact frame, decoded, in the order written."""
+        for payload in self.frames():
+            records = [decode_record(line) for line in bytes(payload).splitlines()]
+            if records:
+                self.last_seq = records[-1][0]
+                yield records
+
     def records(self) -> Iterator[list[Any]]:
         """Yield every record of the intact frames, decoded, in the order written."""
-        for payload in self.frames():
-            for line in bytes(payload).splitlines():
-                yield decode_record(line)
+        for records in self.frame_records():
+            yield from records
 
 
 def seq_range(payload: bytes | memoryview) -> tuple[int, int]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker._errors import AuthenticationError, CommError, UsageError
+from tracker._errors import Error, UsageError
 from tracker._reader import StoredRun
 from tracker._rundir import LOG_NAME
 from tracker._settings import Settings, resolve_settings, write_settings_file
+from tracker._wire.errors import TransportError, public_error
+from tracker._wire.protocol import handshake_body
 
 __all__ = ["SyncReport", "login", "run_dirs_under", "sync_run_dir"]
 
@@ -52,7 +54,6 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
         CommError: the server could not be reached or failed.
     """
     from tracker._io._handshake import handshake_now
-    from tracker._io._retry import TransportError
     from tracker._io._sender import Sender, StreamTarget
     from tracker._io._thread import io_thread
 
@@ -65,17 +66,14 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
     if not isinstance(log_id, str):
         raise UsageError(f"{run_dir} was written by a version of tracker that sync cannot read")
     entity = stored.entity if stored.metadata.get("entity_given") else settings.entity
-    body = {
-        "protocol": 1,
-        "entity": entity,
-        "project": stored.project,
-        "run_id": stored.id,
-        "log_id": log_id,
-        "mode": "continue",
-        "fork_from": None,
-        "rewind_to": None,
-        "heartbeat_interval": settings.heartbeat_interval,
-    }
+    body = handshake_body(
+        entity=entity,
+        project=stored.project,
+        run_id=stored.id,
+        log_id=log_id,
+        mode="continue",
+        heartbeat_interval=settings.heartbeat_interval,
+    )
     try:
         answer = handshake_now(
             settings.base_url,
@@ -150,11 +148,5 @@ def login(base_url: str | None = None, api_key: str | None = None) -> str:
     return entity
 
 
-def _public_error(exc: Exception, where: str) -> Exception:
-    status = getattr(exc, "status", 0)
-    retryable = getattr(exc, "retryable", False)
-    if status in (401, 403):
-        return AuthenticationError(f"{where} refused the API key ({exc}); run `tracker login`")
-    if retryable:
-        return CommError(f"cannot sync to {where}: {exc}; the run stays on disk, try again later")
-    return UsageError(f"{where} refused the run: {exc}")
+def _public_error(exc: TransportError, where: str) -> Error:
+    return public_error(exc, "tracker sync", where, "the run stays on disk: try again later")

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tracker._encoding import decode_value
+from tracker._records.codec import decode_value
 from tracker._run import Run
 from tracker._server._runner import EmbeddedServer
 

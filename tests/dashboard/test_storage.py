@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tracker._encoding import decode_record, encode_record
+from tracker._records.codec import encode_record
+from tracker._records.kinds import decode_record
 from tracker._server._sqlite import SQLiteStorage, open_sqlite
 from tracker._server._storage import RunKey, StartRequest, StorageError
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tracker
-from tracker._encoding import decode_value, encode_record
+from tracker._records.codec import decode_value, encode_record
 
 from .conftest import FAST_RETRIES, Figures, ServerProcess
 

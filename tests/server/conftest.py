@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tracker._encoding import encode_record
+from tracker._records.codec import encode_record
 from tracker._server._runner import EmbeddedServer
 
 ALICE_KEY = "alice-secret-key"

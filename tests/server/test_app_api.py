@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tracker._encoding import decode_value
+from tracker._records.codec import decode_value
 
 pytestmark = pytest.mark.anyio
 

@@ -17,8 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker._encoding import decode_record, encode_record
-from tracker._server import _fold
+from tracker._records import sampler
+from tracker._records.codec import encode_record
+from tracker._records.kinds import decode_record
+from tracker._server import _series
 from tracker._server._sqlite import SQLiteStorage, open_sqlite
 from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
 
@@ -279,9 +281,9 @@ def test_sampling_matches_the_reference_for_any_row_order(
             await store.close()
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
-        patch.setattr(_fold, "OPEN_CHUNK", 3)  # tiny chunks: fills, splits, rebuilds all happen
-        patch.setattr(_fold, "MAX_CHUNK", 5)
-        patch.setattr(_fold, "BLOCK", 2)
+        patch.setattr(_series, "OPEN_CHUNK", 3)  # tiny chunks: fills, splits, rebuilds all happen
+        patch.setattr(_series, "MAX_CHUNK", 5)
+        patch.setattr(sampler, "BLOCK", 2)
         asyncio.run(scenario(str(Path(folder) / "tracker.db")))
 
 
@@ -315,9 +317,9 @@ def test_sampling_matches_the_reference_when_logging_live(
             await store.close()
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
-        patch.setattr(_fold, "OPEN_CHUNK", 3)
-        patch.setattr(_fold, "MAX_CHUNK", 5)
-        patch.setattr(_fold, "BLOCK", 2)
+        patch.setattr(_series, "OPEN_CHUNK", 3)
+        patch.setattr(_series, "MAX_CHUNK", 5)
+        patch.setattr(sampler, "BLOCK", 2)
         asyncio.run(scenario(str(Path(folder) / "tracker.db")))
 
 
@@ -335,9 +337,9 @@ def test_extending_a_chunk_equals_cutting_the_whole_series(
     steps = list(itertools.accumulate([first, *old_gaps[1:], *new_gaps]))
     values = array("d", [step / 7 for step in steps])
     cut = len(old_gaps)
-    (chunk,) = _fold.chunks(array("q", steps[:cut]), values[:cut], len(steps))
-    extended = _fold.extend_chunk(chunk, array("q", steps[cut:]), values[cut:])
-    assert extended == _fold.chunks(array("q", steps), values, len(steps))[0]
+    (chunk,) = _series.chunks(array("q", steps[:cut]), values[:cut], len(steps))
+    extended = _series.extend_chunk(chunk, array("q", steps[cut:]), values[cut:])
+    assert extended == _series.chunks(array("q", steps), values, len(steps))[0]
 
 
 def first_extremes(values: list[float], start: int, stop: int) -> tuple[int, int] | None:
@@ -371,19 +373,19 @@ def test_block_extremes_find_what_a_scan_finds(
     and first largest number that a scan gives, whole or clipped; NaN, -0.0 and infinities
     included."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_fold, "BLOCK", 3)
+        patch.setattr(sampler, "BLOCK", 3)
         steps = array("q", range(len(values)))
-        stored: list[_fold.Chunk] = []
+        stored: list[_series.Chunk] = []
         offset = 0
         for size, keep in zip(itertools.cycle(sizes), itertools.cycle(summarized)):
             if offset >= len(values):
                 break
-            (chunk,) = _fold.chunks(
+            (chunk,) = _series.chunks(
                 steps[offset : offset + size], array("d", values[offset : offset + size]), size
             )
             stored.append(chunk if keep else (*chunk[:4], b""))
             offset += size
-        series = _fold.unpack_series(stored)
+        series = _series.unpack_series(stored)
         assert list(series.values) == pytest.approx(values, nan_ok=True)
         low = data.draw(st.integers(0, len(values) - 1))
         high = data.draw(st.integers(low, len(values) - 1))

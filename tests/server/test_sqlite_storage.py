@@ -15,14 +15,15 @@ from typing import Any
 import anyio
 import pytest
 
-from tracker._encoding import decode_record, encode_record
 from tracker._init import init
 from tracker._reader import read_run
+from tracker._records.codec import encode_record
+from tracker._records.kinds import decode_record
+from tracker._records.summary import make_rule
 from tracker._rundir import LOG_NAME
 from tracker._runlog import read_records
 from tracker._server._sqlite import SQLiteStorage, open_sqlite
 from tracker._server._storage import RunKey, StartRequest, StartResult, Storage, StorageError
-from tracker._summary import make_rule
 
 pytestmark = pytest.mark.anyio  # on asyncio (conftest): the storage uses its executors
 

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker._encoding import decode_value, encode_value
 from tracker._errors import UsageError
-from tracker._reader import apply_to_summary
-from tracker._summary import Summary, make_rule
+from tracker._records.codec import decode_value, encode_value
+from tracker._records.fold import fold_records
+from tracker._records.state import RunState
+from tracker._records.summary import Summary, make_rule
 
 Op = tuple[str, Any]
 
@@ -20,8 +21,12 @@ Op = tuple[str, Any]
 def fold(ops: list[Op], summary: Summary | None = None) -> Summary:
     """Apply (kind, payload) records to a summary as the run-log reader does."""
     summary = Summary() if summary is None else summary
-    for kind, payload in ops:
-        apply_to_summary(summary, kind, payload, with_rules=True)
+    state = RunState(summary=summary)
+    records = [
+        [seq, kind, seq, 1.0, payload] if kind == "row" else [seq, kind, payload]
+        for seq, (kind, payload) in enumerate(ops)
+    ]
+    fold_records(state, records)
     return summary
 
 

@@ -15,19 +15,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tracker._encoding import restore_exact
-from tracker._io._retry import (
-    CONNECT_TIMEOUT_SECONDS,
-    REQUEST_TIMEOUT_SECONDS,
-    TransportError,
-    error_from_answer,
-    handshake_retrying,
-)
+from tracker._io._retry import CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS, handshake_retrying
+from tracker._wire.errors import TransportError, error_from_answer
+from tracker._wire.protocol import API_ROOT, START_PATH, read_answer
 
-__all__ = ["START_PATH", "handshake_now", "read_answer"]
-
-START_PATH = "runs/start"
-"""The handshake's API path, below `/api/v1/`."""
+__all__ = ["handshake_now"]
 _LEAST_SECONDS = 0.5  # a last attempt gets at least this long, even past the deadline
 
 
@@ -56,13 +48,6 @@ def handshake_now(
     raise AssertionError("tenacity re-raises the last error")
 
 
-def read_answer(body: bytes) -> dict[str, Any]:
-    """A handshake answer as a dict, its ``run`` decoded exactly."""
-    answer: dict[str, Any] = orjson.loads(body)
-    answer["run"] = restore_exact(answer.get("run") or [{}])
-    return answer
-
-
 def _post(
     base_url: str, api_key: str | None, path: str, body: dict[str, Any], most_seconds: float
 ) -> bytes:
@@ -79,7 +64,7 @@ def _post(
         connection.connect()
         if connection.sock is not None:
             connection.sock.settimeout(min(REQUEST_TIMEOUT_SECONDS, most_seconds))
-        target = f"{parts.path.rstrip('/')}/api/v1/{path}"
+        target = f"{parts.path.rstrip('/')}{API_ROOT}{path}"
         connection.request("POST", target, body=orjson.dumps(body), headers=headers)
         response = connection.getresponse()
         answer = response.read()

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tracker._io._handshake import START_PATH, read_answer
-from tracker._io._retry import TransportError, stream_retrying
+from tracker._io._retry import stream_retrying
 from tracker._io._thread import wait_event
-from tracker._names import run_path
 from tracker._runlog import FrameCursor, seq_range
+from tracker._wire.errors import TransportError
+from tracker._wire.protocol import START_PATH, handshake_body, read_answer, run_path
 
 if TYPE_CHECKING:
     import asyncio
@@ -63,7 +63,7 @@ class StreamTarget:
 
 
 async def handshake(client: ServerClient, body: dict[str, Any]) -> dict[str, Any]:
-    """POST a run handshake over the I/O loop's client (`tracker._io._handshake.read_answer`)."""
+    """POST a run handshake over the I/O loop's client."""
     return read_answer(await client.request("POST", START_PATH, json=body))
 
 
@@ -205,17 +205,14 @@ class Sender:
         if not self._handshake_done:
             answer = await handshake(
                 self.client,
-                {
-                    "protocol": 1,
-                    "entity": target.entity,
-                    "project": target.project,
-                    "run_id": target.run_id,
-                    "log_id": target.log_id,
-                    "mode": "continue",
-                    "fork_from": None,
-                    "rewind_to": None,
-                    "heartbeat_interval": target.heartbeat_interval,
-                },
+                handshake_body(
+                    entity=target.entity,
+                    project=target.project,
+                    run_id=target.run_id,
+                    log_id=target.log_id,
+                    mode="continue",
+                    heartbeat_interval=target.heartbeat_interval,
+                ),
             )
             self._reposition(int(answer["acked_seq"]))
         self._handshake_done = False  # every later connection re-learns the stored seq

@@ -15,13 +15,10 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-from tracker._io._retry import (
-    CONNECT_TIMEOUT_SECONDS,
-    REQUEST_TIMEOUT_SECONDS,
-    TransportError,
-    error_from_answer,
-    parse_retry_after,
-)
+from tracker._io._retry import CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS
+from tracker._wire.errors import TransportError, error_from_answer, parse_retry_after
+from tracker._wire.limits import MAX_BATCH_BYTES
+from tracker._wire.protocol import API_ROOT
 
 __all__ = ["BatchTransport", "HttpTransport", "ServerClient", "WebSocketTransport"]
 
@@ -48,7 +45,7 @@ class ServerClient:
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path."""
-        return f"{self.base_url}/api/v1/{path}"
+        return f"{self.base_url}{API_ROOT}{path}"
 
     async def request(
         self,
@@ -147,7 +144,7 @@ class WebSocketTransport:
                 self._url,
                 params={"log_id": self._log_id},
                 heartbeat=max(self._heartbeat, 1.0),
-                max_msg_size=16 * 2**20,
+                max_msg_size=MAX_BATCH_BYTES + 1,
                 compress=0,  # compressing big frames needs an executor, gone at exit
             )
         except aiohttp.WSServerHandshakeError as exc:

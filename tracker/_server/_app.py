@@ -12,11 +12,9 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 import time
 import weakref
 from collections.abc import AsyncIterator
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -24,63 +22,39 @@ import orjson
 from aiohttp import ClientPayloadError, WSCloseCode, WSMsgType, web
 
 import tracker
-from tracker._encoding import (
-    MAX_RECORD_BYTES,
-    ROW,
-    SUMMARY_DELETE,
-    encode_value,
-    restore_record,
-)
 from tracker._errors import UsageError
 from tracker._names import check_run_id
+from tracker._records.batch import BatchTooLarge, ParsedBatch, parse_batch
+from tracker._records.codec import encode_value
+from tracker._records.state import RecordError
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
 from tracker._server._dashboard import Dashboard, dashboard_auth
-from tracker._server._params import MAX_INT, MAX_PAGE, clip, int_query
+from tracker._server._params import clip, int_query
 from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
+from tracker._wire.limits import (
+    MAX_BATCH_BYTES,
+    MAX_FILE_BYTES,
+    MAX_FILE_NAME_CHARS,
+    MAX_HEARTBEAT_SECONDS,
+    MAX_JSON_BYTES,
+    MAX_PAGE,
+    MAX_STEP,
+)
+from tracker._wire.protocol import LOG_ID, MODES, PROTOCOL
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
 
-__all__ = [
-    "MAX_BATCH_BYTES",
-    "MAX_BATCH_RECORDS",
-    "MAX_FILE_BYTES",
-    "MAX_JSON_BYTES",
-    "PROTOCOL",
-    "ParsedBatch",
-    "build_app",
-    "check_file_name",
-    "error_response",
-    "parse_batch",
-]
+__all__ = ["build_app", "check_file_name", "error_response"]
 
-PROTOCOL: Final = 1
-MAX_BATCH_BYTES: Final = MAX_RECORD_BYTES  # a client's largest record fits a batch alone
 BODY_IDLE_SECONDS: Final = 15.0
-MAX_BATCH_RECORDS: Final = 100_000
-MAX_JSON_BYTES: Final = 1024 * 1024
-MAX_FILE_BYTES: Final = 512 * 1024 * 1024
-MAX_FILE_NAME: Final = 512
 WS_PING_SECONDS: Final = 10.0
 SWEEP_SECONDS: Final = 1.0
 
 _THREAD_PARSE_BYTES: Final = 1024 * 1024
 """Batches above this are decoded in a worker thread, so the event loop keeps serving."""
 _HISTORY_CHUNK: Final = 2000
-_MAX_HEARTBEAT: Final = 86_400.0
-_MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
-_LOG_ID: Final = re.compile(r"[0-9a-f]{32}\Z")
-_DICT_PAYLOADS: Final = frozenset({"run", "config", "summary", "metric", "file", "exit"})
 _HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-
-ParsedBatch = tuple[list[list[Any]], list[str]]
-"""A batch's records, and their lines as received."""
-
-_SEQ = itemgetter(0)
-_KIND = itemgetter(1)
-_STEP = itemgetter(2)
-_STAMP = itemgetter(3)
-_DATA = itemgetter(4)
 
 _logger = logging.getLogger(__name__)
 
@@ -125,101 +99,11 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     )
 
 
-def parse_batch(body: bytes) -> ParsedBatch:
-    """Decode a batch (JSON lines of run-log records) and check its shape; return the
-    records and their lines (the storage keeps rows as they were sent).
-
-    Raises:
-        ApiError: 400 ``bad_batch`` naming the first bad line; 413 ``too_large``.
-    """
-    if len(body) > MAX_BATCH_BYTES:
-        raise _too_large(f"the batch has {len(body)} bytes", MAX_BATCH_BYTES)
-    try:
-        text = body.decode()
-    except UnicodeDecodeError as exc:
-        line = body.count(b"\n", 0, exc.start) + 1
-        raise _bad_batch(f"line {line} is not UTF-8 text") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    if not lines:
-        raise _bad_batch("the batch holds no records; send JSON lines [seq, kind, ...]")
-    if len(lines) > MAX_BATCH_RECORDS:
-        raise ApiError(
-            413,
-            "too_large",
-            f"the batch holds {len(lines)} records; at most {MAX_BATCH_RECORDS} fit in one "
-            "batch: split it",
-        )
-    try:
-        records: list[Any] | None = list(map(orjson.loads, lines))
-    except orjson.JSONDecodeError:
-        records = None  # _checked_records names the line
-    if records is None or not _plain_rows(records):
-        records = _checked_records(lines, records)
-    return records, lines
-
-
-def _plain_rows(records: list[Any]) -> bool:
-    """Whether every record is a well-formed row without special values, numbered by one:
-    the usual batch, checked column by column at C speed instead of record by record."""
-    if set(map(type, records)) != {list} or set(map(len, records)) != {5}:
-        return False
-    seqs = list(map(_SEQ, records))
-    steps = list(map(_STEP, records))
-    stamps = list(map(_STAMP, records))
-    first = seqs[0]
-    return (
-        list(map(_KIND, records)).count(ROW) == len(records)  # kinds may be unhashable
-        and set(map(type, seqs)) == {int}
-        and first >= 0
-        and seqs[-1] <= MAX_INT
-        and seqs == list(range(first, first + len(seqs)))
-        and set(map(type, steps)) == {int}
-        and min(steps) >= 0
-        and max(steps) <= MAX_INT
-        and set(map(type, stamps)) == {float}
-        and all(map(math.isfinite, stamps))
-        and set(map(type, map(_DATA, records))) == {dict}
-    )
-
-
-def _checked_records(lines: list[str], parsed: list[Any] | None) -> list[list[Any]]:
-    """Restore and check the records one by one (``parsed`` if every line decoded),
-    raising the error that names the first bad line."""
-    records: list[list[Any]] = []
-    expected: int | None = None
-    for number, line in enumerate(lines, 1):
-        try:
-            record = restore_record(orjson.loads(line) if parsed is None else parsed[number - 1])
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-            raise _bad_batch(f"line {number} is not a tracker record ({clip(str(exc))})") from None
-        except (TypeError, KeyError, IndexError):
-            raise _bad_batch(
-                f"line {number} is not a tracker record (a JSON array [seq, kind, ...] with "
-                "a well-formed special-values list)"
-            ) from None
-        seq, kind = record[0], record[1]
-        if type(seq) is not int or not 0 <= seq <= MAX_INT:
-            raise _bad_batch(f"line {number}: the sequence number {clip(repr(seq))} is no int >= 0")
-        if expected is not None and seq != expected:
-            raise _bad_batch(
-                f"line {number}: sequence number {seq} follows {expected - 1}; sequence "
-                "numbers in a batch must increase by one"
-            )
-        if not isinstance(kind, str):
-            raise _bad_batch(f"line {number}: the record kind {clip(repr(kind))} is not a str")
-        _check_record(record, number)
-        expected = seq + 1
-        records.append(record)
-    return records
-
-
 def check_file_name(name: str) -> str:
     """Return ``name`` if it is a safe relative file path, else raise 400 ``bad_name``."""
     problem = None
-    if not name or len(name) > MAX_FILE_NAME:
-        problem = f"must have 1 to {MAX_FILE_NAME} characters"
+    if not name or len(name) > MAX_FILE_NAME_CHARS:
+        problem = f"must have 1 to {MAX_FILE_NAME_CHARS} characters"
     elif name.startswith("/"):
         problem = "starts with '/'; give a path relative to the run's files"
     elif "\\" in name or not name.isprintable():
@@ -229,27 +113,6 @@ def check_file_name(name: str) -> str:
     if problem is not None:
         raise ApiError(400, "bad_name", f"file name {clip(repr(name))} {problem}")
     return name
-
-
-def _check_record(record: list[Any], number: int) -> None:
-    """Refuse records of known kinds whose fields have the wrong types."""
-    kind = record[1]
-    if kind == ROW:
-        step, stamp, data = record[2], record[3], record[4]
-        if type(step) is not int or not 0 <= step <= MAX_INT:
-            raise _bad_batch(f"line {number}: the row's step {clip(repr(step))} is no int >= 0")
-        if not _is_real(stamp):
-            raise _bad_batch(f"line {number}: the row's time {clip(repr(stamp))} is no number")
-        if not isinstance(data, dict):
-            raise _bad_batch(f"line {number}: the row's data is a {type(data).__name__}, no dict")
-    elif kind in _DICT_PAYLOADS and not isinstance(record[2], dict):
-        raise _bad_batch(
-            f"line {number}: a {kind!r} record's payload is a {type(record[2]).__name__}, no dict"
-        )
-    elif kind == SUMMARY_DELETE and not (
-        isinstance(record[2], list) and all(isinstance(key, str) for key in record[2])
-    ):
-        raise _bad_batch(f"line {number}: a 'summary_delete' record's payload is no list of keys")
 
 
 def _is_real(value: object) -> bool:
@@ -375,7 +238,7 @@ def _name(value: object, what: str) -> str:
 
 
 def _log_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _LOG_ID.match(value):
+    if not isinstance(value, str) or not LOG_ID.match(value):
         raise ApiError(
             400,
             "bad_request",
@@ -513,9 +376,9 @@ class _Api:
         project = _name(_field(body, "project"), "project")
         key = RunKey(entity, project, _name(_field(body, "run_id"), "run_id"))
         mode = _field(body, "mode")
-        if mode not in _MODES:
+        if mode not in MODES:
             raise ApiError(
-                400, "bad_request", f"mode={clip(repr(mode))} is not one of {', '.join(_MODES)}"
+                400, "bad_request", f"mode={clip(repr(mode))} is not one of {', '.join(MODES)}"
             )
         request_ = StartRequest(
             key=key,
@@ -706,7 +569,7 @@ class _Api:
         # the storage accepts only the orders it knows; it refuses others with bad_order
         order = request.query.get("order") or "-created_at"
         limit = int_query(request, "limit", 100, 1, MAX_PAGE)
-        offset = int_query(request, "offset", 0, 0, MAX_INT)
+        offset = int_query(request, "offset", 0, 0, MAX_STEP)
         documents, total = await self._storage.list_runs(
             entity, project, filters, order, limit, offset
         )
@@ -755,8 +618,8 @@ class _Api:
         text = request.query.get("keys")
         # "keys=" (empty) keeps no key, as StoredRun.history(keys=[]) does
         keys = None if text is None else [part for part in text.split(",") if part]
-        min_step = int_query(request, "min_step", None, -MAX_INT, MAX_INT)
-        max_step = int_query(request, "max_step", None, -MAX_INT, MAX_INT)
+        min_step = int_query(request, "min_step", None, -MAX_STEP, MAX_STEP)
+        max_step = int_query(request, "max_step", None, -MAX_STEP, MAX_STEP)
         samples = int_query(request, "samples", None, 1, 10_000_000)
         rows = await self._storage.history(key, keys, min_step, max_step, samples)
         chunks = range(0, len(rows), _HISTORY_CHUNK)
@@ -775,9 +638,15 @@ class _Api:
 
 
 async def _parse(body: bytes) -> ParsedBatch:
-    if len(body) > _THREAD_PARSE_BYTES:
-        return await asyncio.to_thread(parse_batch, body)
-    return parse_batch(body)
+    """Decode and check a batch (in a worker thread when big); refusals as API errors."""
+    try:
+        if len(body) > _THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(parse_batch, body)
+        return parse_batch(body)
+    except RecordError as exc:
+        raise _bad_batch(str(exc)) from None
+    except BatchTooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from None
 
 
 async def _settle(task: asyncio.Task[None] | None) -> None:
@@ -834,7 +703,7 @@ def _rewind_to(value: object, mode: str) -> int | None:
 
 
 def _step(value: object, what: str) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_INT:
+    if type(value) is not int or not 0 <= value <= MAX_STEP:
         raise ApiError(400, "bad_request", f"{what}={clip(repr(value))} must be an int >= 0")
     return value
 
@@ -842,11 +711,11 @@ def _step(value: object, what: str) -> int:
 def _heartbeat_interval(value: object) -> float:
     if value is None:
         return 10.0
-    if not _is_real(value) or not 0 < value <= _MAX_HEARTBEAT:  # type: ignore[operator]
+    if not _is_real(value) or not 0 < value <= MAX_HEARTBEAT_SECONDS:  # type: ignore[operator]
         raise ApiError(
             400,
             "bad_request",
             f"heartbeat_interval={clip(repr(value))} must be seconds, a number in "
-            f"(0, {_MAX_HEARTBEAT:.0f}]",
+            f"(0, {MAX_HEARTBEAT_SECONDS:.0f}]",
         )
     return float(value)  # type: ignore[arg-type]

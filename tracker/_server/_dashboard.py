@@ -20,13 +20,14 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tracker._encoding import encode_value
 from tracker._errors import UsageError
 from tracker._names import check_run_id
+from tracker._records.codec import encode_value
 from tracker._server._auth import ApiError
 from tracker._server._pages import PAGE_ROUTES, Pages
-from tracker._server._params import MAX_INT, MAX_PAGE, int_query
+from tracker._server._params import int_query
 from tracker._server._storage import RunKey, Storage, StorageError
+from tracker._wire.limits import MAX_PAGE, MAX_STEP
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler, Middleware
@@ -105,7 +106,7 @@ class Dashboard:
         sort = _json_query(request, "sort", ["created_at"], list, '["summary", "loss"]')
         descending = request.query.get("desc", "1") != "0"
         limit = int_query(request, "limit", 100, 1, MAX_PAGE)
-        offset = int_query(request, "offset", 0, 0, MAX_INT)
+        offset = int_query(request, "offset", 0, 0, MAX_STEP)
         documents, total = await self._storage.list_runs_sorted(
             entity, project, filters, sort, descending, limit, offset
         )
@@ -121,7 +122,7 @@ class Dashboard:
         key = RunKey(entity, project, _name(request.match_info["run_id"], "run_id"))
         text = request.query.get("keys")
         keys = None if text is None else [part for part in text.split(",") if part]
-        min_step = int_query(request, "min_step", None, -MAX_INT, MAX_INT)
+        min_step = int_query(request, "min_step", None, -MAX_STEP, MAX_STEP)
         samples = int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
         answer = await self._storage.chart_series(key, keys, min_step, samples)
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
@@ -245,7 +246,7 @@ def _steps(text: str | None, count: int) -> list[int]:
         steps = [int(part) for part in parts if len(part) <= 20]
     except ValueError:
         steps = []
-    if len(steps) != count or len(parts) != count or not all(-1 <= s <= MAX_INT for s in steps):
+    if len(steps) != count or len(parts) != count or not all(-1 <= s <= MAX_STEP for s in steps):
         raise ApiError(
             400,
             "bad_request",

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
-from tracker._encoding import MAX_STEP
 from tracker._server._auth import ApiError
 
-__all__ = ["MAX_INT", "MAX_PAGE", "clip", "int_query"]
-
-MAX_PAGE: Final = 1000
-"""The most runs one page of a runs listing holds."""
-MAX_INT: Final = MAX_STEP
-"""The largest integer a query parameter (a step, an offset) may hold: a signed 64-bit one."""
+__all__ = ["clip", "int_query"]
 
 
 def clip(text: str, limit: int = 120) -> str:

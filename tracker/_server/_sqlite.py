@@ -9,7 +9,7 @@ thread copies the WAL into the database file (the only step that fsyncs under
 
 The data model is portable to PostgreSQL (TEXT, BIGINT, DOUBLE PRECISION, BLOB ->
 bytea; ``runs.pk`` becomes an identity column); user values are stored exactly
-encoded (`tracker._encoding.encode_value`) as JSON text. A few queries use SQLite's
+encoded (`tracker._records.codec.encode_value`) as JSON text. A few queries use SQLite's
 own functions (``json_each`` on tags, ``instr``); the PostgreSQL backend has its own
 SQL, and shares the pure-Python fold and sampling of `tracker._server._fold`.
 
@@ -42,11 +42,16 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from tracker._encoding import ROW, decode_value, encode_value
 from tracker._errors import UsageError
-from tracker._server import _fold
+from tracker._records import sampler
+from tracker._records.codec import decode_value, encode_value
+from tracker._records.fold import fold_records
+from tracker._records.kinds import ROW
+from tracker._records.state import RecordError, Rows, RunState
+from tracker._records.summary import Summary
+from tracker._server import _series
 from tracker._server._storage import RunKey, StartRequest, StartResult, StorageError
-from tracker._summary import Summary
+from tracker._wire.limits import MAX_STEP
 
 __all__ = ["SQLiteStorage", "open_sqlite"]
 
@@ -147,7 +152,7 @@ MIGRATIONS: Final = (
         created_at DOUBLE PRECISION NOT NULL
     )
     """,
-    # each series chunk's block extremes (`_fold.Chunk`); chunks stored before have none,
+    # each series chunk's block extremes (`_series.Chunk`); chunks stored before have none,
     # and are summarized when read
     "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
 )
@@ -501,7 +506,8 @@ class SQLiteStorage:
         """History rows in step order: ``{"_step", "_timestamp", "_runtime", **data}``, or with
         ``keys`` ``{"_step", **those keys}`` for rows holding one of them.
 
-        ``samples=N``: at most about N rows, extremes kept (see `_fold.sample_steps`).
+        ``samples=N``: at most about N rows, extremes kept
+        (`tracker._records.sampler.sample_steps`).
 
         Raises:
             StorageError: 400 bad_request for bad arguments, 404 run_not_found.
@@ -520,7 +526,7 @@ class SQLiteStorage:
                 400, "bad_request", f"samples {samples!r} is not an integer >= 1; pass e.g. 1000"
             )
         low = _LOWEST if min_step is None else max(min_step, _LOWEST)
-        high = _fold.MAX_STEP if max_step is None else min(max_step, _fold.MAX_STEP)
+        high = MAX_STEP if max_step is None else min(max_step, MAX_STEP)
         return await self._read(partial(_history, key, keys, low, high, samples))
 
     # -- files ---------------------------------------------------------------------------
@@ -740,7 +746,7 @@ def _upsert_rows(
         conn.execute(_upsert_rows_sql((len(values) - full) // 5), values[full:])
 
 
-def _checked_texts(rows: _fold.Rows) -> list[str]:
+def _checked_texts(rows: Rows) -> list[str]:
     """The rows' texts as received, refusing (400) a row nested deeper than the exact
     encoding allows, as encoding it again would: reads would fail on it. Only rows with
     enough brackets to be that deep are encoded to check."""
@@ -810,12 +816,12 @@ def _document(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _fold_of(row: sqlite3.Row, rows_only: bool = False) -> _fold.RunFold:
+def _fold_of(row: sqlite3.Row, rows_only: bool = False) -> RunState:
     """The fold state of a ``runs`` row. With ``rows_only`` (for a batch of rows alone) the
     fields rows never change (names, tags, config, metadata) stay at their defaults,
     unread, and `_store_fold` with ``rows_only`` leaves them alone: a big config costs
     nothing per batch."""
-    run = _fold.RunFold(
+    run = RunState(
         summary=Summary.from_state(decode_value(row["summary_state"])),
         state=row["state"],
         exit_code=row["exit_code"],
@@ -836,7 +842,7 @@ def _fold_of(row: sqlite3.Row, rows_only: bool = False) -> _fold.RunFold:
 
 
 def _store_fold(
-    conn: sqlite3.Connection, pk: int, run: _fold.RunFold, now: float, rows_only: bool = False
+    conn: sqlite3.Connection, pk: int, run: RunState, now: float, rows_only: bool = False
 ) -> None:
     """Write a fold back (with ``rows_only``, only what rows change; see `_fold_of`)."""
     summary = _encode(run.summary.as_dict(), "summary")
@@ -965,7 +971,7 @@ def _start(request: StartRequest, conn: sqlite3.Connection) -> StartResult:
 
 
 def _check_step(step: Any, what: str) -> int:
-    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= _fold.MAX_STEP:
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
         raise StorageError(400, "bad_step", f"{what} {step!r} is not a step (an integer >= 0)")
     return step
 
@@ -1142,13 +1148,16 @@ def _ingest(
     if run.state == "crashed":
         run.state = "running"  # records mean the client is alive after all
     prior_last = run.last_step
-    rows = _fold.fold_batch(run, fresh, None if lines is None else lines[skip:])
+    try:
+        rows = fold_records(run, fresh, None if lines is None else lines[skip:])
+    except RecordError as exc:
+        raise StorageError(400, "bad_batch", str(exc)) from None
     if rows.steps:
         texts = _checked_texts(rows) if lines is not None else _encode_rows(rows.steps, rows.datas)
         _upsert_rows(conn, pk, rows.steps, rows.stamps, rows.runtimes, texts)
-        steps, datas, dirty = _fold.split_appendable(rows.steps, rows.datas, prior_last)
+        steps, datas, dirty = _series.split_appendable(rows.steps, rows.datas, prior_last)
         if steps:
-            _append_series(conn, pk, _fold.series_of(steps, datas))
+            _append_series(conn, pk, sampler.series_of(steps, datas))
         if dirty is not None:
             _rebuild_series(conn, pk, *dirty)
     acked = int(fresh[-1][0])
@@ -1166,7 +1175,7 @@ def _append_series(
 ) -> None:
     """Append entries (above every stored step) to each key's open chunk, then new chunks:
     three statements per batch whatever the number of keys."""
-    last_chunks: dict[str, _fold.Chunk] = {
+    last_chunks: dict[str, _series.Chunk] = {
         key: tuple(chunk)
         for key, *chunk in conn.execute(_LAST_CHUNKS, (orjson.dumps(list(columns)).decode(), pk))
     }
@@ -1175,9 +1184,9 @@ def _append_series(
     for key, (steps, values) in columns.items():
         start = 0
         last = last_chunks.get(key)
-        if last is not None and len(last[3]) // 8 < _fold.OPEN_CHUNK:
-            start = _fold.OPEN_CHUNK - len(last[3]) // 8
-            _, last_step, steps_blob, values_blob, extremes = _fold.extend_chunk(
+        if last is not None and len(last[3]) // 8 < _series.OPEN_CHUNK:
+            start = _series.OPEN_CHUNK - len(last[3]) // 8
+            _, last_step, steps_blob, values_blob, extremes = _series.extend_chunk(
                 last, steps[:start], values[:start]
             )
             updates.append((last_step, steps_blob, values_blob, extremes, pk, key, last[0]))
@@ -1194,7 +1203,7 @@ def _chunk_rows(
     pk: int, key: str, steps: array[int], values: array[float]
 ) -> list[tuple[Any, ...]]:
     """`_INSERT_CHUNK` parameters storing a key's entries as new chunks."""
-    return [(pk, key, *chunk) for chunk in _fold.chunks(steps, values, _fold.MAX_CHUNK)]
+    return [(pk, key, *chunk) for chunk in _series.chunks(steps, values, _series.MAX_CHUNK)]
 
 
 def _rebuild_series(conn: sqlite3.Connection, pk: int, low: int, high: int) -> None:
@@ -1222,9 +1231,9 @@ def _rebuild_series(conn: sqlite3.Connection, pk: int, low: int, high: int) -> N
     ):
         steps.append(step)
         datas.append(decode_value(data))
-    for key, (key_steps, values) in _fold.series_of(steps, datas).items():
+    for key, (key_steps, values) in sampler.series_of(steps, datas).items():
         first, last = spans.get(key, (low, high))
-        kept_steps, kept_values = _fold.clip(key_steps, values, min(first, low), max(last, high))
+        kept_steps, kept_values = sampler.clip(key_steps, values, min(first, low), max(last, high))
         conn.executemany(_INSERT_CHUNK, _chunk_rows(pk, key, kept_steps, kept_values))
 
 
@@ -1440,8 +1449,8 @@ def _history(
     else:
         wanted = list(dict.fromkeys(keys))
     series = [_load_series(conn, pk, name, low, high) for name in wanted]
-    union = _fold.union_steps([one.steps for one in series])
-    steps = _fold.sample_steps(union, series, samples)
+    union = sampler.union_steps([one.steps for one in series])
+    steps = sampler.sample_steps(union, series, samples)
     rows = _rows_by(
         conn,
         "SELECT step, ts, runtime, data FROM history WHERE run_pk = ? AND step IN ({})",
@@ -1452,13 +1461,15 @@ def _history(
     return _shape(rows, keys)
 
 
-def _load_series(conn: sqlite3.Connection, pk: int, key: str, low: int, high: int) -> _fold.Series:
+def _load_series(
+    conn: sqlite3.Connection, pk: int, key: str, low: int, high: int
+) -> sampler.Series:
     stored = conn.execute(
         "SELECT first_step, last_step, steps, vals, extremes FROM series "
         "WHERE run_pk = ? AND key = ? AND last_step >= ? AND first_step <= ? ORDER BY first_step",
         (pk, key, low, high),
     ).fetchall()
-    return _fold.unpack_series([tuple(chunk) for chunk in stored]).clip(low, high)
+    return _series.unpack_series([tuple(chunk) for chunk in stored]).clip(low, high)
 
 
 def _shape(rows: Any, keys: list[str] | None) -> list[dict[str, Any]]:
@@ -1570,10 +1581,10 @@ def _chart_series(
         names = list(dict.fromkeys(keys))
     picked: dict[str, tuple[list[int], list[float]]] = {}
     for name in names:
-        loaded = _load_series(conn, pk, name, low, _fold.MAX_STEP)
+        loaded = _load_series(conn, pk, name, low, MAX_STEP)
         steps, values = loaded.steps, loaded.values
         if len(steps) > samples:
-            chosen = _fold.sample_steps(steps, [loaded], samples)
+            chosen = sampler.sample_steps(steps, [loaded], samples)
             kept = [values[bisect_left(steps, step)] for step in chosen]
         else:
             chosen, kept = list(steps), values.tolist()

@@ -83,7 +83,7 @@ class Storage(Protocol):
         """Apply decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in one
         transaction, skipping those with seq <= the log's stored seq; return the new stored seq.
         ``lines``, the records' JSON lines as received, lets rows be stored as they came
-        (`tracker._encoding.row_data_texts`) instead of encoded again.
+        (`tracker._records.kinds.row_data_texts`) instead of encoded again.
 
         Raises:
             StorageError: 404 run_not_found (no handshake), 409 seq_gap (with ``acked_seq``).

@@ -452,6 +452,16 @@ class Summary:
             self._explicit.pop(key, None)
             self._stats.pop(key, None)
 
+    def assume(self, other: Summary) -> None:
+        """Continue ``other``'s fold from where it stands (last values, explicit sets,
+        aggregates, rules), keeping this summary's callbacks: a resumed run goes on from
+        the stored summary."""
+        copy = Summary.from_state(other.to_state())
+        for name in ("_last", "_explicit", "_stats", "_rules", "_rule_cache", "_tracked"):
+            setattr(self, name, getattr(copy, name))
+        self._shaping = copy._shaping
+        self.observe = self._observe_shaped if self._shaping else self._last.update
+
     def to_state(self) -> dict[str, Any]:
         """The whole fold state as plain data (last values, explicit sets, aggregates, rules),
         so a server can store it and continue the fold later with `from_state`."""

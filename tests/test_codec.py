@@ -1,4 +1,4 @@
-"""Tests for exact encoding (tracker._encoding) and the public round trip: every value
+"""Tests for exact encoding (tracker._records.codec) and the public round trip: every value
 read back equals what was logged; bad values are refused with a precise message; a
 torn run log keeps every complete frame."""
 
@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tracker
-from tracker._encoding import decode_record, default, encode_record, encode_value
+from tracker._records.codec import default, encode_record, encode_value
+from tracker._records.kinds import decode_record
 
 HEAD = (0, "row", 0, 1.0)
 META = ("_step", "_timestamp", "_runtime")

@@ -1,4 +1,4 @@
-"""Encoding of logged values: orjson, once, on the caller's thread, with an exact round trip.
+"""The exact encoding of values: orjson, once, on the caller's thread, with an exact round trip.
 
 orjson writes NaN and ±inf as ``null`` and refuses ints beyond 64 bits. A record
 holding such values keeps ``null`` (or the int's decimal string) in place and
@@ -10,59 +10,24 @@ numpy and torch values are converted to Python numbers and lists.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 
 from tracker._errors import UsageError
+from tracker._wire.limits import MAX_RECORD_BYTES
 
 __all__ = [
-    "CONFIG",
-    "EXIT",
-    "FILE",
-    "MAX_RECORD_BYTES",
-    "MAX_STEP",
-    "METRIC",
-    "ROW",
-    "RUN",
-    "SUMMARY_DELETE",
-    "SUMMARY_SET",
     "check_size",
-    "decode_record",
     "decode_value",
     "default",
     "encode_exact",
     "encode_record",
     "encode_value",
-    "payload_index",
     "restore_exact",
-    "restore_record",
-    "row_data_texts",
+    "restore_payload",
 ]
-
-MAX_RECORD_BYTES: Final = 16 * 2**20
-"""The largest encoded record: one must fit a batch on its own (the server's batch limit)."""
-MAX_STEP: Final = 2**63 - 1
-"""The largest step (a signed 64-bit integer, as databases store it)."""
-
-# Record kinds. Every record is ``[seq, kind, ..., payload, specials?]``; see docs/run-log.md.
-ROW: Final = "row"
-"""A history row: ``[seq, "row", step, timestamp, data]``."""
-RUN: Final = "run"
-"""Run metadata; a record with ``start_time`` opens a session (the run started or resumed)."""
-CONFIG: Final = "config"
-"""Config keys that changed, with their new values."""
-SUMMARY_SET: Final = "summary"
-"""Summary keys set explicitly."""
-SUMMARY_DELETE: Final = "summary_delete"
-"""Summary keys deleted explicitly (a list)."""
-METRIC: Final = "metric"
-"""A `define_metric` rule."""
-FILE: Final = "file"
-"""A file stored with the run, under ``files/``."""
-EXIT: Final = "exit"
-"""The end of a session: state, exit code, end time."""
 
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 # orjson refuses a 255th nested container; a payload sits inside the record array, so
@@ -89,11 +54,6 @@ def default(value: Any) -> Any:
         tensor = value.detach().cpu()
         return tensor.item() if tensor.dim() == 0 else tensor.tolist()
     raise TypeError(type(value).__qualname__)
-
-
-def payload_index(kind: str) -> int:
-    """Position of the payload in a record of this kind (the sidecar follows it)."""
-    return 4 if kind == ROW else 2
 
 
 def encode_record(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
@@ -152,41 +112,15 @@ def restore_exact(wrapped: Any) -> Any:
     """The value of an already parsed exact encoding ``[value]`` or ``[value, specials]``."""
     if not isinstance(wrapped, list) or len(wrapped) not in (1, 2):
         raise ValueError("not an exactly encoded value")
-    return _restore(wrapped[0], wrapped[1]) if len(wrapped) == 2 else wrapped[0]
+    return restore_payload(wrapped[0], wrapped[1]) if len(wrapped) == 2 else wrapped[0]
 
 
-def decode_record(line: bytes | memoryview | str) -> list[Any]:
-    """Decode one record line and restore its special values; the sidecar is removed."""
-    return restore_record(orjson.loads(line))
-
-
-def restore_record(record: Any) -> list[Any]:
-    """A parsed record line with its special values restored and its sidecar removed.
+def restore_payload(payload: Any, specials: list[list[Any]]) -> Any:
+    """``payload`` with the special values its sidecar lists put back in place.
 
     Raises:
-        ValueError: ``record`` is not a tracker record.
-        TypeError, KeyError, IndexError: its sidecar is malformed.
+        TypeError, KeyError, IndexError, ValueError: the sidecar is malformed.
     """
-    if not isinstance(record, list) or len(record) < 2 or not isinstance(record[0], int):
-        raise ValueError("not a tracker record")
-    index = payload_index(record[1]) if isinstance(record[1], str) else 2
-    if len(record) == index + 2:
-        record[index] = _restore(record[index], record.pop())
-    elif len(record) != index + 1:
-        raise ValueError(f"a {record[1]!r} record has {len(record)} fields")
-    return record
-
-
-def row_data_texts(lines: Iterable[str]) -> list[str]:
-    """The exact encodings (`encode_value`) of row records' data, cut from the records'
-    lines: ``[seq,"row",step,ts,DATA]`` gives ``[DATA]``, and with a sidecar
-    ``[seq,"row",step,ts,DATA,SPECIALS]`` gives ``[DATA,SPECIALS]`` (sidecar paths are
-    relative to the payload in both). Only for lines that decode to row records with a
-    dict as data: no ``{`` comes before the data's."""
-    return ["[" + line[line.index("{") :] for line in lines]
-
-
-def _restore(payload: Any, specials: list[list[Any]]) -> Any:
     for path, kind in specials:
         value: Any = _SPECIAL_FLOATS[kind] if kind in _SPECIAL_FLOATS else int(_get(payload, path))
         if not path:

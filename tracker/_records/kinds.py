@@ -1,0 +1,305 @@
+"""Every record kind, defined once: its name, its fields, its check and how it folds.
+
+A record is ``[seq, kind, *head, payload]``, or ``[seq, kind, *head, payload, specials]``
+when the payload holds NaN, ±inf or big ints (`tracker._records.codec`). Adding a kind is
+one `RecordKind` in `KINDS` plus the code that emits it: readers and every server backend
+fold records through this table (`tracker._records.fold`), and skip kinds they do not
+know, so older readers keep working. docs/run-log.md describes each kind.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from tracker._errors import UsageError
+from tracker._records.codec import restore_payload
+from tracker._records.state import RecordError, RunState
+from tracker._records.summary import MetricRule
+from tracker._wire.limits import MAX_STEP
+
+__all__ = [
+    "CONFIG",
+    "EXIT",
+    "EXIT_STATES",
+    "FILE",
+    "KINDS",
+    "METRIC",
+    "ROW",
+    "RUN",
+    "SUMMARY_DELETE",
+    "SUMMARY_SET",
+    "RecordKind",
+    "apply_record",
+    "check_record",
+    "decode_record",
+    "is_finite_number",
+    "payload_index",
+    "restore_record",
+    "row_data_texts",
+]
+
+Record = Sequence[Any]
+
+EXIT_STATES: Final = frozenset({"finished", "failed", "killed", "crashed"})
+"""The states an ``exit`` record may set."""
+
+_INT64 = range(-(2**63), 2**63)
+_FLOAT_MAX: Final = int(sys.float_info.max)
+_TEXT_FIELDS: Final = ("name", "group", "job_type", "notes")
+_NUMBER_FIELDS: Final = ("start_time", "runtime_offset", "created_at")
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """One kind of record: ``[seq, name, *head, payload]``.
+
+    ``check`` raises `RecordError` saying what is wrong with a record of this kind;
+    ``apply`` folds a checked record into a `RunState`.
+    """
+
+    name: str
+    head: tuple[str, ...]
+    payload: str
+    """What the payload is, in words (for messages and docs)."""
+    check: Callable[[Record], None]
+    apply: Callable[[RunState, Record], None]
+
+    @property
+    def payload_index(self) -> int:
+        """Where the payload sits in a record of this kind."""
+        return 2 + len(self.head)
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is an int or float and finite (an int beyond the floats is not)."""
+    if type(value) is int:
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return type(value) is float and math.isfinite(value)
+
+
+def _dict_payload(what: str) -> Callable[[Record], None]:
+    def check(record: Record) -> None:
+        if type(record[2]) is not dict:
+            raise RecordError(f"the payload is not a dict (a JSON object) of {what}")
+
+    return check
+
+
+def _check_row(record: Record) -> None:
+    step, stamp, data = record[2], record[3], record[4]
+    if type(step) is not int or not 0 <= step <= MAX_STEP:
+        raise RecordError(f"step {step!r:.60} is not an integer from 0 to 2**63-1")
+    if not is_finite_number(stamp):
+        raise RecordError(f"timestamp {stamp!r:.60} is not a finite number")
+    if type(data) is not dict:
+        raise RecordError(f"data is a {type(data).__name__}, not a dict (a JSON object)")
+
+
+def _apply_row(state: RunState, record: Record) -> None:
+    """One row (the fold takes runs of rows column by column: `tracker._records.fold`)."""
+    step, stamp, data = record[2], float(record[3]), record[4]
+    state.summary.observe(data)
+    state.last_step = max(state.last_step, step)
+    state.runtime = state.runtime_offset + stamp - state.session_start
+
+
+def _check_run(record: Record) -> None:
+    payload = record[2]
+    if type(payload) is not dict:
+        raise RecordError("the payload is not a dict (a JSON object) of run metadata")
+    for name in _TEXT_FIELDS:
+        if payload.get(name) is not None and type(payload[name]) is not str:
+            raise RecordError(f"{name} {payload[name]!r:.60} is not a string or null")
+    if "tags" in payload:
+        tags = payload["tags"]
+        if type(tags) is not list or not all(type(tag) is str for tag in tags):
+            raise RecordError(f"tags {tags!r:.100} is not a list of strings")
+    for name in _NUMBER_FIELDS:
+        if name in payload and not is_finite_number(payload[name]):
+            raise RecordError(f"{name} {payload[name]!r:.60} is not a finite number")
+
+
+def _apply_run(state: RunState, record: Record) -> None:
+    """Merge run metadata; a payload with ``start_time`` opens a session (started or resumed)."""
+    rest = dict(record[2])
+    for name in _TEXT_FIELDS:
+        if name in rest:
+            setattr(state, name, rest.pop(name))
+    if "tags" in rest:
+        state.tags = list(rest.pop("tags"))
+    if "created_at" in rest:
+        state.created_at = float(rest.pop("created_at"))
+    if "start_time" in rest:
+        state.session_start = float(rest["start_time"])
+        state.runtime_offset = float(rest.get("runtime_offset", 0.0))
+        state.state, state.exit_code, state.end_time = "running", None, None
+    state.metadata.update(rest)
+
+
+def _apply_config(state: RunState, record: Record) -> None:
+    state.config.update(record[2])
+
+
+def _apply_summary_set(state: RunState, record: Record) -> None:
+    state.summary.apply_set(record[2])
+
+
+def _check_summary_delete(record: Record) -> None:
+    payload = record[2]
+    if type(payload) is not list or not all(type(key) is str for key in payload):
+        raise RecordError("the payload is not a list of summary keys")
+
+
+def _apply_summary_delete(state: RunState, record: Record) -> None:
+    state.summary.apply_delete(record[2])
+
+
+def _check_metric(record: Record) -> None:
+    try:
+        MetricRule.from_record(record[2])
+    except UsageError as exc:
+        raise RecordError(str(exc)) from None
+
+
+def _apply_metric(state: RunState, record: Record) -> None:
+    state.summary.define(MetricRule.from_record(record[2]))
+
+
+def _check_file(record: Record) -> None:
+    payload = record[2]
+    if type(payload) is not dict or type(payload.get("name")) is not str:
+        raise RecordError("the payload is not a dict (a JSON object) with the file name")
+
+
+def _apply_file(state: RunState, record: Record) -> None:
+    state.files[record[2]["name"]] = record[2]
+
+
+def _check_exit(record: Record) -> None:
+    payload = record[2]
+    if type(payload) is not dict:
+        raise RecordError("the payload is not a dict (a JSON object)")
+    state = payload.get("state")
+    if not isinstance(state, str) or state not in EXIT_STATES:
+        raise RecordError(f"state {state!r:.60} is not one of {', '.join(sorted(EXIT_STATES))}")
+    code = payload.get("exit_code")
+    if code is not None and (type(code) is not int or code not in _INT64):
+        raise RecordError(f"exit_code {code!r:.60} is not a 64-bit integer or null")
+    end = payload.get("end_time")
+    if end is not None and not is_finite_number(end):
+        raise RecordError(f"end_time {end!r:.60} is not a finite number or null")
+    if "runtime" in payload and not is_finite_number(payload["runtime"]):
+        raise RecordError(f"runtime {payload['runtime']!r:.60} is not a finite number")
+
+
+def _apply_exit(state: RunState, record: Record) -> None:
+    payload = record[2]
+    end = payload.get("end_time")
+    state.state, state.exit_code = payload["state"], payload.get("exit_code")
+    state.end_time = None if end is None else float(end)
+    state.runtime = float(payload.get("runtime", state.runtime))
+
+
+ROW: Final = "row"
+RUN: Final = "run"
+CONFIG: Final = "config"
+SUMMARY_SET: Final = "summary"
+SUMMARY_DELETE: Final = "summary_delete"
+METRIC: Final = "metric"
+FILE: Final = "file"
+EXIT: Final = "exit"
+
+KINDS: Final[dict[str, RecordKind]] = {
+    kind.name: kind
+    for kind in (
+        RecordKind(ROW, ("step", "timestamp"), "the logged dict", _check_row, _apply_row),
+        RecordKind(RUN, (), "run metadata; with start_time, a session", _check_run, _apply_run),
+        RecordKind(CONFIG, (), "changed config keys", _dict_payload("config keys"), _apply_config),
+        RecordKind(
+            SUMMARY_SET,
+            (),
+            "summary keys set explicitly",
+            _dict_payload("summary keys"),
+            _apply_summary_set,
+        ),
+        RecordKind(
+            SUMMARY_DELETE,
+            (),
+            "summary keys deleted",
+            _check_summary_delete,
+            _apply_summary_delete,
+        ),
+        RecordKind(METRIC, (), "a define_metric rule", _check_metric, _apply_metric),
+        RecordKind(FILE, (), "a file stored with the run", _check_file, _apply_file),
+        RecordKind(EXIT, (), "the end of a session", _check_exit, _apply_exit),
+    )
+}
+"""The record kinds this version knows, by name."""
+
+
+def payload_index(kind: str) -> int:
+    """Position of the payload in a record of this kind (2 for kinds this version lacks)."""
+    known = KINDS.get(kind)
+    return 2 if known is None else known.payload_index
+
+
+def check_record(record: Record) -> None:
+    """Check a record of a known kind (unknown kinds pass: newer clients add some).
+
+    Raises:
+        RecordError: the kind is not a string, or the record is not what its kind defines.
+    """
+    kind = record[1]
+    if not isinstance(kind, str):
+        raise RecordError(f"the record kind {kind!r:.60} is not a string")
+    known = KINDS.get(kind)
+    if known is None:
+        return
+    if len(record) != known.payload_index + 1:
+        fields = ", ".join(("seq", repr(kind), *known.head, "payload"))
+        raise RecordError(f"a {kind!r} record is [{fields}]")
+    known.check(record)
+
+
+def apply_record(state: RunState, record: Record) -> None:
+    """Fold one checked record into ``state``; kinds this version does not know are skipped."""
+    known = KINDS.get(record[1])
+    if known is not None:
+        known.apply(state, record)
+
+
+def decode_record(line: bytes | memoryview | str) -> list[Any]:
+    """Decode one record line and restore its special values; the sidecar is removed."""
+    return restore_record(orjson.loads(line))
+
+
+def restore_record(record: Any) -> list[Any]:
+    """A parsed record line with its special values restored and its sidecar removed.
+
+    Raises:
+        ValueError: ``record`` is not a tracker record.
+        TypeError, KeyError, IndexError: its sidecar is malformed.
+    """
+    if not isinstance(record, list) or len(record) < 2 or not isinstance(record[0], int):
+        raise ValueError("not a tracker record")
+    index = payload_index(record[1]) if isinstance(record[1], str) else 2
+    if len(record) == index + 2:
+        record[index] = restore_payload(record[index], record.pop())
+    elif len(record) != index + 1:
+        raise ValueError(f"a {record[1]!r} record has {len(record)} fields")
+    return record
+
+
+def row_data_texts(lines: Iterable[str]) -> list[str]:
+    """The exact encodings (`encode_value`) of row records' data, cut from the records'
+    lines: ``[seq,"row",step,ts,DATA]`` gives ``[DATA]``, and with a sidecar
+    ``[seq,"row",step,ts,DATA,SPECIALS]`` gives ``[DATA,SPECIALS]`` (sidecar paths are
+    relative to the payload in both). Only for lines that decode to row records with a
+    dict as data: no ``{`` comes before the data's."""
+    return ["[" + line[line.index("{") :] for line in lines]
