@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tracker._io._thread import io_thread, reset_after_fork
+from tracker._lifecycle import exit_state
 
 if TYPE_CHECKING:
     from tracker._run import Run
@@ -33,10 +34,12 @@ _FORK_WAIT_SECONDS = 5.0
 
 
 def remember(run: Run, *, current: bool) -> None:
-    """Track a new live run, finished at exit unless finished before."""
+    """Track a new live run, finished at exit unless finished before; its `finish()`
+    forgets it."""
     global _current
     install()
     _live[id(run)] = run
+    run._on_finish.insert(0, lambda: forget(run))
     if current:
         _current = run
 
@@ -94,8 +97,6 @@ def install() -> None:
 
 
 def _finish_at_exit() -> None:
-    from tracker._run import exit_state
-
     if _uncaught is not None:
         state, code = exit_state(_uncaught)
     elif _exit_code:

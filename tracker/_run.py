@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import enum
-import glob
-import hashlib
 import os
-import shutil
 import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from tracker import _process
 from tracker._config import Config
 from tracker._errors import UsageError
 from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
+from tracker._lifecycle import Lifecycle, exit_state
 from tracker._records import kinds
 from tracker._records.codec import check_size, default, encode_exact, encode_record
 from tracker._records.fold import fold_records
@@ -37,6 +34,7 @@ from tracker._records.history import RESERVED_KEYS
 from tracker._records.state import RunState
 from tracker._records.summary import MetricRule, Summary, make_rule
 from tracker._rundir import FILES_DIR, LOG_NAME, RunLock
+from tracker._runfiles import SAVE_POLICIES, RunFiles, find_files
 from tracker._runlog import RunLogReader, RunLogWriter
 from tracker._settings import Settings
 from tracker._status import RunStatus
@@ -45,7 +43,7 @@ from tracker._wire.limits import MAX_RECORD_BYTES, MAX_STEP, MAX_TAG_CHARS
 if TYPE_CHECKING:
     from tracker._io._sender import Sender, StreamTarget
 
-__all__ = ["DisabledRun", "Run", "check_tags", "exit_state"]
+__all__ = ["DisabledRun", "Run", "RunIdentity", "RunStart", "check_tags"]
 
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
@@ -55,17 +53,44 @@ _now = time.time
 # Every ``null`` holds a "u": a memchr for the byte saves most rows the ~0.3 µs search for
 # ``null`` (bytes.find with a 4-byte pattern scans byte by byte on digits).
 _U: Final = ord("u")
-_SAVE_POLICIES: Final = ("live", "now", "end")
 
 
-class _Lifecycle(enum.Enum):
-    LIVE = "live"
-    FINISHING = "finishing"
-    FINISHED = "finished"
-    FORKED = "inherited by a forked child"
+_LIVE: Final = Lifecycle.LIVE
 
 
-_LIVE: Final = _Lifecycle.LIVE
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a run is, as `init()` resolved it from its arguments, settings and stored run."""
+
+    id: str
+    name: str
+    project: str
+    entity: str
+    group: str | None
+    job_type: str | None
+    tags: tuple[str, ...]
+    notes: str | None
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """How a run starts: where it writes, what it continues, where it streams."""
+
+    mode: str
+    run_dir: Path | None
+    config: Mapping[str, Any]
+    allow_val_change: bool
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Fields of the session's ``run`` record beyond the identity (``runtime_offset``...)."""
+    resumed: bool = False
+    start_step: int = 0
+    start_seq: int = 0
+    summary: Summary | None = None
+    """The stored summary a resumed run continues."""
+    log_offset: int = 0
+    """Where the run log's intact part ends (a resumed offline run appends there)."""
+    stream: StreamTarget | None = None
+    url: str | None = None
 
 
 class Run:
@@ -75,66 +100,47 @@ class Run:
     in `summary`, and end it with `finish()` (or use it as a context manager).
     """
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        run_id: str,
-        name: str,
-        project: str,
-        entity: str,
-        group: str | None,
-        job_type: str | None,
-        tags: tuple[str, ...],
-        notes: str | None,
-        mode: str,
-        run_dir: Path | None,
-        resumed: bool,
-        start_step: int,
-        start_seq: int,
-        config: Mapping[str, Any],
-        allow_val_change: bool,
-        metadata: Mapping[str, Any],
-        stream: StreamTarget | None = None,
-        url: str | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, identity: RunIdentity, start: RunStart) -> None:
         """Open the run's log and writer; use `tracker.init()` rather than this."""
         self._settings = settings
-        self._id = run_id
-        self._name = name
-        self._project = project
-        self._entity = entity
-        self._group = group
-        self._job_type = job_type
-        self._tags = tags
-        self._notes = notes
-        self._mode = mode
-        self._run_dir = run_dir
-        self._resumed = resumed
+        self._id = identity.id
+        self._name = identity.name
+        self._project = identity.project
+        self._entity = identity.entity
+        self._group = identity.group
+        self._job_type = identity.job_type
+        self._tags = identity.tags
+        self._notes = identity.notes
+        self._mode = start.mode
+        self._run_dir = run_dir = start.run_dir
+        self._resumed = start.resumed
         self._owner_pid = os.getpid()
         self._start_time = _now()
-        self._runtime_offset = float(metadata.get("runtime_offset", 0.0))
-        self._step = start_step
-        self._seq = start_seq
+        self._runtime_offset = float(start.metadata.get("runtime_offset", 0.0))
+        self._step = start.start_step
+        self._seq = start.start_seq
         self._pending: dict[str, Any] = {}
-        self._saved: list[tuple[Path, Path, str]] = []
+        self._files = None if run_dir is None else RunFiles(run_dir / FILES_DIR)
         self._on_finish: list[Callable[[], None]] = []
+        """Called as the run starts finishing, before its last records are written."""
         self._lifecycle = _LIVE
         self._outbox = Outbox(
             settings.queue_max_events,
             settings.queue_max_bytes,
             settings.queue_full_policy == "drop",
         )
-        self.config = Config(allow_val_change=allow_val_change)
+        self.config = Config(allow_val_change=start.allow_val_change)
         """The run's hyperparameters: attribute and item access, `update()`."""
-        self.config.update(config, allow_val_change=True)
+        self.config.update(start.config, allow_val_change=True)
         self._summary = Summary(self._record_summary_set, self._record_summary_delete)
+        if start.summary is not None:
+            self._summary.assume(start.summary)
         self._folded = RunState(summary=self._summary)  # what the summary folded so far
-        self._folded_to = 0  # the run log offset it has folded up to
+        self._folded_to = start.log_offset  # the run log offset it has folded up to
         self._fold_lock = threading.RLock()
         self._lock_file: RunLock | None = None
         self._writer_done: threading.Event | None = None
-        self._url = url
+        self._url = start.url
         self._sender: Sender | None = None
         if run_dir is not None:
             self._lock_file = RunLock(run_dir)
@@ -145,8 +151,8 @@ class Run:
                 raise UsageError(f"cannot open the run log in {run_dir}: {exc}") from exc
             from tracker._io._writer import start_writer  # asyncio loads with the first run
 
-            if stream is not None:
-                self._sender = _new_sender(stream, run_dir / LOG_NAME, settings, self._outbox)
+            if start.stream is not None:
+                self._sender = _new_sender(start.stream, run_dir / LOG_NAME, settings, self._outbox)
                 # first: its start imports aiohttp, blocking the loop; the writer starting
                 # after it keeps the outbox small meanwhile (see STARTUP_MAX_BYTES)
                 io_thread().call_soon(self._sender.start)
@@ -160,7 +166,9 @@ class Run:
                 None if self._sender is None else self._sender.notify,
             )
         with self._outbox.lock:
-            self._emit(kinds.RUN, {**self._identity(), **metadata, "start_time": self._start_time})
+            self._emit(
+                kinds.RUN, {**self._identity(), **start.metadata, "start_time": self._start_time}
+            )
             if self.config:
                 self._emit(kinds.CONFIG, self.config.as_dict())
         self.config._on_change = self._record_config
@@ -410,7 +418,7 @@ class Run:
                 return False
             outbox.hurry()
             outbox.changed.wait(0.5)
-            if self._lifecycle is _Lifecycle.FORKED:
+            if self._lifecycle is Lifecycle.FORKED:
                 raise self._not_live("run.log()")
         return True
 
@@ -452,7 +460,7 @@ class Run:
         }
 
     def _not_live(self, what: str) -> UsageError:
-        if self._lifecycle is _Lifecycle.FORKED:
+        if self._lifecycle is Lifecycle.FORKED:
             return UsageError(
                 f"{what}: this Run was created in process {self._owner_pid} and inherited "
                 f"by this forked child (pid {os.getpid()}); a child cannot log to its parent's "
@@ -510,7 +518,7 @@ class Run:
         with self._fold_lock:
             with outbox.lock:
                 target = outbox.appended
-                if self._lifecycle is not _Lifecycle.FORKED:
+                if self._lifecycle is not Lifecycle.FORKED:
                     if outbox.written < target and not outbox.closed:
                         outbox.hurry()
                     # A disk that refuses writes must not stall a summary read for long:
@@ -547,36 +555,18 @@ class Run:
         """
         if self._lifecycle is not _LIVE:
             raise self._not_live("run.save()")
-        if policy not in _SAVE_POLICIES:
-            raise UsageError(f"save(policy={policy!r}): use one of {', '.join(_SAVE_POLICIES)}")
-        pattern = os.fspath(glob_str)
-        matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        if not matches:
-            raise UsageError(
-                f"save({pattern!r}): no file matches; check the path (relative paths start at "
-                f"{os.getcwd()})"
-            )
-        base = Path(base_path) if base_path is not None else Path(_glob_root(pattern))
-        base = base.resolve()
-        stored = []
-        for source in matches:
-            try:
-                name = source.resolve().relative_to(base).as_posix()
-            except ValueError:
-                raise UsageError(
-                    f"save(): {source} is not inside base_path={str(base)!r}; pass a base_path "
-                    "that contains every matched file"
-                ) from None
-            stored.append(self._store_file(source, name, policy))
-        return stored
+        if policy not in SAVE_POLICIES:
+            raise UsageError(f"save(policy={policy!r}): use one of {', '.join(SAVE_POLICIES)}")
+        return [
+            self._store_file(source, name, policy)
+            for source, name in find_files(glob_str, base_path)
+        ]
 
     def _store_file(self, source: Path, name: str, policy: str) -> str:
-        if self._run_dir is None:
+        if self._files is None:
             return ""
-        target = self._run_dir / FILES_DIR / name
-        self._emit_checked(kinds.FILE, _copy_file(source, target, name, policy), "run.save()")
-        if policy != "now":
-            self._saved.append((source, target, name))
+        target, record = self._files.store(source, name, policy)
+        self._emit_checked(kinds.FILE, record, "run.save()")
         self._upload(name, target)
         return str(target)
 
@@ -597,7 +587,7 @@ class Run:
         deadline = None if timeout is None else time.monotonic() + timeout
         outbox = self._outbox
         with outbox.lock:
-            if self._lifecycle is _Lifecycle.FORKED:
+            if self._lifecycle is Lifecycle.FORKED:
                 raise self._not_live("run.flush()")
             if self._writer_done is None:
                 return True
@@ -656,21 +646,15 @@ class Run:
         with outbox.lock:
             if self._lifecycle is not _LIVE:
                 return
-            self._lifecycle = _Lifecycle.FINISHING
+            self._lifecycle = Lifecycle.FINISHING
             if self._pending:
                 self._commit_pending()
         for callback in self._on_finish:
             callback()
-        stored_again = [
-            _copy_file(source, target, name, "end")
-            for source, target, name in self._saved
-            if source.is_file()
-        ]
-        for _, target, name in self._saved:
-            self._upload(name, target)
+        stored_again = [] if self._files is None else self._files.store_again()
         deadline = time.monotonic() + self._settings.finish_timeout
         with outbox.lock:
-            for record in stored_again:
+            for _, record in stored_again:
                 self._emit(kinds.FILE, record)
             end = _now()
             self._emit(
@@ -690,11 +674,12 @@ class Run:
                     lambda: outbox.closed, max(0.0, deadline - time.monotonic())
                 )
             waiting = outbox.appended - outbox.written if self._writer_done else 0
-            self._lifecycle = _Lifecycle.FINISHED
+            self._lifecycle = Lifecycle.FINISHED
+        for target, record in stored_again:
+            self._upload(record["name"], target)
         unsent = self._finish_stream(deadline)
         if self._lock_file is not None and not waiting:
             self._lock_file.release()
-        _process.forget(self)
         if self._run_dir is not None and not self._settings.silent and (not quiet or unsent):
             self._report(state, waiting, unsent)
 
@@ -735,7 +720,7 @@ class Run:
         outbox = self._outbox
         outbox.lock = threading.Lock()  # the parent's may have been held at fork time
         outbox.changed = threading.Condition(outbox.lock)
-        self._lifecycle = _Lifecycle.FORKED
+        self._lifecycle = Lifecycle.FORKED
         if self._lock_file is not None:
             self._lock_file.release()
 
@@ -780,18 +765,6 @@ def _new_sender(stream: StreamTarget, log_path: Path, settings: Settings, outbox
         batch_max_bytes=settings.batch_max_bytes,
         log_complete=lambda: outbox.closed,
     )
-
-
-def exit_state(exc: BaseException | None) -> tuple[str, int | None]:
-    """The state and exit code a run ends with when ``exc`` escapes it (None: no error)."""
-    if exc is None:
-        return "finished", None
-    if isinstance(exc, KeyboardInterrupt):
-        return "killed", 255
-    if isinstance(exc, SystemExit):
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return ("finished" if code == 0 else "failed"), code
-    return "failed", 1
 
 
 def _caller_stacklevel() -> int:
@@ -844,27 +817,6 @@ def _reserved_key_error(data: Mapping[str, Any]) -> UsageError:
         f"log(): key {key!r} is reserved (every row carries _step, _timestamp and _runtime); "
         "rename it, or pass the step as log(data, step=...)"
     )
-
-
-def _copy_file(source: Path, target: Path, name: str, policy: str) -> dict[str, Any]:
-    """Copy ``source`` to ``target`` and describe it for a file record."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    content = target.read_bytes()
-    digest = hashlib.sha256(content).hexdigest()
-    return {"name": name, "size": len(content), "sha256": digest, "policy": policy}
-
-
-def _glob_root(pattern: str) -> str:
-    """The directory part of ``pattern`` before its first wildcard (a plain path: its folder)."""
-    fixed: list[str] = []
-    for part in Path(pattern).parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    else:
-        fixed = fixed[:-1]
-    return str(Path(*fixed)) if fixed else "."
 
 
 class DisabledRun(Run):
