@@ -216,8 +216,10 @@ def test_retry_initial_equal_to_max_is_accepted() -> None:
         ("queue_max_events", 10.0, "int >= 1"),
         ("queue_max_events", True, "int >= 1"),
         ("queue_max_bytes", 1023, "int >= 1024"),
-        ("batch_max_bytes", 100, "int >= 1024"),
-        ("batch_max_bytes", "4MB", "int >= 1024"),
+        ("batch_max_bytes", 100, "int from 1024 to 16777216"),
+        ("batch_max_bytes", "4MB", "int from 1024 to 16777216"),
+        # above the server's batch limit, a batch could never be sent
+        ("batch_max_bytes", 2**24 + 1, "int from 1024 to 16777216"),
         ("queue_full_policy", "wait", "use block or drop"),
         ("transport", "grpc", "use websocket or http"),
         ("fsync_policy", "always", "use flush, batch or never"),

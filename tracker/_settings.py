@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tracker._errors import UsageError
+from tracker._wire.limits import MAX_BATCH_BYTES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -168,13 +169,21 @@ def _seconds(*, allow_zero: bool, example: str) -> Callable[[object], object]:
     return check
 
 
-def _count(minimum: int, unit: str, example: int) -> Callable[[object], object]:
-    """Build a check for an int (not a bool) of at least `minimum`."""
+def _count(
+    minimum: int, unit: str, example: int, maximum: int | None = None
+) -> Callable[[object], object]:
+    """Build a check for an int (not a bool) of at least `minimum` (and at most `maximum`)."""
+    bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
 
     def check(value: object) -> object:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= minimum
+            and (maximum is None or value <= maximum)
+        ):
             return value
-        raise _Invalid(f"is not an int >= {minimum}; use a whole number of {unit}, e.g. {example}")
+        raise _Invalid(f"is not an int {bound}; use a whole number of {unit}, e.g. {example}")
 
     return check
 
@@ -200,7 +209,8 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "queue_max_events": _count(1, "events", 100_000),
     "queue_max_bytes": _count(1024, "bytes", 64 * 2**20),
     "queue_full_policy": _choice("queue-full policy", ("block", "drop"), optional=False),
-    "batch_max_bytes": _count(1024, "bytes", 4 * 2**20),
+    # a server takes batches of at most MAX_BATCH_BYTES: a larger batch could never be sent
+    "batch_max_bytes": _count(1024, "bytes", 4 * 2**20, MAX_BATCH_BYTES),
     "batch_linger_seconds": _seconds(allow_zero=True, example="0.002"),
     "transport": _choice("transport", ("websocket", "http"), optional=False),
     "retry_initial_wait_seconds": _seconds(allow_zero=False, example="0.5"),

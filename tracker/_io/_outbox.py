@@ -2,7 +2,7 @@
 
 One ``bytearray`` that callers append to under a lock, bounded by records and
 bytes, swapped out whole by the writer. No per-record object survives the call
-(FIELD-NOTES: each orjson result sits in a ~4 KB allocation), and the loop is
+(each orjson result sits in a ~4 KB allocation: docs/architecture.md, "The outbox"), and the loop is
 woken only when the writer sleeps (one ``call_soon_threadsafe`` per wake-up,
 never one per record).
 """

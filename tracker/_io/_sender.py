@@ -283,8 +283,9 @@ class Sender:
             complete = self._log_complete()
             if not complete:
                 # While the run lives, one message per _PACE_SECONDS carries many batches of
-                # the writer: measured, the I/O thread's cost per 1 ms training step fell
-                # from ~135 to ~28 µs. A finished log is sent at once.
+                # the writer: the I/O thread then costs a 1 ms training step ~28 µs, against
+                # ~135 µs for a message per batch (docs/benchmarks.md). A finished log is
+                # sent at once.
                 pause = _PACE_SECONDS - (time.monotonic() - last_send)
                 if pause > 0:
                     await asyncio.sleep(pause)
