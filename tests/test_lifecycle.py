@@ -65,6 +65,17 @@ def test_finish_twice_is_harmless(tmp_path: Path) -> None:
     assert rows(stored, "a") == [(0, 1)]
 
 
+def test_summary_delete_after_finish_says_the_run_is_finished(tmp_path: Path) -> None:
+    """Deleting a summary key of a finished run is a UsageError saying so, whether or not
+    the key is there (a forked child's inherited run answers the same, never KeyError)."""
+    run = tracker.init(dir=tmp_path, settings=SILENT)
+    run.log({"a": 1})
+    run.finish()
+    for key in ("a", "never-logged"):
+        with pytest.raises(tracker.UsageError, match="finished"):
+            del run.summary[key]
+
+
 def test_finish_rejects_non_int_exit_code(tmp_path: Path) -> None:
     """finish(exit_code='x') is a UsageError naming exit_code; the run stays usable."""
     run = tracker.init(dir=tmp_path, settings=SILENT)
@@ -176,7 +187,8 @@ def test_reinit_returning_previous_gives_active_run(tmp_path: Path, reinit: Any)
     second = tracker.init(dir=tmp_path, reinit=reinit, settings=SILENT)
     assert second is first
     assert tracker.run is first
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("offline-run-")]) == 1
+    runs = tmp_path / "tracker-runs"
+    assert len([p for p in runs.iterdir() if p.name.startswith("offline-run-")]) == 1
 
 
 @pytest.mark.parametrize("reinit", [True, "finish_previous"])
@@ -608,7 +620,7 @@ def test_environment_variables_are_honoured(
     assert run.project == "envproject"
     assert run.tags == ("a", "b")
     assert run.id == "envid"
-    assert Path(run.dir).parent == tmp_path / "envdir"
+    assert Path(run.dir).parent == tmp_path / "envdir" / "tracker-runs"
     run.finish()
     stored = tracker.read_run(tmp_path / "envdir")
     assert (stored.project, stored.id, stored.tags) == ("envproject", "envid", ("a", "b"))
@@ -629,6 +641,43 @@ def test_environment_mode_disabled_writes_nothing(
     run.finish()
     assert tracker.run is None
     assert not root.exists()
+
+
+def test_runs_of_a_script_never_shadow_the_package(tmp_path: Path) -> None:
+    """A script run twice from its folder keeps its runs in ./tracker-runs: a ./tracker
+    folder would be a namespace package that shadows an editable install of tracker."""
+    project = tmp_path / "project"
+    project.mkdir()
+    script = project / "train.py"
+    script.write_text(
+        "import tracker\n"
+        "with tracker.init(project='p', mode='offline') as run:\n"
+        "    run.log({'loss': 1.0})\n"
+    )
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=project,
+            env=subprocess_env(tmp_path),
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+    assert sorted(p.name for p in project.iterdir()) == ["tracker-runs", "train.py"]
+    assert len(list((project / "tracker-runs").glob("offline-run-*"))) == 2
+    assert tracker.read_run(project).state == "finished"
+
+
+def test_dir_is_the_folder_that_holds_the_runs_folder(tmp_path: Path) -> None:
+    """init(dir=D) puts runs in D/tracker-runs, also for dir="." (W&B's dir= and ./wandb)."""
+    os.chdir(tmp_path)
+    try:
+        with tracker.init(dir=".", settings=SILENT) as run:
+            run.log({"a": 1})
+    finally:
+        os.chdir(PACKAGE_ROOT)
+    assert Path(run.dir).parent == tmp_path / "tracker-runs"
+    assert tracker.read_run(tmp_path).history(keys=["a"]) == [{"_step": 0, "a": 1}]
 
 
 def test_default_project_is_git_root_folder_name(

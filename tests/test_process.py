@@ -213,8 +213,8 @@ def test_forked_child_must_start_its_own_run(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "child exit 0", result.stdout
-    (parent_dir,) = (tmp_path / "runs").glob("*-parent")
-    (child_dir,) = (tmp_path / "runs").glob("*-child")
+    (parent_dir,) = (tmp_path / "runs" / "tracker-runs").glob("*-parent")
+    (child_dir,) = (tmp_path / "runs" / "tracker-runs").glob("*-child")
     parent = tracker.read_run(parent_dir)
     child = tracker.read_run(child_dir)
     assert (parent.state, child.state) == ("finished", "finished")
@@ -242,7 +242,7 @@ def test_process_exits_promptly_with_live_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert elapsed < 5, f"the process took {elapsed:.1f}s to exit"
     for run_id in ("first", "second"):
-        (run_dir,) = (tmp_path / "runs").glob(f"*-{run_id}")
+        (run_dir,) = (tmp_path / "runs" / "tracker-runs").glob(f"*-{run_id}")
         stored = tracker.read_run(run_dir)
         assert stored.state == "finished"
         assert len(stored.history()) == 20000
@@ -276,7 +276,7 @@ def test_fork_right_after_the_first_init_leaves_the_child_able_to_import(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "child exit 0", result.stdout
     for run_id in ("parent", "child"):
-        (run_dir,) = (tmp_path / "runs").glob(f"*-{run_id}")
+        (run_dir,) = (tmp_path / "runs" / "tracker-runs").glob(f"*-{run_id}")
         assert tracker.read_run(run_dir).state == "finished"
 
 
@@ -300,7 +300,7 @@ def test_offline_init_does_not_wait_for_the_io_thread(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[0] == "started False", result.stdout
-    (run_dir,) = (tmp_path / "runs").glob("*-early")
+    (run_dir,) = (tmp_path / "runs" / "tracker-runs").glob("*-early")
     stored = tracker.read_run(run_dir)
     assert stored.state == "finished"
     assert values(stored, "i") == [(i, i) for i in range(100)]
@@ -335,5 +335,5 @@ def test_logging_before_the_writer_runs_waits_at_a_small_bound_and_drops_nothing
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "0"], result.stdout
-    (run_dir,) = (tmp_path / "runs").glob("*-early")
+    (run_dir,) = (tmp_path / "runs" / "tracker-runs").glob("*-early")
     assert [i for _, i in values(tracker.read_run(run_dir), "i")] == list(range(20000))

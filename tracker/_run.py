@@ -441,7 +441,11 @@ class Run:
         self._emit_checked(kinds.SUMMARY_SET, values, "summary update")
 
     def _record_summary_delete(self, keys: list[str]) -> None:
-        self._emit_checked(kinds.SUMMARY_DELETE, keys, "summary delete")
+        with self._outbox.lock:
+            if self._lifecycle is not _LIVE:
+                raise self._not_live("summary delete")
+            if keys:
+                self._emit(kinds.SUMMARY_DELETE, keys)
 
     def _record_metadata(self, changes: dict[str, Any]) -> None:
         self._emit_checked(kinds.RUN, changes, "run metadata update")

@@ -1,6 +1,6 @@
 """The run directory on disk: its name and layout, ``latest-run``, the resume marker, the lock.
 
-``<dir>/run-<YYYYmmdd_HHMMSS>-<id>/`` (``offline-run-...`` offline) holds ``run.log``
+``<dir>/tracker-runs/run-<YYYYmmdd_HHMMSS>-<id>/`` (``offline-run-...`` offline) holds ``run.log``
 (the run log), ``run.lock`` (locked while a process owns the run, so a dead
 owner shows as crashed), and ``files/`` (files stored with the run).
 """
@@ -21,6 +21,7 @@ from tracker._errors import UsageError
 __all__ = [
     "FILES_DIR",
     "LOG_NAME",
+    "RUNS_FOLDER",
     "RunLock",
     "clear_resume_marker",
     "create_run_dir",
@@ -28,15 +29,26 @@ __all__ = [
     "is_locked",
     "read_resume_marker",
     "resolve_run_path",
+    "runs_root",
     "write_resume_marker",
 ]
 
+RUNS_FOLDER = "tracker-runs"
+"""The folder of ``dir`` that run directories go in: a name no import can take for the
+``tracker`` package (a ``./tracker`` folder would shadow an editable install of it, as
+W&B's runs go in ``./wandb`` for the same reason)."""
 LOG_NAME = "run.log"
 LOCK_NAME = "run.lock"
 FILES_DIR = "files"
 _LATEST = "latest-run"
 _RESUME_MARKER = "resume.json"
 _DIR_NAME = re.compile(r"^(?:offline-)?run-(?P<stamp>\d{8}_\d{6}(?:_\d{3})?)-(?P<id>.+)$")
+
+
+def runs_root(directory: str | None) -> Path:
+    """Where the run directories of ``init(dir=directory)`` go (default: the working
+    directory's `RUNS_FOLDER`)."""
+    return Path(directory or ".").absolute() / RUNS_FOLDER
 
 
 def find_run_dirs(root: Path, run_id: str) -> list[Path]:
@@ -87,17 +99,20 @@ def _point_latest(root: Path, name: str) -> None:
 
 
 def resolve_run_path(path: str | os.PathLike[str]) -> Path:
-    """The run directory meant by ``path``: a run directory, its run log, or a ``dir``."""
+    """The run directory meant by ``path``: a run directory, its run log, or the latest run
+    of a ``dir`` (of init's, or its `RUNS_FOLDER`)."""
     candidate = Path(path)
     if candidate.is_file() and candidate.name == LOG_NAME:
         return candidate.parent
     if (candidate / LOG_NAME).is_file():
         return candidate
-    if (candidate / _LATEST / LOG_NAME).is_file():
-        return (candidate / _LATEST).resolve()
+    for root in (candidate, candidate / RUNS_FOLDER):
+        if (root / _LATEST / LOG_NAME).is_file():
+            return (root / _LATEST).resolve()
     raise UsageError(
         f"{str(path)!r} is not a run directory (no {LOG_NAME} in it); pass a directory like "
-        "./tracker/offline-run-20260101_120000-abcd1234, or ./tracker for the latest run"
+        f"./{RUNS_FOLDER}/offline-run-20260101_120000-abcd1234, or the dir= of init() for "
+        "its latest run"
     )
 
 

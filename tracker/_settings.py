@@ -255,7 +255,8 @@ class Settings:
             for the matching init() arguments.
         run_tags: tags of the run (a list is stored as a tuple).
         resume: None, True, False, "auto", "allow", "never" or "must" (W&B's semantics).
-        root_dir: where run directories go; None means "./tracker".
+        root_dir: the folder whose ``tracker-runs`` folder holds run directories; None
+            means the working directory.
         silent: suppress tracker's console messages.
         init_timeout: how long init() waits for the server.
         finish_timeout: how long finish() waits for the server's acknowledgements.

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import __main__
 from tracker._config import Config
@@ -25,14 +25,17 @@ from tracker._names import new_run_id, new_run_name
 from tracker._records.summary import Summary
 from tracker._resume import ResumePlan, plan_resume, stored_run_to_resume
 from tracker._run import DisabledRun, Run, RunIdentity, RunStart
-from tracker._rundir import clear_resume_marker, create_run_dir, write_resume_marker
+from tracker._rundir import (
+    clear_resume_marker,
+    create_run_dir,
+    runs_root,
+    write_resume_marker,
+)
 from tracker._settings import Settings
 from tracker._wire.errors import TransportError, public_error
 from tracker._wire.protocol import handshake_body
 
 __all__ = ["StartOptions", "default_project", "notice", "start_run"]
-
-_DEFAULT_DIR: Final = "tracker"
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def start_run(settings: Settings, config: dict[str, Any], options: StartOptions)
             "init(force=True): no server configured; set TRACKER_BASE_URL, pass "
             "settings={'base_url': ...}, or run `tracker login`"
         )
-    root = Path(settings.root_dir or _DEFAULT_DIR).absolute()
+    root = runs_root(settings.root_dir)
     plan = plan_resume(settings, root, options.fork_from, options.resume_from)
     if mode == "online" and not no_server:
         run = _start_online(settings, root, plan, config, options)

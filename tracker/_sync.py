@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tracker._errors import Error, UsageError
 from tracker._reader import StoredRun
-from tracker._rundir import LOG_NAME
+from tracker._rundir import LOG_NAME, RUNS_FOLDER
 from tracker._settings import Settings, resolve_settings, write_settings_file
 from tracker._wire.errors import TransportError, public_error
 from tracker._wire.protocol import handshake_body
@@ -32,9 +32,12 @@ class SyncReport:
 
 
 def run_dirs_under(path: Path) -> list[Path]:
-    """``path`` itself when it is a run directory, else the run directories inside it."""
+    """``path`` itself when it is a run directory, else the run directories inside it (or
+    inside its `RUNS_FOLDER`, for the ``dir`` of an init)."""
     if (path / LOG_NAME).is_file():
         return [path]
+    if (path / RUNS_FOLDER).is_dir():
+        path = path / RUNS_FOLDER
     found = sorted(
         child
         for child in path.glob("*run-*")

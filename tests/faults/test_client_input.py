@@ -295,7 +295,7 @@ def test_every_call_on_an_inherited_run_in_a_forked_child_is_refused_at_once(
     wrong = {name: outcome for name, outcome in outcomes.items() if outcome[1] != "UsageError"}
     slow = {name: outcome for name, outcome in outcomes.items() if outcome[0] >= 1.9}
     assert (wrong, slow) == ({}, {})
-    stored = tracker.read_run(next((tmp_path / "runs").glob("*-parent")))
+    stored = tracker.read_run(next((tmp_path / "runs" / "tracker-runs").glob("*-parent")))
     assert [row["p"] for row in stored.history()] == [0, 1, 2, 3, 4]
     assert stored.state == "finished"
     assert stored.config == {}

@@ -207,7 +207,7 @@ class Summary:
     key (one C-level call on the hot path), a Python method once one does.
     `on_set` / `on_delete` are called once per explicit set / delete, before the
     change is applied, so the Run can record it in the run log (an exception there
-    leaves the summary unchanged).
+    leaves the summary unchanged); `on_delete` gets no keys for a key that is not there.
     """
 
     __slots__ = (
@@ -425,12 +425,13 @@ class Summary:
 
     def __delitem__(self, key: str) -> None:
         """Remove `key` from the summary; logging it again brings it back afresh."""
-        if key not in self:
+        present = key in self
+        if self._on_delete is not None:  # a run refuses a delete it cannot record, first
+            self._on_delete([key] if present else [])
+        if not present:
             raise KeyError(
                 f"summary has no key {key!r} to delete; see list(run.summary) for its keys"
             )
-        if self._on_delete is not None:
-            self._on_delete([key])
         self.apply_delete([key])
 
     def apply_set(self, values: Mapping[str, Any]) -> None:
