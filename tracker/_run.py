@@ -132,7 +132,9 @@ class Run:
         self.config = Config(allow_val_change=start.allow_val_change)
         """The run's hyperparameters: attribute and item access, `update()`."""
         self.config.update(start.config, allow_val_change=True)
-        self._summary = Summary(self._record_summary_set, self._record_summary_delete)
+        self._summary = Summary(
+            self._record_summary_set, self._record_summary_delete, self._check_summary_writable
+        )
         if start.summary is not None:
             self._summary.assume(start.summary)
         self._folded = RunState(summary=self._summary)  # what the summary folded so far
@@ -441,11 +443,11 @@ class Run:
         self._emit_checked(kinds.SUMMARY_SET, values, "summary update")
 
     def _record_summary_delete(self, keys: list[str]) -> None:
-        with self._outbox.lock:
-            if self._lifecycle is not _LIVE:
-                raise self._not_live("summary delete")
-            if keys:
-                self._emit(kinds.SUMMARY_DELETE, keys)
+        self._emit_checked(kinds.SUMMARY_DELETE, keys, "summary delete")
+
+    def _check_summary_writable(self) -> None:
+        if self._lifecycle is not _LIVE:
+            raise self._not_live("summary change")
 
     def _record_metadata(self, changes: dict[str, Any]) -> None:
         self._emit_checked(kinds.RUN, changes, "run metadata update")

@@ -207,11 +207,13 @@ class Summary:
     key (one C-level call on the hot path), a Python method once one does.
     `on_set` / `on_delete` are called once per explicit set / delete, before the
     change is applied, so the Run can record it in the run log (an exception there
-    leaves the summary unchanged); `on_delete` gets no keys for a key that is not there.
+    leaves the summary unchanged). `guard` is called before any explicit change, so the
+    Run refuses a change it could not record (a finished run, a forked child's) first.
     """
 
     __slots__ = (
         "_explicit",
+        "_guard",
         "_last",
         "_on_delete",
         "_on_set",
@@ -228,9 +230,11 @@ class Summary:
         self,
         on_set: Callable[[dict[str, Any]], None] | None = None,
         on_delete: Callable[[list[str]], None] | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self._on_set = on_set
         self._on_delete = on_delete
+        self._guard = guard
         self._last: dict[str, Any] = {}
         # Explicit sets waiting to be overwritten by a log of their key. While no rule
         # shapes the summary they go straight into `_last`, which a log overwrites.
@@ -425,13 +429,14 @@ class Summary:
 
     def __delitem__(self, key: str) -> None:
         """Remove `key` from the summary; logging it again brings it back afresh."""
-        present = key in self
-        if self._on_delete is not None:  # a run refuses a delete it cannot record, first
-            self._on_delete([key] if present else [])
-        if not present:
+        if self._guard is not None:
+            self._guard()
+        if key not in self:
             raise KeyError(
                 f"summary has no key {key!r} to delete; see list(run.summary) for its keys"
             )
+        if self._on_delete is not None:
+            self._on_delete([key])
         self.apply_delete([key])
 
     def apply_set(self, values: Mapping[str, Any]) -> None:
