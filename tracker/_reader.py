@@ -7,6 +7,7 @@ fold gives a resumed run its state.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +21,11 @@ from tracker._records.state import RecordError, Rows, RunState
 from tracker._records.summary import MetricRule
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
 from tracker._runinfo import RunInfo
-from tracker._runlog import RunLogReader
+from tracker._runlog import Damage, RunLogReader
 
 __all__ = ["StoredRun", "read_run"]
+
+logger = logging.getLogger(__name__)
 
 _OWN_FIELDS = ("name", "tags", "group", "job_type", "notes")
 
@@ -43,6 +46,8 @@ class StoredRun(RunInfo):
         self.skipped_records = 0
         """Records that are not what their kind defines (written by hand?), left out."""
         self.torn = False
+        self.damage: tuple[Damage, ...] = ()
+        """Damaged spans of the run log, read past: where, and how many records each held."""
         self.log_end = 0
         """Where the intact part of the run log ends; a resumed run appends from here."""
         self._rows = Rows()
@@ -58,7 +63,18 @@ class StoredRun(RunInfo):
             self._fold_frame(frame, rows)
         self.next_seq = reader.last_seq + 1
         self.torn = reader.torn
+        self.damage = tuple(reader.damage)
         self.log_end = reader.valid_end
+        for damage in self.damage:
+            logger.warning(
+                "tracker: %s is damaged at byte %d (%d bytes): %d records after seq %d are "
+                "lost; the rest was read",
+                path,
+                damage.offset,
+                damage.length,
+                damage.records_lost,
+                damage.seq_before,
+            )
         if not self.fold.metadata:
             raise UsageError(f"{path} holds no run metadata; it is not a complete run log")
 

@@ -533,7 +533,8 @@ class Run:
                         lambda: outbox.written >= target or outbox.closed,
                         min(self._settings.finish_timeout, 1.0),
                     )
-            reader = RunLogReader(self._run_dir / LOG_NAME, start=self._folded_to)
+            # this process writes the log: a bad frame is the one being written
+            reader = RunLogReader(self._run_dir / LOG_NAME, start=self._folded_to, resync=False)
             for records in reader.frame_records():
                 fold_records(self._folded, records)
             self._folded_to = reader.valid_end

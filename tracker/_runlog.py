@@ -12,59 +12,130 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from tracker._records.kinds import decode_record
 
-__all__ = ["HEADER", "FrameCursor", "RunLogReader", "RunLogWriter", "read_records", "seq_range"]
+__all__ = [
+    "HEADER",
+    "Damage",
+    "FrameCursor",
+    "RunLogReader",
+    "RunLogWriter",
+    "read_records",
+    "seq_range",
+]
 
 HEADER: Final = b"TRACKER-RUNLOG1\n"
 _FRAME: Final = struct.Struct("<II")
 _MAX_FRAME: Final = 1 << 30
+_RECORD_START: Final = re.compile(rb"\[[0-9]")
+"""How every payload starts: a record, ``[seq,...``."""
+
+
+def _intact_frame(raw: bytes, offset: int) -> memoryview | None:
+    """The payload of the frame at ``offset`` when its length and CRC check out."""
+    if offset + _FRAME.size > len(raw):
+        return None
+    length, crc = _FRAME.unpack_from(raw, offset)
+    start = offset + _FRAME.size
+    if length > _MAX_FRAME or start + length > len(raw):
+        return None
+    payload = memoryview(raw)[start : start + length]
+    return payload if zlib.crc32(payload) == crc else None
+
+
+def _next_intact_frame(raw: bytes, offset: int) -> int | None:
+    """Where the first intact frame after a bad one at ``offset`` starts, if any: a frame
+    header 8 bytes before a record's start, whose length ends at a newline and whose CRC
+    checks out (a header's binary bytes cannot occur inside JSON text)."""
+    for match in _RECORD_START.finditer(raw, offset + 1 + _FRAME.size):
+        at = match.start() - _FRAME.size
+        length = _FRAME.unpack_from(raw, at)[0]
+        end = at + _FRAME.size + length
+        plausible = 0 < length <= _MAX_FRAME and end <= len(raw) and raw[end - 1] == 0x0A
+        if plausible and _intact_frame(raw, at) is not None:
+            return at
+    return None
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Bytes of a run log between two intact frames that hold no intact frame (a flipped
+    bit, a bad sector): the records there are lost; those around them are read."""
+
+    offset: int
+    length: int
+    seq_before: int
+    """The last sequence number before the damage (-1: none)."""
+    seq_after: int
+    """The first sequence number after it."""
+
+    @property
+    def records_lost(self) -> int:
+        """How many records the damage held (sequence numbers are consecutive)."""
+        return self.seq_after - self.seq_before - 1
 
 
 @dataclass
 class RunLogReader:
-    """Reads the valid frames of a run log and remembers where the valid part ends."""
+    """Reads the intact frames of a run log, past damage, and remembers where they end.
+
+    A frame that does not check out is skipped up to the next intact frame (found by its
+    length, CRC and first record) and noted in ``damage``; one with no intact frame after
+    it is a torn tail (``torn``), as a crash leaves it.
+    """
 
     path: Path
     start: int = 0
     """Where to start reading: 0, or the ``valid_end`` of an earlier read of the same log."""
+    resync: bool = True
+    """Look past a bad frame for intact ones (off: stop there, as a live run's own reader
+    does, which may see the frame being written)."""
     valid_end: int = 0
     torn: bool = False
     last_seq: int = -1
     """The sequence number of the last record read (-1 before any)."""
+    damage: list[Damage] = field(default_factory=list)
 
     def frames(self) -> Iterator[memoryview]:
-        """Yield each intact frame's payload in order; stop at a torn or corrupt tail."""
+        """Yield each intact frame's payload in order."""
         with self.path.open("rb") as handle:
             handle.seek(self.start)
-            data = memoryview(handle.read())
+            raw = handle.read()
         offset = 0
         if self.start == 0:
-            if bytes(data[: len(HEADER)]) != HEADER:
-                self.torn = len(data) > 0
+            if raw[: len(HEADER)] != HEADER:
+                self.torn = len(raw) > 0
                 self.valid_end = 0
                 return
             offset = len(HEADER)
         self.valid_end = self.start + offset
-        while offset < len(data):
-            if offset + _FRAME.size > len(data):
-                self.torn = True
-                return
-            length, crc = _FRAME.unpack_from(data, offset)
-            start = offset + _FRAME.size
-            payload = data[start : start + length]
-            if length > _MAX_FRAME or len(payload) != length or zlib.crc32(payload) != crc:
-                self.torn = True
-                return
+        previous: memoryview | None = None
+        while offset < len(raw):
+            payload = _intact_frame(raw, offset)
+            if payload is None:
+                found = _next_intact_frame(raw, offset) if self.resync else None
+                if found is None:
+                    self.torn = True
+                    return
+                after = _intact_frame(raw, found)
+                assert after is not None, "_next_intact_frame finds intact frames"
+                before = -1 if previous is None else seq_range(previous)[1]
+                self.damage.append(
+                    Damage(self.start + offset, found - offset, before, seq_range(after)[0])
+                )
+                offset = found
+                continue
             yield payload
-            offset = start + length
+            previous = payload
+            offset += _FRAME.size + len(payload)
             self.valid_end = self.start + offset
 
     def frame_records(self) -> Iterator[list[list[Any]]]:
@@ -138,6 +209,19 @@ class FrameCursor:
             self._fd = -1
 
 
+def _quarantine_tail(path: Path, end: int) -> None:
+    """Copy what follows ``end`` in the run log to a file beside it, then cut it off: the
+    log is appended to again, and the bytes stay for whoever wants to look at them."""
+    with path.open("r+b") as handle:
+        handle.seek(end)
+        tail = handle.read()
+        with path.with_name(f"{path.name}.torn-{end}").open("wb") as kept:
+            kept.write(tail)
+            kept.flush()
+            os.fsync(kept.fileno())
+        handle.truncate(end)
+
+
 def read_records(path: Path) -> Iterator[list[Any]]:
     """Yield the records of the run log at ``path``; a torn tail is ignored."""
     return RunLogReader(path).records()
@@ -147,7 +231,8 @@ class RunLogWriter:
     """Appends frames to a run log; used only by the run's writer on the I/O thread."""
 
     def __init__(self, path: Path) -> None:
-        """Open ``path`` for appending, creating it, or cutting a torn tail left by a crash."""
+        """Open ``path`` for appending, creating it; a torn tail (after the last intact
+        frame: a crash's) is moved to ``<path>.torn-<offset>`` first, never destroyed."""
         self.path = path
         exists = path.exists() and path.stat().st_size > 0
         if exists:
@@ -156,8 +241,8 @@ class RunLogWriter:
                 pass
             if reader.valid_end == 0:
                 raise ValueError(f"{path} is not a tracker run log")
-            with path.open("r+b") as handle:
-                handle.truncate(reader.valid_end)
+            if reader.torn:
+                _quarantine_tail(path, reader.valid_end)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not exists:
             self._write_all([HEADER])
