@@ -33,6 +33,13 @@ def test_public_names_are_pinned() -> None:
     ]
 
 
+def test_testing_module_names_are_pinned() -> None:
+    """`tracker.testing`, the helpers for users' tests, offers exactly its documented names."""
+    import tracker.testing
+
+    assert tracker.testing.__all__ == ["CapturedRuns", "capture_runs"]
+
+
 def test_public_classes_read_as_tracker_names() -> None:
     """Re-exported classes show as `tracker.X` in reprs and tracebacks."""
     assert tracker.Run.__module__ == "tracker"

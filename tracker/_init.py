@@ -10,6 +10,7 @@ import argparse
 import functools
 import os
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, ParamSpec
 
@@ -37,6 +38,19 @@ _REINIT: Final = {
 _ANONYMOUS: Final = ("never", "allow", "must")
 
 P = ParamSpec("P")
+
+
+@dataclass
+class Capture:
+    """A `tracker.testing.capture_runs` block: its settings override every init's, and it
+    keeps the runs started inside it."""
+
+    settings: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+
+
+captures: list[Capture] = []
+"""The open capture blocks, innermost last."""
 
 
 def init(
@@ -144,6 +158,8 @@ def init(
         },
         settings,
     )
+    if captures:
+        resolved = resolved.replace(**captures[-1].settings)
     # The server keeps projects and entities under the rules of run ids: refuse now what
     # it would refuse when the run streams or syncs.
     for label, value in (("project", resolved.project), ("entity", resolved.entity)):
@@ -163,6 +179,8 @@ def init(
     if save_code:
         _save_main_script(run)
     _process.remember(run, current=policy != "create_new")
+    if captures:
+        captures[-1].runs.append(run)
     return run
 
 
