@@ -6,6 +6,7 @@ config, summary and history; the same fold gives a resumed run its state.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from tracker import _encoding as kinds
 from tracker._errors import UsageError
 from tracker._files import RunFile
 from tracker._history import downsample, history_frame, select
+from tracker._names import local_file
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
 from tracker._runinfo import RunInfo
 from tracker._runlog import RunLogReader
@@ -23,6 +25,8 @@ from tracker._summary import MetricRule, Summary
 __all__ = ["StoredRun", "apply_to_summary", "read_run"]
 
 _Row = tuple[int, float, float, dict[str, Any]]  # step, timestamp, runtime, data
+
+_logger = logging.getLogger(__name__)
 
 
 class StoredRun(RunInfo):
@@ -148,11 +152,16 @@ class StoredRun(RunInfo):
         return history_frame(rows) if pandas else rows
 
     def files(self) -> list[RunFile]:
-        """The files stored with the run (in its ``files/`` directory)."""
+        """The files stored with the run (in its ``files/`` directory); a name in the run log
+        that would lead outside that directory is left out, with a warning logged."""
         root = self.dir / FILES_DIR
         found = []
         for name in sorted(self.files_stored):
-            path = root / name
+            try:
+                path = local_file(root, name)
+            except UsageError as exc:
+                _logger.warning("tracker: %s: file left out: %s", self.dir, exc)
+                continue
             if path.is_file():
                 record = self.files_stored[name]
                 found.append(

@@ -38,6 +38,7 @@ from tracker._encoding import (
 from tracker._errors import UsageError
 from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
+from tracker._names import check_file_name, local_file
 from tracker._reader import apply_to_summary
 from tracker._rundir import FILES_DIR, LOG_NAME, RunLock
 from tracker._runlog import RunLogReader, RunLogWriter
@@ -563,7 +564,7 @@ class Run:
             )
         base = Path(base_path) if base_path is not None else Path(_glob_root(pattern))
         base = base.resolve()
-        stored = []
+        names = []
         for source in matches:
             try:
                 name = source.resolve().relative_to(base).as_posix()
@@ -572,13 +573,20 @@ class Run:
                     f"save(): {source} is not inside base_path={str(base)!r}; pass a base_path "
                     "that contains every matched file"
                 ) from None
-            stored.append(self._store_file(source, name, policy))
-        return stored
+            try:  # a name the server refuses would stop the run's upload for good
+                names.append(check_file_name(name))
+            except UsageError as exc:
+                raise UsageError(
+                    f"save(): {exc}; rename {str(source)!r} or save it under another base_path "
+                    "(nothing was stored)"
+                ) from None
+        pairs = zip(matches, names, strict=True)
+        return [self._store_file(source, name, policy) for source, name in pairs]
 
     def _store_file(self, source: Path, name: str, policy: str) -> str:
         if self._run_dir is None:
             return ""
-        target = self._run_dir / FILES_DIR / name
+        target = local_file(self._run_dir / FILES_DIR, name)
         self._emit_checked(kinds.FILE, _copy_file(source, target, name, policy), "run.save()")
         if policy != "now":
             self._saved.append((source, target, name))

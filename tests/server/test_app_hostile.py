@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from tracker._encoding import decode_record, decode_value, encode_record
-from tracker._server._app import MAX_BATCH_BYTES, check_file_name, parse_batch
+from tracker._server._app import MAX_BATCH_BYTES, parse_batch
 from tracker._server._auth import ApiError
 
 pytestmark = pytest.mark.anyio
@@ -294,22 +294,6 @@ def test_parse_batch_refuses_empty_and_malformed_bodies(body: bytes) -> None:
     with pytest.raises(ApiError) as caught:
         parse_batch(body)
     assert caught.value.code == "bad_batch"
-
-
-@pytest.mark.parametrize("name", ["a.txt", "dir/sub/file.bin", "..hidden", "space in name.txt"])
-def test_check_file_name_accepts_relative_paths(name: str) -> None:
-    """Plain relative paths are valid file names."""
-    assert check_file_name(name) == name
-
-
-@pytest.mark.parametrize(
-    "name", ["", "/etc/passwd", "a/../b", "..", "./a", "a//b", "a\\b", "a\x00"]
-)
-def test_check_file_name_refuses_unsafe_paths(name: str) -> None:
-    """Absolute paths, dot parts, empty parts, backslashes and control characters are bad."""
-    with pytest.raises(ApiError) as caught:
-        check_file_name(name)
-    assert caught.value.code == "bad_name"
 
 
 async def test_rows_are_stored_as_sent_whatever_their_spacing(client: Any) -> None:

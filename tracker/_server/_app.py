@@ -32,7 +32,7 @@ from tracker._encoding import (
     restore_record,
 )
 from tracker._errors import UsageError
-from tracker._names import check_run_id
+from tracker._names import check_file_name, check_run_id
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
 from tracker._server._dashboard import Dashboard, dashboard_auth
 from tracker._server._params import MAX_INT, MAX_PAGE, clip, int_query
@@ -49,7 +49,6 @@ __all__ = [
     "PROTOCOL",
     "ParsedBatch",
     "build_app",
-    "check_file_name",
     "error_response",
     "parse_batch",
 ]
@@ -60,7 +59,6 @@ BODY_IDLE_SECONDS: Final = 15.0
 MAX_BATCH_RECORDS: Final = 100_000
 MAX_JSON_BYTES: Final = 1024 * 1024
 MAX_FILE_BYTES: Final = 512 * 1024 * 1024
-MAX_FILE_NAME: Final = 512
 WS_PING_SECONDS: Final = 10.0
 SWEEP_SECONDS: Final = 1.0
 
@@ -215,22 +213,6 @@ def _checked_records(lines: list[str], parsed: list[Any] | None) -> list[list[An
     return records
 
 
-def check_file_name(name: str) -> str:
-    """Return ``name`` if it is a safe relative file path, else raise 400 ``bad_name``."""
-    problem = None
-    if not name or len(name) > MAX_FILE_NAME:
-        problem = f"must have 1 to {MAX_FILE_NAME} characters"
-    elif name.startswith("/"):
-        problem = "starts with '/'; give a path relative to the run's files"
-    elif "\\" in name or not name.isprintable():
-        problem = "contains a backslash or a control character; use '/' between folders"
-    elif any(part in {"", ".", ".."} for part in name.split("/")):
-        problem = "has an empty, '.' or '..' part; give a plain relative path like 'ckpt/model.pt'"
-    if problem is not None:
-        raise ApiError(400, "bad_name", f"file name {clip(repr(name))} {problem}")
-    return name
-
-
 def _check_record(record: list[Any], number: int) -> None:
     """Refuse records of known kinds whose fields have the wrong types."""
     kind = record[1]
@@ -370,6 +352,14 @@ def _name(value: object, what: str) -> str:
     """An entity, project or run id, else 400 ``bad_name``."""
     try:
         return check_run_id(value, what)
+    except UsageError as exc:
+        raise ApiError(400, "bad_name", str(exc)) from None
+
+
+def _file_name(value: str) -> str:
+    """A stored file name (`tracker._names.check_file_name`), else 400 ``bad_name``."""
+    try:
+        return check_file_name(value)
     except UsageError as exc:
         raise ApiError(400, "bad_name", str(exc)) from None
 
@@ -660,7 +650,7 @@ class _Api:
     async def put_file(self, request: web.Request) -> web.Response:
         """Store a run file from the raw body."""
         key = self._key(request)
-        name = check_file_name(request.match_info["name"])
+        name = _file_name(request.match_info["name"])
         content = await _read_body(request, MAX_FILE_BYTES, f"file {name!r}")
         await self._storage.put_file(key, name, content, time.time())
         return web.Response(status=204)
@@ -668,7 +658,7 @@ class _Api:
     async def get_file(self, request: web.Request) -> web.Response:
         """A run file's bytes, as a download (never rendered by a browser)."""
         key = self._key(request)
-        name = check_file_name(request.match_info["name"])
+        name = _file_name(request.match_info["name"])
         content = await self._storage.get_file(key, name)
         if content is None:
             raise ApiError(
