@@ -24,6 +24,7 @@ from tracker._errors import AuthenticationError, CommError, UsageError
 from tracker._magic import capture_argparse
 from tracker._names import check_run_id, new_run_id, new_run_name
 from tracker._reader import StoredRun
+from tracker._redact import redact_argv
 from tracker._run import DisabledRun, Run, check_tags
 from tracker._rundir import (
     clear_resume_marker,
@@ -602,7 +603,7 @@ def _environment() -> dict[str, Any]:
         "host": os.uname().nodename,
         "python": sys.version.split()[0],
         "program": getattr(__main__, "__file__", None),
-        "args": sys.argv[1:],
+        "args": redact_argv(sys.argv[1:]),  # a key on the command line must not be stored
         "cwd": os.getcwd(),
     }
 

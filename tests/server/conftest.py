@@ -21,7 +21,7 @@ from tracker._encoding import encode_record
 from tracker._server._runner import EmbeddedServer
 
 ALICE_KEY = "alice-secret-key"
-BOB_KEY = "bob-secret-key"
+BOB_KEY = "bob-secret-key-0001"
 
 
 @pytest.fixture

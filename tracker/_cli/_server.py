@@ -38,7 +38,17 @@ def add_parser(commands: Any) -> None:
         action="append",
         default=[],
         metavar="[ENTITY:]KEY",
-        help="accept this key, acting as ENTITY (default entity 'local'); repeat for more keys",
+        help="accept this key, acting as ENTITY (default entity 'local'); repeat for more keys. "
+        "Other users of the machine can see it in the process list: prefer --api-key-file",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="accept the keys in this file, one [ENTITY:]KEY per line ('#' starts a comment); "
+        "it must not be readable by other users (chmod 600). TRACKER_API_KEY, when set, is "
+        "accepted too, as a key of the entity 'local'",
     )
     parser.add_argument(
         "--allow-anonymous",
@@ -55,6 +65,7 @@ def add_parser(commands: Any) -> None:
 
 def run_server(arguments: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; return 0 after a graceful shutdown."""
+    from tracker._server._keys import environment_key, parse_api_key, read_key_file
     from tracker._server._runner import serve
 
     if not 0 <= arguments.port <= 65535:
@@ -64,12 +75,18 @@ def run_server(arguments: argparse.Namespace) -> int:
         path = default_db_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         db_url = f"sqlite:///{path}"
+    keys = [parse_api_key(text) for text in arguments.api_key]
+    for path in arguments.api_key_file:
+        keys += read_key_file(path)
+    from_environment = environment_key(os.environ)
+    if from_environment is not None:
+        keys.append(from_environment)
     asyncio.run(
         serve(
             arguments.host,
             arguments.port,
             db_url,
-            arguments.api_key,
+            keys,
             arguments.allow_anonymous,
             arguments.insecure,
         )

@@ -22,11 +22,11 @@ from typing import Final
 from aiohttp import web
 
 from tracker._errors import UsageError
-from tracker._names import check_run_id
 from tracker._server._app import build_app
+from tracker._server._keys import GivenKey, parse_api_key, store_keys
 from tracker._server._storage import Storage
 
-__all__ = ["EmbeddedServer", "parse_api_key", "serve"]
+__all__ = ["EmbeddedServer", "serve"]
 
 IDLE_CONNECTION_SECONDS: Final = 5.0
 
@@ -41,7 +41,7 @@ async def serve(
     host: str,
     port: int,
     db_url: str,
-    api_keys: Sequence[str],
+    api_keys: Sequence[GivenKey],
     allow_anonymous: bool,
     insecure: bool,
     ready: Callable[[str], None] | None = None,
@@ -54,7 +54,7 @@ async def serve(
         host: the address to bind; a non-loopback one needs API keys or ``insecure``.
         port: the port; 0 picks a free one (the real one is reported).
         db_url: ``sqlite:///PATH`` (``postgresql://...`` lands in a later release).
-        api_keys: ``ENTITY:KEY`` or ``KEY`` (entity ``local``), added to the database.
+        api_keys: keys to add to the database (`tracker._server._keys`).
         allow_anonymous: requests without a key act as the entity ``anonymous``.
         insecure: allow a non-loopback bind without API keys (everyone is ``local``).
         ready: called with the server's URL once it listens; default: print a line.
@@ -63,12 +63,10 @@ async def serve(
     Raises:
         UsageError: a bad ``db_url``, API key or port, or an unsafe bind.
     """
-    keys = [parse_api_key(key) for key in api_keys]
     loopback = _is_loopback(host)
     storage = await open_storage(db_url)
     try:
-        for entity, key in keys:
-            await storage.add_api_key(entity, key)
+        await store_keys(storage, api_keys)
         # keys stored by an earlier start count too
         has_keys = await storage.has_api_keys()
         if not loopback and not has_keys and not insecure:
@@ -179,28 +177,6 @@ async def open_storage(db_url: str) -> Storage:
     )
 
 
-def parse_api_key(text: str) -> tuple[str, str]:
-    """Split ``ENTITY:KEY`` (or ``KEY``, for the entity ``local``) into (entity, key); the
-    entity ends at the first ``:`` (entities cannot hold one, keys may).
-
-    Raises:
-        UsageError: an empty key or a bad entity name.
-    """
-    entity, separator, key = text.partition(":")
-    if not separator:
-        entity, key = "local", text
-    if not key or key != key.strip() or not key.isprintable():
-        raise UsageError(
-            "--api-key: the key is empty or holds spaces or control characters; "
-            "give ENTITY:KEY or KEY, e.g. --api-key alice:$(openssl rand -hex 24)"
-        )
-    try:
-        check_run_id(entity, "--api-key entity")
-    except UsageError as exc:
-        raise UsageError(f"{exc} (--api-key takes ENTITY:KEY)") from None
-    return entity, key
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -233,7 +209,7 @@ class EmbeddedServer:
         """Describe the server; `start` (or ``with``) runs it."""
         self._db_url = db_url
         self._port = port
-        self._api_keys = list(api_keys)
+        self._api_keys = [parse_api_key(text, "api_keys") for text in api_keys]
         self._allow_anonymous = allow_anonymous
         self._startup_timeout = startup_timeout
         self._url: str | None = None
