@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import tracker
 from tracker._encoding import decode_value, encode_record
+from tracker._io._handshake import CLIENT_HEADERS
 
 from .conftest import FAST_RETRIES, Figures, ServerProcess
 
@@ -376,7 +377,7 @@ async def _websocket(
     or a close; the decoded answers."""
     received: list[Any] = []
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=CLIENT_HEADERS) as session,
         session.ws_connect(
             f"{url}/api/v1/runs/{path}/stream", params={"log_id": log_id}
         ) as socket_,

@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from tracker._encoding import encode_record
+from tracker._io._handshake import CLIENT_HEADERS
 from tracker._server._runner import EmbeddedServer
 
 ALICE_KEY = "alice-secret-key"
@@ -60,8 +61,8 @@ def anonymous_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """An aiohttp client session."""
-    async with aiohttp.ClientSession() as opened:
+    """An aiohttp client session sending the header of tracker's client (as it does)."""
+    async with aiohttp.ClientSession(headers=CLIENT_HEADERS) as opened:
         yield opened
 
 

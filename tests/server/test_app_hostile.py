@@ -141,7 +141,7 @@ async def test_an_oversized_websocket_message_closes_with_1009(client: Any) -> N
     writer.write(
         f"GET {RUN}/stream?log_id={client.LOG_ID} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Key: {key}\r\n\r\n".encode()
+        f"X-Tracker-Client: test\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode()
     )
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
     # the header of a masked binary frame one byte over the limit
@@ -162,6 +162,7 @@ async def test_a_file_announcing_more_than_512_mib_is_413_before_any_upload(clie
     reader, writer = await asyncio.open_connection(url.host, url.port)
     writer.write(
         f"PUT {RUN}/files/huge.bin HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+        "Content-Type: application/octet-stream\r\n"
         f"Content-Length: {600 * 1024 * 1024}\r\n\r\n".encode()
     )
     head = await reader.readuntil(b"\r\n\r\n")

@@ -7,6 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tracker._errors import UsageError
 
@@ -51,6 +52,13 @@ def add_parser(commands: Any) -> None:
         "accepted too, as a key of the entity 'local'",
     )
     parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the server's public root URL, when clients reach it under another name than "
+        "--host (a proxy, a DNS name): run URLs use it, and requests naming its host are "
+        "answered (others are refused unless they name a loopback address or --host)",
+    )
+    parser.add_argument(
         "--allow-anonymous",
         action="store_true",
         help="requests without a key act as the entity 'anonymous'",
@@ -89,9 +97,23 @@ def run_server(arguments: argparse.Namespace) -> int:
             keys,
             arguments.allow_anonymous,
             arguments.insecure,
+            base_url=_base_url(arguments.base_url),
         )
     )
     return 0
+
+
+def _base_url(url: str | None) -> str | None:
+    """``--base-url``, checked: an http(s) URL with a host."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--base-url {url!r} is not an http(s) URL with a host; give one like "
+            "https://tracker.example.com or http://gpu-box:8765"
+        )
+    return url
 
 
 def default_db_path() -> Path:

@@ -24,10 +24,14 @@ from tracker._io._retry import (
     handshake_retrying,
 )
 
-__all__ = ["START_PATH", "handshake_now", "read_answer"]
+__all__ = ["CLIENT_HEADER", "CLIENT_HEADERS", "START_PATH", "handshake_now", "read_answer"]
 
 START_PATH = "runs/start"
 """The handshake's API path, below `/api/v1/`."""
+CLIENT_HEADER = "X-Tracker-Client"
+"""Sent on every request: a header no web page can send to another origin, so the server
+knows the request is no forgery of a page in the user's browser (`tracker._server._guard`)."""
+CLIENT_HEADERS = {CLIENT_HEADER: "python"}
 _LEAST_SECONDS = 0.5  # a last attempt gets at least this long, even past the deadline
 
 
@@ -72,7 +76,7 @@ def _post(
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connect_timeout = min(CONNECT_TIMEOUT_SECONDS, most_seconds)
     connection = kind(parts.hostname or "", parts.port, timeout=connect_timeout)
-    headers = {"Content-Type": "application/json"}
+    headers = {**CLIENT_HEADERS, "Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:

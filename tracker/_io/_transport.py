@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from tracker._io._handshake import CLIENT_HEADERS
 from tracker._io._retry import (
     CONNECT_TIMEOUT_SECONDS,
     REQUEST_TIMEOUT_SECONDS,
@@ -32,7 +33,9 @@ class ServerClient:
     def __init__(self, base_url: str, api_key: str | None) -> None:
         """Prepare a client for ``base_url``; the session opens on first use."""
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = dict(CLIENT_HEADERS)  # on every request, websocket upgrades included
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:

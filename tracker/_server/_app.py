@@ -35,6 +35,7 @@ from tracker._errors import UsageError
 from tracker._names import check_file_name, check_run_id
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
 from tracker._server._dashboard import Dashboard, dashboard_auth
+from tracker._server._guard import guard_middleware
 from tracker._server._params import MAX_INT, MAX_PAGE, clip, int_query
 from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
 
@@ -84,7 +85,12 @@ _logger = logging.getLogger(__name__)
 
 
 def build_app(
-    storage: Storage, *, allow_anonymous: bool, open_access: bool, base_url: str | None = None
+    storage: Storage,
+    *,
+    allow_anonymous: bool,
+    open_access: bool,
+    base_url: str | None = None,
+    bound_host: str | None = None,
 ) -> web.Application:
     """The server application: the API of docs/protocol.md, the HTML pages, the crash sweep.
 
@@ -93,12 +99,15 @@ def build_app(
         allow_anonymous: requests without a key act as the entity ``anonymous``.
         open_access: no API keys and a loopback (or ``--insecure``) bind: every request
             acts as the entity ``local``.
-        base_url: the public root of run URLs; default: the scheme and host of the request.
+        base_url: the public root of run URLs, also accepted as the Host and Origin of
+            requests; default: the scheme and host of the request.
+        bound_host: the address the server listens on, accepted as a Host.
     """
     api = _Api(storage, base_url)
     app = web.Application(
         middlewares=[
             _error_middleware,
+            guard_middleware(bound_host, base_url),
             dashboard_auth(
                 auth_middleware(storage, allow_anonymous=allow_anonymous, open_access=open_access)
             ),

@@ -47,6 +47,7 @@ async def serve(
     ready: Callable[[str], None] | None = None,
     *,
     stop: asyncio.Event | None = None,
+    base_url: str | None = None,
 ) -> None:
     """Serve the API on ``host:port`` until SIGINT/SIGTERM (or ``stop`` is set).
 
@@ -59,6 +60,8 @@ async def serve(
         insecure: allow a non-loopback bind without API keys (everyone is ``local``).
         ready: called with the server's URL once it listens; default: print a line.
         stop: set it to shut down (signals are only handled on the main thread).
+        base_url: the server's public root URL (behind a proxy or under another name): run
+            URLs use it, and requests may name its host (docs/server.md, "Security").
 
     Raises:
         UsageError: a bad ``db_url``, API key or port, or an unsafe bind.
@@ -72,7 +75,13 @@ async def serve(
         if not loopback and not has_keys and not insecure:
             raise _unsafe_bind(host)
         open_access = not has_keys and (loopback or insecure)
-        app = build_app(storage, allow_anonymous=allow_anonymous, open_access=open_access)
+        app = build_app(
+            storage,
+            allow_anonymous=allow_anonymous,
+            open_access=open_access,
+            base_url=base_url,
+            bound_host=host,
+        )
         await _run_app(app, host, port, db_url, ready, stop)
     finally:
         await storage.close()
