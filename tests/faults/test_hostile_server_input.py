@@ -227,7 +227,8 @@ def _slow_connections(url: str, partial_headers: int, partial_bodies: int) -> li
             connection.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         else:
             connection.sendall(
-                b"POST /api/v1/runs/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                b"POST /api/v1/runs/start HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json"
                 b"\r\nContent-Length: 100000\r\n\r\n{"
             )
         held.append(connection)

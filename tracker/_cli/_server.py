@@ -59,6 +59,20 @@ def add_parser(commands: Any) -> None:
         "answered (others are refused unless they name a loopback address or --host)",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections held at once; more are closed as they come (default: the "
+        "open-file limit, ulimit -n, less 64)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        metavar="N",
+        help="connections one client address may hold (default: half of --max-connections; "
+        "raise it behind a reverse proxy, where every client has the proxy's address)",
+    )
+    parser.add_argument(
         "--allow-anonymous",
         action="store_true",
         help="requests without a key act as the entity 'anonymous'",
@@ -78,6 +92,12 @@ def run_server(arguments: argparse.Namespace) -> int:
 
     if not 0 <= arguments.port <= 65535:
         raise UsageError(f"--port {arguments.port}: give a port from 0 to 65535 (0: any free)")
+    for flag, value in (
+        ("--max-connections", arguments.max_connections),
+        ("--max-connections-per-ip", arguments.max_connections_per_ip),
+    ):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: give a number of connections, 1 or more")
     db_url = arguments.db
     if db_url is None:
         path = default_db_path()
@@ -98,6 +118,8 @@ def run_server(arguments: argparse.Namespace) -> int:
             arguments.allow_anonymous,
             arguments.insecure,
             base_url=_base_url(arguments.base_url),
+            max_connections=arguments.max_connections,
+            max_connections_per_ip=arguments.max_connections_per_ip,
         )
     )
     return 0

@@ -57,6 +57,9 @@ __all__ = [
 PROTOCOL: Final = 1
 MAX_BATCH_BYTES: Final = MAX_RECORD_BYTES  # a client's largest record fits a batch alone
 BODY_IDLE_SECONDS: Final = 15.0
+BODY_GRACE_SECONDS: Final = 10.0
+BODY_MIN_BYTES_PER_SECOND: Final = 4096
+"""A body must arrive within BODY_GRACE_SECONDS plus a second per this many bytes received."""
 MAX_BATCH_RECORDS: Final = 100_000
 MAX_JSON_BYTES: Final = 1024 * 1024
 MAX_FILE_BYTES: Final = 512 * 1024 * 1024
@@ -299,18 +302,35 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
 
 
 async def _read_body(request: web.Request, limit: int, what: str) -> bytes:
-    """Read the request body, refusing (413) more than ``limit`` bytes."""
+    """Read the request body, refusing (413) more than ``limit`` bytes, and (408) a body
+    that pauses for BODY_IDLE_SECONDS or falls behind its deadline."""
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(f"{what} of {length} bytes", limit)
     chunks: list[bytes] = []
     size = 0
+    clock = asyncio.get_running_loop().time
+    began = clock()
     try:
         while True:
-            # A body that stops arriving ties up the connection: give up after a pause.
+            # A body trickled a byte at a time would hold the connection for as long as the
+            # client likes: besides the pause limit, the whole body has a deadline that
+            # grows with what arrived (Apache's mod_reqtimeout: body=10,MinRate=4096).
+            left = began + BODY_GRACE_SECONDS + size / BODY_MIN_BYTES_PER_SECOND - clock()
             try:
-                chunk = await asyncio.wait_for(request.content.readany(), BODY_IDLE_SECONDS)
+                chunk = await asyncio.wait_for(
+                    request.content.readany(), min(left, BODY_IDLE_SECONDS)
+                )
             except asyncio.TimeoutError:
+                _stop_reading(request)
+                if left <= BODY_IDLE_SECONDS:
+                    raise ApiError(
+                        408,
+                        "timeout",
+                        f"{what} arrived too slowly ({size} bytes in {clock() - began:.0f} s); "
+                        f"after its first {BODY_GRACE_SECONDS:.0f} s a body must come at "
+                        f"{BODY_MIN_BYTES_PER_SECOND} bytes/s or faster: send it again",
+                    ) from None
                 raise ApiError(
                     408,
                     "timeout",
@@ -327,6 +347,13 @@ async def _read_body(request: web.Request, limit: int, what: str) -> bytes:
             400, "bad_body", f"{what} arrived cut short or malformed; send it again"
         ) from None
     return b"".join(chunks)
+
+
+def _stop_reading(request: web.Request) -> None:
+    """Close the connection once the answer to ``request`` is sent: aiohttp would otherwise
+    read and discard the rest of its body for up to 10 s more (its lingering close)."""
+    request.protocol.close()  # takes no more data, closes after the answer
+    request.content.feed_eof()  # the body is over: nothing left to linger for
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:

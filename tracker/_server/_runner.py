@@ -23,6 +23,7 @@ from aiohttp import web
 
 from tracker._errors import UsageError
 from tracker._server._app import build_app
+from tracker._server._connections import ConnectionCaps
 from tracker._server._keys import GivenKey, parse_api_key, store_keys
 from tracker._server._storage import Storage
 
@@ -48,6 +49,8 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     base_url: str | None = None,
+    max_connections: int | None = None,
+    max_connections_per_ip: int | None = None,
 ) -> None:
     """Serve the API on ``host:port`` until SIGINT/SIGTERM (or ``stop`` is set).
 
@@ -62,6 +65,8 @@ async def serve(
         stop: set it to shut down (signals are only handled on the main thread).
         base_url: the server's public root URL (behind a proxy or under another name): run
             URLs use it, and requests may name its host (docs/server.md, "Security").
+        max_connections: connections held at once (default: the open-file limit less 64).
+        max_connections_per_ip: connections one client address may hold (default: half).
 
     Raises:
         UsageError: a bad ``db_url``, API key or port, or an unsafe bind.
@@ -82,7 +87,8 @@ async def serve(
             base_url=base_url,
             bound_host=host,
         )
-        await _run_app(app, host, port, db_url, ready, stop)
+        caps = ConnectionCaps(max_connections, max_connections_per_ip)
+        await _run_app(app, host, port, db_url, ready, stop, caps)
     finally:
         await storage.close()
 
@@ -102,6 +108,7 @@ async def _run_app(
     db_url: str,
     ready: Callable[[str], None] | None,
     stop: asyncio.Event | None,
+    caps: ConnectionCaps,
 ) -> None:
     """Listen, report, wait for a stop, then shut down gracefully."""
     stop = stop or asyncio.Event()
@@ -116,16 +123,20 @@ async def _run_app(
     # signals first: a SIGTERM right after the "listening" line must still stop gracefully
     with _signals_set(stop):
         await runner.setup()
+        listener: asyncio.Server | None = None
         try:
-            site = web.TCPSite(runner, host, port)
+            assert runner.server is not None, "setup() made it"
             try:
-                await site.start()
+                # not a web.TCPSite: each connection passes the caps' gate before aiohttp
+                listener = await asyncio.get_running_loop().create_server(
+                    caps.protocol_factory(runner.server), host, port, backlog=128
+                )
             except OSError as exc:
                 raise UsageError(
                     f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
                     "--port (0 picks a free one) or stop the program using it"
                 ) from None
-            url = _url(host, runner.addresses[0][1])
+            url = _url(host, listener.sockets[0].getsockname()[1])
             if ready is None:  # the `tracker server` process, not an embedded server
                 # The objects of start-up live as long as the server: keep the collector
                 # from re-scanning them on every batch (measured ~8 ms per 10k-row batch).
@@ -135,7 +146,9 @@ async def _run_app(
                 ready(url)
             await stop.wait()
         finally:
-            # stops accepting, closes streams with 1001 (on_shutdown), lets in-flight
+            if listener is not None:
+                listener.close()  # stop accepting, as a site's stop() does
+            # closes idle connections and streams with 1001 (on_shutdown), lets in-flight
             # requests finish within SHUTDOWN_SECONDS, then runs the app's cleanup
             await runner.cleanup()
 
