@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import http.client
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import orjson
@@ -28,10 +29,10 @@ __all__ = ["CLIENT_HEADER", "CLIENT_HEADERS", "START_PATH", "handshake_now", "re
 
 START_PATH = "runs/start"
 """The handshake's API path, below `/api/v1/`."""
-CLIENT_HEADER = "X-Tracker-Client"
+CLIENT_HEADER: Final = "X-Tracker-Client"
 """Sent on every request: a header no web page can send to another origin, so the server
 knows the request is no forgery of a page in the user's browser (`tracker._server._guard`)."""
-CLIENT_HEADERS = {CLIENT_HEADER: "python"}
+CLIENT_HEADERS: Final[Mapping[str, str]] = {CLIENT_HEADER: "python"}
 _LEAST_SECONDS = 0.5  # a last attempt gets at least this long, even past the deadline
 
 

@@ -42,12 +42,14 @@ def _open_file_limit() -> int | None:
 class ConnectionCaps:
     """The open connections, counted overall and per client address, and their caps."""
 
-    def __init__(self, max_connections: int | None = None, max_per_address: int | None = None):
+    def __init__(
+        self, max_connections: int | None = None, max_per_address: int | None = None
+    ) -> None:
         """Cap connections at ``max_connections`` (default: the open-file limit less
         `FD_RESERVE`) and ``max_per_address`` per address (default: half the overall cap)."""
         self._max = max_connections
         self._max_per_address = max_per_address
-        self.open = 0
+        self._open = 0
         self._by_address: Counter[str] = Counter()
         self._refused_since_warning = 0
         self._warned_at = 0.0
@@ -69,16 +71,16 @@ class ConnectionCaps:
     def admit(self, address: str) -> bool:
         """Count a new connection from ``address``, or refuse it (False) over a cap."""
         total, per_address = self.caps()
-        if self.open >= total or self._by_address[address] >= per_address:
+        if self._open >= total or self._by_address[address] >= per_address:
             self._note_refusal(address, total, per_address)
             return False
-        self.open += 1
+        self._open += 1
         self._by_address[address] += 1
         return True
 
     def release(self, address: str) -> None:
         """A connection that `admit` counted has closed."""
-        self.open -= 1
+        self._open -= 1
         self._by_address[address] -= 1
         if not self._by_address[address]:
             del self._by_address[address]
@@ -94,7 +96,7 @@ class ConnectionCaps:
                 "(ulimit -n), --max-connections or --max-connections-per-ip if they are yours",
                 self._refused_since_warning,
                 address,
-                self.open,
+                self._open,
                 total,
                 self._by_address[address],
                 per_address,
