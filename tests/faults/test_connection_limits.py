@@ -33,18 +33,17 @@ def _open(server: ServerProcess, head: str, source: str = "127.0.0.1") -> socket
     return connection
 
 
-def _post_head(path: str, length: int, content_type: str = "application/json") -> str:
+def _head(method: str, path: str, length: int, content_type: str = "application/json") -> str:
+    """A request head announcing a body of ``length`` bytes."""
     return (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
         f"X-Tracker-Client: test\r\nContent-Length: {length}\r\n\r\n"
     )
 
 
 def _steady_upload(server: ServerProcess, path: str, size: int, rate: int) -> dict[str, float]:
     """PUT ``size`` bytes to ``path`` at ``rate`` bytes/s; the status and the seconds taken."""
-    connection = _open(
-        server, _post_head(path, size, "application/octet-stream").replace("POST", "PUT", 1)
-    )
+    connection = _open(server, _head("PUT", path, size, "application/octet-stream"))
     began = time.monotonic()
     piece = rate // 4
     for start in range(0, size, piece):
@@ -81,7 +80,7 @@ def test_a_trickled_body_is_cut_at_its_deadline_and_a_steady_one_is_stored(
         )
     )
     uploader.start()
-    trickle = _open(tracker_server, _post_head("/api/v1/runs/start", 10_000) + "{")
+    trickle = _open(tracker_server, _head("POST", "/api/v1/runs/start", 10_000) + "{")
     began = time.monotonic()
     answer = b""
     answered_at = closed_at = None
@@ -149,7 +148,7 @@ def test_connections_beyond_an_address_cap_do_not_stop_another_client(
     tracker_server.limit_files(256)
     assert tracker_server.process is not None
     held = [
-        _open(tracker_server, _post_head("/api/v1/runs/start", 10_000) + "{", ATTACKER)
+        _open(tracker_server, _head("POST", "/api/v1/runs/start", 10_000) + "{", ATTACKER)
         for _ in range(300)
     ]
     cap = (256 - 64) // 2
