@@ -49,14 +49,16 @@ class ServerProcess:
     """A `tracker server` subprocess on a fixed loopback port and SQLite file: it can be
     SIGKILLed, frozen with SIGSTOP, thawed and restarted on the same port and database."""
 
-    def __init__(self, directory: Path, *extra: str) -> None:
-        """Prepare a server whose database and output live in ``directory``."""
+    def __init__(self, directory: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        """Prepare a server whose database and output live in ``directory``; ``env`` adds
+        variables to its environment."""
         directory.mkdir(parents=True, exist_ok=True)
         self.db = directory / "server.db"
         self.output = directory / "server.out"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra = extra
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.frozen = False
@@ -81,7 +83,7 @@ class ServerProcess:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=child_env(self.db.parent),
+                env={**child_env(self.db.parent), **self.env},
             )
         deadline = time.monotonic() + timeout
         while self._listening_lines() == seen:

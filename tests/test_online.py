@@ -335,7 +335,7 @@ def test_saved_files_are_uploaded(server: ServerProcess, tmp_path: Path) -> None
 
 def test_api_keys_and_auth_errors(tmp_path: Path) -> None:
     """A server with keys refuses a wrong or missing key with AuthenticationError at init."""
-    keyed = ServerProcess(tmp_path / "keyed", "--api-key", "alice:s3cret").start()
+    keyed = ServerProcess(tmp_path / "keyed", "--api-key", "alice:s3cret-0123456789").start()
     try:
         with pytest.raises(tracker.AuthenticationError, match="tracker login"):
             tracker.init(
@@ -350,14 +350,14 @@ def test_api_keys_and_auth_errors(tmp_path: Path) -> None:
         run = tracker.init(
             project="p",
             dir=tmp_path / "runs",
-            settings={"silent": True, "base_url": keyed.url, "api_key": "s3cret"},
+            settings={"silent": True, "base_url": keyed.url, "api_key": "s3cret-0123456789"},
         )
         assert run.entity == "alice"
         run.log({"x": 1})
         run.finish()
         with pytest.raises(tracker.AuthenticationError):
             tracker.Api(keyed.url, api_key="wrong").run("alice/p/" + run.id)
-        assert tracker.Api(keyed.url, api_key="s3cret").run(run.path).state == "finished"
+        assert tracker.Api(keyed.url, api_key="s3cret-0123456789").run(run.path).state == "finished"
     finally:
         keyed.stop()
 
@@ -435,14 +435,16 @@ def test_login_and_runs_commands(server: ServerProcess, tmp_path: Path) -> None:
 def test_anonymous_runs_need_a_server_that_allows_them(tmp_path: Path) -> None:
     """anonymous='must' logs without a key to a server started with --allow-anonymous; a keyed
     server without that flag refuses it."""
-    open_server = ServerProcess(tmp_path / "anon", "--api-key", "k", "--allow-anonymous").start()
-    closed_server = ServerProcess(tmp_path / "closed", "--api-key", "k").start()
+    open_server = ServerProcess(
+        tmp_path / "anon", "--api-key", "k" * 16, "--allow-anonymous"
+    ).start()
+    closed_server = ServerProcess(tmp_path / "closed", "--api-key", "k" * 16).start()
     try:
         run = tracker.init(
             project="p",
             dir=tmp_path / "runs",
             anonymous="must",
-            settings={"silent": True, "base_url": open_server.url, "api_key": "k"},
+            settings={"silent": True, "base_url": open_server.url, "api_key": "k" * 16},
         )
         assert run.entity == "anonymous"
         run.log({"x": 1})

@@ -1,4 +1,4 @@
-"""Tests for the run summary and define_metric rules (tracker._summary)."""
+"""Tests for the run summary and define_metric rules (tracker._records.summary)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,8 @@ def test_capture_runs_overrides_settings_and_environment(
         run = tracker.init(project="p", settings={"mode": "online"})
         run.log({"a": 1})
         assert run.mode == "offline"
-        assert [stored.history() for stored in captured.runs][0][0]["a"] == 1
+        (stored,) = captured.runs
+        assert stored.history()[0]["a"] == 1
         run.finish()
     assert not (tmp_path / "elsewhere").exists()
     assert (tmp_path / "captured" / "tracker-runs").is_dir()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracker._errors import UsageError
+from tracker._names import local_file
 
 __all__ = ["RunFile"]
 
@@ -29,9 +30,10 @@ class RunFile:
         """Write the file under ``root`` (keeping its sub-path) and return where.
 
         Raises:
-            UsageError: the target exists and ``replace`` is False.
+            UsageError: the target exists and ``replace`` is False, or the name (it comes
+                from the server or the run log) would lead outside ``root``.
         """
-        target = Path(root) / self.name
+        target = local_file(Path(root), self.name)
         if target.exists() and not replace:
             raise UsageError(f"{target} exists; pass replace=True to overwrite it")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,17 @@
-"""Run ids and run names: generated, and checked where the user chooses them."""
+"""Names: run ids and run names (generated, and checked where the user chooses them), and
+the names of files stored with a run (one rule for the client, the run log and the server,
+and the one way such a name is joined onto a local folder)."""
 
 from __future__ import annotations
 
 import secrets
 import string
+from pathlib import Path
 
 from tracker._errors import UsageError
-from tracker._wire.limits import MAX_NAME_CHARS
+from tracker._wire.limits import MAX_FILE_NAME_CHARS, MAX_NAME_CHARS
 
-__all__ = ["check_run_id", "new_run_id", "new_run_name"]
+__all__ = ["check_file_name", "check_run_id", "local_file", "new_run_id", "new_run_name"]
 
 _ID_ALPHABET = string.digits + string.ascii_lowercase
 _ID_FORBIDDEN = frozenset("/\\#?%:;,'")
@@ -56,3 +59,45 @@ def check_run_id(run_id: object, what: str = "id") -> str:
     if run_id in {".", ".."}:
         raise UsageError(f"{what}={run_id!r} is not a valid name; use letters and digits")
     return run_id
+
+
+def check_file_name(name: object) -> str:
+    """Return ``name`` if it is a stored file name: a relative path of 1 to 512 characters,
+    ``/`` between folders, no empty, ``.`` or ``..`` part, no backslash or control character.
+
+    Raises:
+        UsageError: saying what is wrong with the name.
+    """
+    if not isinstance(name, str):
+        raise UsageError(f"a file name must be a str, not {type(name).__name__}")
+    problem = None
+    if not name or len(name) > MAX_FILE_NAME_CHARS:
+        problem = f"must have 1 to {MAX_FILE_NAME_CHARS} characters"
+    elif name.startswith("/"):
+        problem = "starts with '/'; give a path relative to the run's files"
+    elif "\\" in name or not name.isprintable():
+        problem = "contains a backslash or a control character; use '/' between folders"
+    elif any(part in {"", ".", ".."} for part in name.split("/")):
+        problem = "has an empty, '.' or '..' part; give a plain relative path like 'ckpt/model.pt'"
+    if problem is not None:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise UsageError(f"file name {shown!r} {problem}")
+    return name
+
+
+def local_file(root: Path, name: str) -> Path:
+    """Where the stored file ``name`` lives under the folder ``root``: checked by the name
+    rule, and (symbolic links resolved) never outside ``root``.
+
+    Raises:
+        UsageError: a name that breaks the rule, or leads outside ``root`` through a link.
+    """
+    check_file_name(name)
+    target = root / name
+    resolved = target.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise UsageError(
+            f"file name {name!r} leads outside {str(root)!r} through a symbolic link (to "
+            f"{str(resolved)!r}); remove the link or choose another folder"
+        )
+    return target

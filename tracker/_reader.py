@@ -15,6 +15,7 @@ from typing import Any
 
 from tracker._errors import UsageError
 from tracker._files import RunFile
+from tracker._names import local_file
 from tracker._records.fold import fold_records
 from tracker._records.history import history_frame, read_history
 from tracker._records.state import RecordError, Rows, RunState
@@ -163,11 +164,16 @@ class StoredRun(RunInfo):
         return history_frame(rows) if pandas else rows
 
     def files(self) -> list[RunFile]:
-        """The files stored with the run (in its ``files/`` directory)."""
+        """The files stored with the run (in its ``files/`` directory); a name in the run log
+        that would lead outside that directory is left out, with a warning logged."""
         root = self.dir / FILES_DIR
         found = []
         for name in sorted(self.files_stored):
-            path = root / name
+            try:
+                path = local_file(root, name)
+            except UsageError as exc:
+                logger.warning("tracker: %s: file left out: %s", self.dir, exc)
+                continue
             if path.is_file():
                 record = self.files_stored[name]
                 found.append(

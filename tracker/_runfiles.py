@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tracker._errors import UsageError
+from tracker._names import check_file_name, local_file
 
 __all__ = ["SAVE_POLICIES", "RunFiles", "find_files"]
 
@@ -23,10 +24,12 @@ def find_files(
     glob_str: str | os.PathLike[str], base_path: str | os.PathLike[str] | None
 ) -> list[tuple[Path, str]]:
     """The files matching ``glob_str`` with the names they are stored under, relative to
-    ``base_path`` (default: the pattern's own directory).
+    ``base_path`` (default: the pattern's own directory), every name checked before any
+    file is stored.
 
     Raises:
-        UsageError: nothing matches, or a file is outside ``base_path``.
+        UsageError: nothing matches, a file is outside ``base_path``, or a name breaks the
+            rule of stored file names (`tracker._names.check_file_name`).
     """
     pattern = os.fspath(glob_str)
     matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
@@ -40,11 +43,18 @@ def find_files(
     found = []
     for source in matches:
         try:
-            found.append((source, source.resolve().relative_to(base).as_posix()))
+            name = source.resolve().relative_to(base).as_posix()
         except ValueError:
             raise UsageError(
                 f"save(): {source} is not inside base_path={str(base)!r}; pass a base_path "
                 "that contains every matched file"
+            ) from None
+        try:  # a name the server refuses would stop the run's upload for good
+            found.append((source, check_file_name(name)))
+        except UsageError as exc:
+            raise UsageError(
+                f"save(): {exc}; rename {str(source)!r} or save it under another base_path "
+                "(nothing was stored)"
             ) from None
     return found
 
@@ -59,7 +69,7 @@ class RunFiles:
 
     def store(self, source: Path, name: str, policy: str) -> tuple[Path, dict[str, Any]]:
         """Copy ``source`` as ``name``; the copy and its ``file`` record payload."""
-        target = self._dir / name
+        target = local_file(self._dir, name)
         record = _copy_file(source, target, name, policy)
         if policy != "now":
             self._again.append((source, target, name))

@@ -23,6 +23,7 @@ from tracker._config import Config
 from tracker._errors import UsageError
 from tracker._names import new_run_id, new_run_name
 from tracker._records.summary import Summary
+from tracker._redact import redact_argv
 from tracker._resume import ResumePlan, plan_resume, stored_run_to_resume
 from tracker._run import DisabledRun, Run, RunIdentity, RunStart
 from tracker._rundir import (
@@ -268,7 +269,7 @@ def _environment() -> dict[str, Any]:
         "host": os.uname().nodename,
         "python": sys.version.split()[0],
         "program": getattr(__main__, "__file__", None),
-        "args": sys.argv[1:],
+        "args": redact_argv(sys.argv[1:]),  # a key on the command line must not be stored
         "cwd": os.getcwd(),
     }
 

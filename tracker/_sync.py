@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracker._errors import Error, UsageError
+from tracker._names import local_file
 from tracker._reader import StoredRun
-from tracker._rundir import LOG_NAME, RUNS_FOLDER
+from tracker._rundir import FILES_DIR, LOG_NAME, RUNS_FOLDER
 from tracker._settings import Settings, resolve_settings, write_settings_file
 from tracker._wire.errors import TransportError, public_error
 from tracker._wire.protocol import handshake_body
@@ -110,7 +111,7 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
     )
     files = stored.files()
     for file in files:
-        sender.upload(file.name, run_dir / "files" / file.name)
+        sender.upload(file.name, local_file(run_dir / FILES_DIR, file.name))
     thread = io_thread()
     try:
         thread.submit(sender.run()).result()

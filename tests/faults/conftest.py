@@ -368,7 +368,7 @@ class FaultyHttpProxy:
         headers = {
             name: value
             for name, value in request.headers.items()
-            if name.lower() in ("content-type", "authorization")
+            if name.lower() in ("content-type", "authorization", "x-tracker-client")
         }
         try:
             # a BytesIO body: aiohttp warns about bytes bodies over 1 MiB (batches reach 16)
@@ -395,7 +395,9 @@ class FaultyHttpProxy:
     ) -> web.StreamResponse:
         target = URL(self.upstream + request.raw_path, encoded=True)
         try:
-            upstream = await self._session.ws_connect(target, max_msg_size=0, compress=0)
+            upstream = await self._session.ws_connect(
+                target, max_msg_size=0, compress=0, headers=_client_headers(request)
+            )
         except aiohttp.WSServerHandshakeError as exc:
             self._record(arrived, request, exc.status, None)
             return web.Response(status=exc.status, text=exc.message)
@@ -421,6 +423,13 @@ class FaultyHttpProxy:
             await upstream.close()
             await downstream.close()
         return downstream
+
+
+def _client_headers(request: web.Request) -> dict[str, str]:
+    """The client's X-Tracker-Client header, for the relayed upgrade (the server wants it)."""
+    return {
+        name: value for name, value in request.headers.items() if name.lower() == "x-tracker-client"
+    }
 
 
 async def _relay(

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import tracker
 from tracker._records.codec import decode_value, encode_record
+from tracker._wire.protocol import CLIENT_HEADERS
 
 from .conftest import FAST_RETRIES, Figures, ServerProcess
 
@@ -226,7 +227,8 @@ def _slow_connections(url: str, partial_headers: int, partial_bodies: int) -> li
             connection.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         else:
             connection.sendall(
-                b"POST /api/v1/runs/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                b"POST /api/v1/runs/start HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json"
                 b"\r\nContent-Length: 100000\r\n\r\n{"
             )
         held.append(connection)
@@ -376,7 +378,7 @@ async def _websocket(
     or a close; the decoded answers."""
     received: list[Any] = []
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=CLIENT_HEADERS) as session,
         session.ws_connect(
             f"{url}/api/v1/runs/{path}/stream", params={"log_id": log_id}
         ) as socket_,

@@ -19,9 +19,10 @@ import pytest
 
 from tracker._records.codec import encode_record
 from tracker._server._runner import EmbeddedServer
+from tracker._wire.protocol import CLIENT_HEADERS
 
 ALICE_KEY = "alice-secret-key"
-BOB_KEY = "bob-secret-key"
+BOB_KEY = "bob-secret-key-0001"
 
 
 @pytest.fixture
@@ -60,8 +61,8 @@ def anonymous_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """An aiohttp client session."""
-    async with aiohttp.ClientSession() as opened:
+    """An aiohttp client session sending the header of tracker's client (as it does)."""
+    async with aiohttp.ClientSession(headers=CLIENT_HEADERS) as opened:
         yield opened
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tracker._errors import UsageError
-from tracker._server._runner import EmbeddedServer, parse_api_key, serve
+from tracker._server._keys import parse_api_key
+from tracker._server._runner import EmbeddedServer, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -125,7 +126,8 @@ def test_bad_database_urls_are_usage_errors(db_url: str, needle: str) -> None:
 )
 def test_api_keys_parse_as_entity_and_key(text: str, parsed: tuple[str, str]) -> None:
     """--api-key takes KEY (entity local) or ENTITY:KEY; the key may hold colons."""
-    assert parse_api_key(text) == parsed
+    given = parse_api_key(text)
+    assert (given.entity, given.key) == parsed
 
 
 @pytest.mark.parametrize("text", ["", "alice:", " key", "a/b:key"])

@@ -15,6 +15,7 @@ import pytest
 
 from tracker._errors import UsageError
 from tracker._server._runner import EmbeddedServer
+from tracker._wire.protocol import CLIENT_HEADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,7 @@ async def test_sigterm_closes_streams_with_1001_and_exits_0(
         "log_id": "0" * 32,
         "mode": "new",
     }
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=CLIENT_HEADERS) as session:
         async with session.post(f"{url}/api/v1/runs/start", json=handshake) as response:
             assert response.status == 200
         async with session.ws_connect(f"{run}/stream", params={"log_id": "0" * 32}) as socket:

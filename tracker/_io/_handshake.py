@@ -17,9 +17,10 @@ import orjson
 
 from tracker._io._retry import CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS, handshake_retrying
 from tracker._wire.errors import TransportError, error_from_answer
-from tracker._wire.protocol import API_ROOT, START_PATH, read_answer
+from tracker._wire.protocol import API_ROOT, CLIENT_HEADERS, START_PATH, read_answer
 
 __all__ = ["handshake_now"]
+
 _LEAST_SECONDS = 0.5  # a last attempt gets at least this long, even past the deadline
 
 
@@ -57,7 +58,7 @@ def _post(
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connect_timeout = min(CONNECT_TIMEOUT_SECONDS, most_seconds)
     connection = kind(parts.hostname or "", parts.port, timeout=connect_timeout)
-    headers = {"Content-Type": "application/json"}
+    headers = {**CLIENT_HEADERS, "Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 
@@ -360,7 +361,7 @@ class Sender:
             if path.is_file():
                 await self.client.request(
                     "PUT",
-                    f"{self.target.path}/files/{name}",
+                    f"{self.target.path}/files/{quote(name)}",  # '?', '#', '%' stay in the name
                     data=path.read_bytes(),
                     content_type="application/octet-stream",
                 )

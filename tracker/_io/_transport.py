@@ -18,7 +18,7 @@ import orjson
 from tracker._io._retry import CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS
 from tracker._wire.errors import TransportError, error_from_answer, parse_retry_after
 from tracker._wire.limits import MAX_BATCH_BYTES
-from tracker._wire.protocol import API_ROOT
+from tracker._wire.protocol import API_ROOT, CLIENT_HEADERS
 
 __all__ = ["BatchTransport", "HttpTransport", "ServerClient", "WebSocketTransport"]
 
@@ -29,7 +29,9 @@ class ServerClient:
     def __init__(self, base_url: str, api_key: str | None) -> None:
         """Prepare a client for ``base_url``; the session opens on first use."""
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = dict(CLIENT_HEADERS)  # on every request, websocket upgrades included
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:

@@ -3,7 +3,7 @@
 Handlers validate everything a client sends (names, JSON shapes, batch records, sizes)
 before the storage sees it, so bad input gets a 4xx naming the problem and never a 500.
 Every error answer goes through `error_response`; user values in answers are exactly
-encoded (`tracker._encoding.encode_value`) so NaN, ±inf and big ints survive.
+encoded (`tracker._records.codec.encode_value`) so NaN, ±inf and big ints survive.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from aiohttp import ClientPayloadError, WSCloseCode, WSMsgType, web
 
 import tracker
 from tracker._errors import UsageError
-from tracker._names import check_run_id
+from tracker._names import check_file_name, check_run_id
 from tracker._records.batch import BatchTooLarge, ParsedBatch, parse_batch
 from tracker._records.codec import encode_value
 from tracker._records.state import RecordError
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
 from tracker._server._dashboard import Dashboard, dashboard_auth
+from tracker._server._guard import guard_middleware
 from tracker._server._params import clip, int_query
 from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
 from tracker._wire.limits import (
     MAX_BATCH_BYTES,
     MAX_FILE_BYTES,
-    MAX_FILE_NAME_CHARS,
     MAX_HEARTBEAT_SECONDS,
     MAX_JSON_BYTES,
     MAX_PAGE,
@@ -45,9 +45,12 @@ from tracker._wire.protocol import LOG_ID, MODES, PROTOCOL
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
 
-__all__ = ["build_app", "check_file_name", "error_response"]
+__all__ = ["build_app", "error_response"]
 
 BODY_IDLE_SECONDS: Final = 15.0
+BODY_GRACE_SECONDS: Final = 10.0
+BODY_MIN_BYTES_PER_SECOND: Final = 4096
+"""A body must arrive within BODY_GRACE_SECONDS plus a second per this many bytes received."""
 WS_PING_SECONDS: Final = 10.0
 SWEEP_SECONDS: Final = 1.0
 
@@ -60,7 +63,12 @@ _logger = logging.getLogger(__name__)
 
 
 def build_app(
-    storage: Storage, *, allow_anonymous: bool, open_access: bool, base_url: str | None = None
+    storage: Storage,
+    *,
+    allow_anonymous: bool,
+    open_access: bool,
+    base_url: str | None = None,
+    bound_host: str | None = None,
 ) -> web.Application:
     """The server application: the API of docs/protocol.md, the HTML pages, the crash sweep.
 
@@ -69,12 +77,15 @@ def build_app(
         allow_anonymous: requests without a key act as the entity ``anonymous``.
         open_access: no API keys and a loopback (or ``--insecure``) bind: every request
             acts as the entity ``local``.
-        base_url: the public root of run URLs; default: the scheme and host of the request.
+        base_url: the public root of run URLs, also accepted as the Host and Origin of
+            requests; default: the scheme and host of the request.
+        bound_host: the address the server listens on, accepted as a Host.
     """
     api = _Api(storage, base_url)
     app = web.Application(
         middlewares=[
             _error_middleware,
+            guard_middleware(bound_host, base_url),
             dashboard_auth(
                 auth_middleware(storage, allow_anonymous=allow_anonymous, open_access=open_access)
             ),
@@ -97,22 +108,6 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     return web.Response(
         status=status, body=orjson.dumps(body, default=str), content_type="application/json"
     )
-
-
-def check_file_name(name: str) -> str:
-    """Return ``name`` if it is a safe relative file path, else raise 400 ``bad_name``."""
-    problem = None
-    if not name or len(name) > MAX_FILE_NAME_CHARS:
-        problem = f"must have 1 to {MAX_FILE_NAME_CHARS} characters"
-    elif name.startswith("/"):
-        problem = "starts with '/'; give a path relative to the run's files"
-    elif "\\" in name or not name.isprintable():
-        problem = "contains a backslash or a control character; use '/' between folders"
-    elif any(part in {"", ".", ".."} for part in name.split("/")):
-        problem = "has an empty, '.' or '..' part; give a plain relative path like 'ckpt/model.pt'"
-    if problem is not None:
-        raise ApiError(400, "bad_name", f"file name {clip(repr(name))} {problem}")
-    return name
 
 
 def _is_real(value: object) -> bool:
@@ -171,18 +166,35 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
 
 
 async def _read_body(request: web.Request, limit: int, what: str) -> bytes:
-    """Read the request body, refusing (413) more than ``limit`` bytes."""
+    """Read the request body, refusing (413) more than ``limit`` bytes, and (408) a body
+    that pauses for BODY_IDLE_SECONDS or falls behind its deadline."""
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(f"{what} of {length} bytes", limit)
     chunks: list[bytes] = []
     size = 0
+    clock = asyncio.get_running_loop().time
+    began = clock()
     try:
         while True:
-            # A body that stops arriving ties up the connection: give up after a pause.
+            # A body trickled a byte at a time would hold the connection for as long as the
+            # client likes: besides the pause limit, the whole body has a deadline that
+            # grows with what arrived (Apache's mod_reqtimeout: body=10,MinRate=4096).
+            left = began + BODY_GRACE_SECONDS + size / BODY_MIN_BYTES_PER_SECOND - clock()
             try:
-                chunk = await asyncio.wait_for(request.content.readany(), BODY_IDLE_SECONDS)
+                chunk = await asyncio.wait_for(
+                    request.content.readany(), min(left, BODY_IDLE_SECONDS)
+                )
             except asyncio.TimeoutError:
+                _stop_reading(request)
+                if left <= BODY_IDLE_SECONDS:
+                    raise ApiError(
+                        408,
+                        "timeout",
+                        f"{what} arrived too slowly ({size} bytes in {clock() - began:.0f} s); "
+                        f"after its first {BODY_GRACE_SECONDS:.0f} s a body must come at "
+                        f"{BODY_MIN_BYTES_PER_SECOND} bytes/s or faster: send it again",
+                    ) from None
                 raise ApiError(
                     408,
                     "timeout",
@@ -199,6 +211,13 @@ async def _read_body(request: web.Request, limit: int, what: str) -> bytes:
             400, "bad_body", f"{what} arrived cut short or malformed; send it again"
         ) from None
     return b"".join(chunks)
+
+
+def _stop_reading(request: web.Request) -> None:
+    """Close the connection once the answer to ``request`` is sent: aiohttp would otherwise
+    read and discard the rest of its body for up to 10 s more (its lingering close)."""
+    request.protocol.close()  # takes no more data, closes after the answer
+    request.content.feed_eof()  # the body is over: nothing left to linger for
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
@@ -233,6 +252,14 @@ def _name(value: object, what: str) -> str:
     """An entity, project or run id, else 400 ``bad_name``."""
     try:
         return check_run_id(value, what)
+    except UsageError as exc:
+        raise ApiError(400, "bad_name", str(exc)) from None
+
+
+def _file_name(value: str) -> str:
+    """A stored file name (`tracker._names.check_file_name`), else 400 ``bad_name``."""
+    try:
+        return check_file_name(value)
     except UsageError as exc:
         raise ApiError(400, "bad_name", str(exc)) from None
 
@@ -523,7 +550,7 @@ class _Api:
     async def put_file(self, request: web.Request) -> web.Response:
         """Store a run file from the raw body."""
         key = self._key(request)
-        name = check_file_name(request.match_info["name"])
+        name = _file_name(request.match_info["name"])
         content = await _read_body(request, MAX_FILE_BYTES, f"file {name!r}")
         await self._storage.put_file(key, name, content, time.time())
         return web.Response(status=204)
@@ -531,7 +558,7 @@ class _Api:
     async def get_file(self, request: web.Request) -> web.Response:
         """A run file's bytes, as a download (never rendered by a browser)."""
         key = self._key(request)
-        name = check_file_name(request.match_info["name"])
+        name = _file_name(request.match_info["name"])
         content = await self._storage.get_file(key, name)
         if content is None:
             raise ApiError(

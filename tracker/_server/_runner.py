@@ -22,11 +22,12 @@ from typing import Final
 from aiohttp import web
 
 from tracker._errors import UsageError
-from tracker._names import check_run_id
 from tracker._server._app import build_app
+from tracker._server._connections import ConnectionCaps
+from tracker._server._keys import GivenKey, parse_api_key, store_keys
 from tracker._server._storage import Storage
 
-__all__ = ["EmbeddedServer", "parse_api_key", "serve"]
+__all__ = ["EmbeddedServer", "serve"]
 
 IDLE_CONNECTION_SECONDS: Final = 5.0
 
@@ -41,12 +42,15 @@ async def serve(
     host: str,
     port: int,
     db_url: str,
-    api_keys: Sequence[str],
+    api_keys: Sequence[GivenKey],
     allow_anonymous: bool,
     insecure: bool,
     ready: Callable[[str], None] | None = None,
     *,
     stop: asyncio.Event | None = None,
+    base_url: str | None = None,
+    max_connections: int | None = None,
+    max_connections_per_ip: int | None = None,
 ) -> None:
     """Serve the API on ``host:port`` until SIGINT/SIGTERM (or ``stop`` is set).
 
@@ -54,28 +58,37 @@ async def serve(
         host: the address to bind; a non-loopback one needs API keys or ``insecure``.
         port: the port; 0 picks a free one (the real one is reported).
         db_url: ``sqlite:///PATH`` (``postgresql://...`` lands in a later release).
-        api_keys: ``ENTITY:KEY`` or ``KEY`` (entity ``local``), added to the database.
+        api_keys: keys to add to the database (`tracker._server._keys`).
         allow_anonymous: requests without a key act as the entity ``anonymous``.
         insecure: allow a non-loopback bind without API keys (everyone is ``local``).
         ready: called with the server's URL once it listens; default: print a line.
         stop: set it to shut down (signals are only handled on the main thread).
+        base_url: the server's public root URL (behind a proxy or under another name): run
+            URLs use it, and requests may name its host (docs/server.md, "Security").
+        max_connections: connections held at once (default: the open-file limit less 64).
+        max_connections_per_ip: connections one client address may hold (default: half).
 
     Raises:
         UsageError: a bad ``db_url``, API key or port, or an unsafe bind.
     """
-    keys = [parse_api_key(key) for key in api_keys]
     loopback = _is_loopback(host)
     storage = await open_storage(db_url)
     try:
-        for entity, key in keys:
-            await storage.add_api_key(entity, key)
+        await store_keys(storage, api_keys)
         # keys stored by an earlier start count too
         has_keys = await storage.has_api_keys()
         if not loopback and not has_keys and not insecure:
             raise _unsafe_bind(host)
         open_access = not has_keys and (loopback or insecure)
-        app = build_app(storage, allow_anonymous=allow_anonymous, open_access=open_access)
-        await _run_app(app, host, port, db_url, ready, stop)
+        app = build_app(
+            storage,
+            allow_anonymous=allow_anonymous,
+            open_access=open_access,
+            base_url=base_url,
+            bound_host=host,
+        )
+        caps = ConnectionCaps(max_connections, max_connections_per_ip)
+        await _run_app(app, host, port, db_url, ready, stop, caps)
     finally:
         await storage.close()
 
@@ -95,6 +108,7 @@ async def _run_app(
     db_url: str,
     ready: Callable[[str], None] | None,
     stop: asyncio.Event | None,
+    caps: ConnectionCaps,
 ) -> None:
     """Listen, report, wait for a stop, then shut down gracefully."""
     stop = stop or asyncio.Event()
@@ -109,16 +123,20 @@ async def _run_app(
     # signals first: a SIGTERM right after the "listening" line must still stop gracefully
     with _signals_set(stop):
         await runner.setup()
+        listener: asyncio.Server | None = None
         try:
-            site = web.TCPSite(runner, host, port)
+            assert runner.server is not None, "setup() made it"
             try:
-                await site.start()
+                # not a web.TCPSite: each connection passes the caps' gate before aiohttp
+                listener = await asyncio.get_running_loop().create_server(
+                    caps.protocol_factory(runner.server), host, port, backlog=128
+                )
             except OSError as exc:
                 raise UsageError(
                     f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
                     "--port (0 picks a free one) or stop the program using it"
                 ) from None
-            url = _url(host, runner.addresses[0][1])
+            url = _url(host, listener.sockets[0].getsockname()[1])
             if ready is None:  # the `tracker server` process, not an embedded server
                 # The objects of start-up live as long as the server: keep the collector
                 # from re-scanning them on every batch (measured ~8 ms per 10k-row batch).
@@ -128,7 +146,9 @@ async def _run_app(
                 ready(url)
             await stop.wait()
         finally:
-            # stops accepting, closes streams with 1001 (on_shutdown), lets in-flight
+            if listener is not None:
+                listener.close()  # stop accepting, as a site's stop() does
+            # closes idle connections and streams with 1001 (on_shutdown), lets in-flight
             # requests finish within SHUTDOWN_SECONDS, then runs the app's cleanup
             await runner.cleanup()
 
@@ -179,28 +199,6 @@ async def open_storage(db_url: str) -> Storage:
     )
 
 
-def parse_api_key(text: str) -> tuple[str, str]:
-    """Split ``ENTITY:KEY`` (or ``KEY``, for the entity ``local``) into (entity, key); the
-    entity ends at the first ``:`` (entities cannot hold one, keys may).
-
-    Raises:
-        UsageError: an empty key or a bad entity name.
-    """
-    entity, separator, key = text.partition(":")
-    if not separator:
-        entity, key = "local", text
-    if not key or key != key.strip() or not key.isprintable():
-        raise UsageError(
-            "--api-key: the key is empty or holds spaces or control characters; "
-            "give ENTITY:KEY or KEY, e.g. --api-key alice:$(openssl rand -hex 24)"
-        )
-    try:
-        check_run_id(entity, "--api-key entity")
-    except UsageError as exc:
-        raise UsageError(f"{exc} (--api-key takes ENTITY:KEY)") from None
-    return entity, key
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -233,7 +231,7 @@ class EmbeddedServer:
         """Describe the server; `start` (or ``with``) runs it."""
         self._db_url = db_url
         self._port = port
-        self._api_keys = list(api_keys)
+        self._api_keys = [parse_api_key(text, "api_keys") for text in api_keys]
         self._allow_anonymous = allow_anonymous
         self._startup_timeout = startup_timeout
         self._url: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -12,6 +13,8 @@ from tracker._records.codec import restore_exact
 
 __all__ = [
     "API_ROOT",
+    "CLIENT_HEADER",
+    "CLIENT_HEADERS",
     "LOG_ID",
     "MODES",
     "PROTOCOL",
@@ -31,6 +34,10 @@ MODES: Final = ("new", "allow", "never", "must", "continue", "fork", "rewind")
 """The handshake's modes (docs/protocol.md, "Starting a run")."""
 LOG_ID: Final = re.compile(r"[0-9a-f]{32}\Z")
 """A log id: 32 lowercase hex characters naming one run log."""
+CLIENT_HEADER: Final = "X-Tracker-Client"
+"""Sent on every request: a header no web page can send to another origin, so the server
+knows the request is no forgery of a page in the user's browser (`tracker._server._guard`)."""
+CLIENT_HEADERS: Final[Mapping[str, str]] = {CLIENT_HEADER: "python"}
 
 
 def run_path(entity: str, project: str, run_id: str | None = None, *rest: str) -> str:
