@@ -247,6 +247,106 @@ def chaos_proxy() -> Iterator[Callable[..., ChaosProxy]]:
         proxy.close()
 
 
+class ShortLinkProxy:
+    """A TCP proxy on loopback whose every connection dies young: it is reset once it has
+    carried a random number of bytes (both directions together) or lived a random time,
+    as on a flaky mobile link or behind a NAT that drops flows. Counts what it forwarded."""
+
+    def __init__(
+        self,
+        upstream_port: int,
+        seed: int,
+        byte_budget: tuple[int, int] = (20_000, 400_000),
+        lifetime: tuple[float, float] = (0.2, 1.5),
+    ) -> None:
+        """Listen on a free port and forward to ``upstream_port``."""
+        self.upstream_port = upstream_port
+        self.random = random.Random(seed)
+        self.byte_budget = byte_budget
+        self.lifetime = lifetime
+        self.connections = 0
+        self.bytes_up = 0
+        """Bytes forwarded from the client to the server."""
+        self._thread = _LoopThread("short-link-proxy")
+        self.port = self._thread.call(self._listen())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _listen(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        """Stop listening, drop every connection, stop the thread."""
+        self._server.close()
+        self._thread.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        budget = [self.random.randint(*self.byte_budget)]
+        pumps = [
+            asyncio.ensure_future(self._pump(reader, up_writer, budget, up=True)),
+            asyncio.ensure_future(self._pump(up_reader, writer, budget, up=False)),
+        ]
+        try:
+            await asyncio.wait(
+                pumps,
+                timeout=self.random.uniform(*self.lifetime),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+    async def _pump(
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        budget: list[int],
+        *,
+        up: bool,
+    ) -> None:
+        """Copy bytes until EOF or until the connection's byte budget is spent."""
+        try:
+            while True:
+                data = await source.read(65536)
+                if not data:
+                    return
+                data = data[: budget[0]]
+                budget[0] -= len(data)
+                if up:
+                    self.bytes_up += len(data)
+                sink.write(data)
+                await sink.drain()
+                if budget[0] <= 0:
+                    await _flushed(sink)
+                    return
+        except (ConnectionError, OSError):
+            return
+
+
+@pytest.fixture
+def short_link_proxy() -> Iterator[Callable[..., ShortLinkProxy]]:
+    """A factory of ShortLinkProxy instances; each is closed after the test."""
+    proxies: list[ShortLinkProxy] = []
+
+    def make(upstream_port: int, seed: int) -> ShortLinkProxy:
+        proxy = ShortLinkProxy(upstream_port, seed)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
 # -- an HTTP proxy that answers errors ---------------------------------------------------
 
 

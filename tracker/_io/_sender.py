@@ -39,6 +39,11 @@ __all__ = ["Sender", "StreamTarget", "handshake"]
 logger = logging.getLogger(__name__)
 
 _WINDOW_BYTES = 16 * 2**20  # batches in flight, awaiting their acks
+_FIRST_BATCH_BYTES = 256 * 2**10
+"""A run's first batch; then AIMD: +_BATCH_STEP_BYTES per acknowledged batch up to
+batch_max_bytes, halved (down to _MIN_BATCH_BYTES) by each connection that fails."""
+_BATCH_STEP_BYTES = 64 * 2**10
+_MIN_BATCH_BYTES = 4 * 2**10
 _WEBSOCKET_FAILURES_BEFORE_HTTP = 3
 _WATERMARK_EVERY_SECONDS = 1.0
 _PACE_SECONDS = 0.02
@@ -107,6 +112,14 @@ class Sender:
         self._inflight: deque[tuple[int, int, int]] = deque()  # last seq, end offset, bytes
         self._inflight_bytes = 0
         self._acked_offset = 0
+        # Batches are sized to what the link carries: a connection that dies after a few
+        # hundred KB must still get batches through, or nothing is ever acknowledged.
+        self._batch_limit = min(_FIRST_BATCH_BYTES, batch_max_bytes)
+        self._acks_on_connection = 0
+        # The records of the frame being sent that are not sent yet (a frame larger than a
+        # batch goes out in pieces), and where that frame starts and ends in the run log.
+        self._rest = b""
+        self._rest_frame = (0, 0)
         self._cursor = FrameCursor(log_path)
         self._uploads: deque[tuple[str, Path]] = deque()
         self._websocket_failures = 0
@@ -219,6 +232,7 @@ class Sender:
         self._handshake_done = False  # every later connection re-learns the stored seq
         transport = self._open_transport()
         progress = self.acked_seq
+        self._acks_on_connection = 0
         try:
             try:
                 await transport.open()
@@ -231,6 +245,7 @@ class Sender:
             self.connection = "connected"
             await self._pump(transport)
         except TransportError as exc:
+            self._batch_limit = max(_MIN_BATCH_BYTES, self._batch_limit // 2)
             if transport.name == "websocket" and exc.status == 0:
                 self._websocket_failures += 1
             if exc.code == "seq_gap" or (self.acked_seq > progress and exc.retryable):
@@ -267,6 +282,7 @@ class Sender:
         self.sent_seq = acked_seq
         self._inflight.clear()
         self._inflight_bytes = 0
+        self._rest = b""
         self._cursor.seek_to_seq(acked_seq + 1, hint)
 
     async def _pump(self, transport: BatchTransport) -> None:
@@ -291,7 +307,9 @@ class Sender:
                 if pause > 0:
                     await asyncio.sleep(pause)
                     complete = self._log_complete()
-            while self._inflight_bytes < _WINDOW_BYTES:
+            # until the connection's first ack, one batch: a link that dies early loses little
+            window = _WINDOW_BYTES if self._acks_on_connection else self._batch_limit
+            while self._inflight_bytes < window:
                 batch = self._next_batch()
                 if batch is None:
                     break
@@ -309,34 +327,57 @@ class Sender:
             await wait_event(wake, self.target.heartbeat_interval - idle)
 
     def _next_batch(self) -> bytes | None:
-        """Up to one batch of whole frames (at least one frame) after what was sent."""
-        cursor = self._cursor
+        """Up to ``_batch_limit`` bytes of whole records (at least one) after what was sent:
+        whole frames while they fit, a large frame in pieces cut between records."""
         parts: list[bytes] = []
         size = 0
-        last = self.sent_seq
-        limit = self._batch_max_bytes
-        while size < limit:
-            before = cursor.offset
-            payload = cursor.next_frame()
-            if payload is None:
+        end_offset = self._acked_offset
+        while size < self._batch_limit:
+            if not self._rest and not self._read_frame():
                 break
-            frame_last = seq_range(payload)[1]
-            if frame_last <= self.sent_seq:
-                continue  # fully sent already (we re-read from a frame boundary)
-            if parts and size + len(payload) > limit:
-                cursor.offset = before
-                break
-            parts.append(bytes(payload))
-            size += len(payload)
-            last = frame_last
+            room = self._batch_limit - size
+            if len(self._rest) <= room:
+                piece, self._rest = self._rest, b""
+                end_offset = self._rest_frame[1]
+            else:
+                cut = self._rest.rfind(b"\n", 0, room) + 1 or self._rest.find(b"\n") + 1
+                if parts and cut > room:
+                    break  # a record larger than the room left: the next batch takes it
+                piece, self._rest = self._rest[:cut], self._rest[cut:]
+                end_offset = self._rest_frame[0]
+            parts.append(piece)
+            size += len(piece)
         if not parts:
             return None
-        self.sent_seq = last
-        self._inflight.append((last, cursor.offset, size))
+        last = parts[-1]
+        last_line = last[last.rfind(b"\n", 0, len(last) - 1) + 1 :]
+        self.sent_seq = int(last_line[1 : last_line.index(b",")])
+        self._inflight.append((self.sent_seq, end_offset, size))
         self._inflight_bytes += size
         return b"".join(parts)
 
+    def _read_frame(self) -> bool:
+        """Take the next frame holding unsent records into ``_rest``; False at the end."""
+        cursor = self._cursor
+        while True:
+            start = cursor.offset
+            payload = cursor.next_frame()
+            if payload is None:
+                return False
+            first, last = seq_range(payload)
+            if last > self.sent_seq:
+                break  # else fully sent already (re-read from a frame boundary)
+        data = bytes(payload)
+        position = 0
+        for _ in range(self.sent_seq + 1 - first):  # records of it sent before a reconnect
+            position = data.index(b"\n", position) + 1
+        self._rest = data[position:]
+        self._rest_frame = (start, cursor.offset)
+        return True
+
     def _at_end(self) -> bool:
+        if self._rest:
+            return False
         cursor = self._cursor
         before = cursor.offset
         at_end = cursor.next_frame() is None
@@ -344,6 +385,9 @@ class Sender:
         return at_end
 
     def _on_ack(self, seq: int) -> None:
+        if seq > self.acked_seq:
+            self._acks_on_connection += 1
+            self._batch_limit = min(self._batch_max_bytes, self._batch_limit + _BATCH_STEP_BYTES)
         self.acked_seq = max(self.acked_seq, seq)
         window_was_full = self._inflight_bytes >= _WINDOW_BYTES
         inflight = self._inflight
