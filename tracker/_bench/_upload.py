@@ -34,10 +34,16 @@ class Upload:
     """False when the server did not acknowledge everything by the end of `finish()`."""
 
 
-def bench_settings(project: str | None, root_dir: str | None) -> Settings:
-    """The settings a benchmark upload or query uses: the user's, with ``project`` and
-    ``root_dir`` when given, and quiet (the callers print their own one-line reports)."""
-    return resolve_settings({"project": project, "root_dir": root_dir, "silent": True})
+def bench_settings(
+    project: str | None,
+    root_dir: str | None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> Settings:
+    """The settings a benchmark upload or query uses: the user's, with the arguments that
+    are not None, and quiet (the callers print their own one-line reports)."""
+    overrides = {"project": project, "root_dir": root_dir, "base_url": base_url}
+    return resolve_settings({**overrides, "api_key": api_key, "silent": True})
 
 
 def upload(results: ResultSet, settings: Settings) -> Upload:
