@@ -24,6 +24,7 @@ from typing import Final
 import orjson
 
 from tracker._bench._compare import Comparison, compare_pairs
+from tracker._bench._counter import instructions
 from tracker._bench._git import commit_info, git
 from tracker._bench._importers import COUNTER_TIMER, benchmarks_of_session
 from tracker._bench._results import Benchmark
@@ -54,6 +55,8 @@ def run_ab(
     """
     if rounds < 1:
         raise UsageError(f"--rounds {rounds}: measure at least 1 pair (3 or more to judge)")
+    if counter:
+        instructions()  # fails now, with the reason, where there are no counters
     try:  # run in the same folder of each checkout as the caller is in this one
         offset = Path.cwd().resolve().relative_to(root.resolve())
     except ValueError:

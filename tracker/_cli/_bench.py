@@ -86,7 +86,8 @@ def add_parser(commands: Any) -> None:
         description=(
             "Check out --base next to this working tree (or --head) and run pytest-benchmark "
             "in each, alternating, for --rounds pairs; judge each benchmark on its pairs. "
-            "Exit status 1 on a regression. Arguments after the options go to pytest."
+            "Exit status 1 on a regression. Arguments after -- go to pytest: "
+            "tracker bench ab --base main -- benchmarks/ -k parse"
         ),
     )
     ab.add_argument("--base", required=True, help="the base commit or ref")

@@ -62,7 +62,7 @@ class BenchmarksPage {
       el("p", {}, el("a", { href: `/${path(entity, project)}` }, `All runs of ${project}`)),
       el(
         "div",
-        { class: "toolbar", role: "group", "aria-label": "Benchmark" },
+        { class: "toolbar", role: "group", "aria-label": "Benchmark and branch" },
         el("label", { for: "bench-benchmark" }, "Benchmark"),
         this.benchmarkSelect,
         el("label", { for: "bench-branch" }, "Branch"),
