@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tracker._bench._counter import HARDWARE, INSTRUCTIONS, PerfCounter
 from tracker._bench._fingerprint import Machine
 from tracker._bench._git import CiContext, Commit
 from tracker._bench._results import Benchmark, ResultSet
 from tracker._bench._upload import Upload, bench_settings, upload
+from tracker._errors import UsageError
 from tracker._server._runner import EmbeddedServer
 
 if sys.version_info >= (3, 11):
@@ -189,3 +191,12 @@ def store_history(
             )
             done.append(upload(results, settings))
     return done
+
+
+def instructions_countable() -> bool:
+    """Whether this machine's kernel lets a process count its instructions."""
+    try:
+        PerfCounter(HARDWARE, INSTRUCTIONS).close()
+    except UsageError:
+        return False
+    return True

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.projects import QUIET, child_env, git, make_project, run_tracker, write_calc
+from bench.projects import (
+    QUIET,
+    child_env,
+    git,
+    instructions_countable,
+    make_project,
+    run_tracker,
+    write_calc,
+)
 
 
 def test_ab_finds_the_slower_working_tree_measured_next_to_its_base(tmp_path: Path) -> None:
@@ -28,19 +36,10 @@ def test_ab_finds_the_slower_working_tree_measured_next_to_its_base(tmp_path: Pa
 
 def test_ab_counts_instructions_or_says_why_not(tmp_path: Path) -> None:
     """--counter instructions where the kernel exposes no counters fails at once, saying why."""
-    from tracker._bench._counter import HARDWARE, INSTRUCTIONS, PerfCounter
-    from tracker._errors import UsageError
-
-    try:
-        PerfCounter(HARDWARE, INSTRUCTIONS).close()
-    except UsageError:
-        available = False
-    else:
-        available = True
     project = make_project(tmp_path / "proj")
     arguments = ["bench", "ab", "--base", "HEAD", "--rounds", "1", "--counter", "instructions"]
     done = run_tracker(project, child_env(tmp_path), *arguments, "--", *QUIET)
-    if available:
+    if instructions_countable():
         assert done.returncode in (0, 1), done.stderr
         assert " instr" in done.stdout
     else:

@@ -19,6 +19,7 @@ from bench.projects import (
     QUIET,
     child_env,
     git,
+    instructions_countable,
     make_project,
     run_pytest,
     run_tracker,
@@ -198,3 +199,21 @@ def test_github_pull_request_context_comes_from_the_environment(tmp_path: Path) 
     assert ci_context(project, gitlab) == CiContext("main", None, None, "1")
     git(project, "checkout", "-q", "-b", "local-work")
     assert ci_context(project, {}) == CiContext("local-work", None, None, "1")
+
+
+def test_instruction_counts_are_stored_or_refused_with_the_reason(tmp_path: Path) -> None:
+    """--tracker-counter instructions: per-call counts stored as benchmarks of their own
+    where the kernel exposes counters; elsewhere the session stops at start, saying why."""
+    project = make_project(tmp_path / "proj")
+    done = run_pytest(
+        project, child_env(tmp_path), "--tracker", "--tracker-counter=instructions", *QUIET
+    )
+    if not instructions_countable():
+        assert done.returncode == pytest.ExitCode.USAGE_ERROR
+        assert "perf_event_open" in done.stderr
+        return
+    assert done.returncode == 0, done.stdout + done.stderr
+    [run_dir] = (tmp_path / "runs").glob("offline-run-*")
+    summary = tracker.read_run(run_dir).summary["benchmarks"]
+    assert sorted(summary) == [f"{name} [instructions]" for name in NAMES]
+    assert {stats["unit"] for stats in summary.values()} == {"instructions"}
