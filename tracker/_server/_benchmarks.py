@@ -27,12 +27,16 @@ from tracker._bench._compare import DEFAULT_ALPHA, compare, lower_is_better
 from tracker._bench._detect import DEFAULT_THRESHOLD
 from tracker._bench._history import History, benchmark_units, branches, history
 from tracker._bench._results import JOB_TYPE, SAMPLES_FILE, Benchmark, StoredRun, decode_samples
+from tracker._errors import UsageError
+from tracker._names import check_run_id
 from tracker._server._auth import ApiError
-from tracker._server._params import MAX_PAGE, checked_name, clip, project_of
+from tracker._server._params import clip
 from tracker._server._storage import RunKey, Storage
 
 __all__ = ["BenchmarkViews"]
 
+RUNS_PER_READ: Final = 1000
+"""Run documents asked of the storage at a time while reading a project's benchmark runs."""
 MAX_SHOWN_SAMPLES: Final = 2000
 """Samples sent per run at most: beyond, evenly spaced order statistics stand for them."""
 
@@ -62,7 +66,7 @@ class BenchmarkViews:
         offset = 0
         while True:
             documents, total = await self._storage.list_runs(
-                entity, project, {"job_type": JOB_TYPE}, "created_at", MAX_PAGE, offset
+                entity, project, {"job_type": JOB_TYPE}, "created_at", RUNS_PER_READ, offset
             )
             for document in documents:
                 run = StoredRun.from_document(
@@ -76,7 +80,7 @@ class BenchmarkViews:
 
     async def series(self, request: web.Request) -> web.Response:
         """The benchmarks and branches of a project, and one benchmark's history on a branch."""
-        entity, project = project_of(request)
+        entity, project = _names_of(request)
         threshold = _fraction(request, "threshold", DEFAULT_THRESHOLD)
         runs = await self._runs(entity, project)
         units = benchmark_units(runs)
@@ -104,7 +108,7 @@ class BenchmarkViews:
 
     async def samples(self, request: web.Request) -> web.Response:
         """One benchmark's raw samples in two runs, and the rank test's verdict on them."""
-        entity, project = project_of(request)
+        entity, project = _names_of(request)
         benchmark = request.query.get("benchmark", "")
         run_ids = [part for part in request.query.get("runs", "").split(",") if part]
         if len(run_ids) != 2 or not benchmark:
@@ -115,7 +119,7 @@ class BenchmarkViews:
             )
         found = []
         for run_id in run_ids:
-            key = RunKey(entity, project, checked_name(run_id, "run id in runs"))
+            key = RunKey(entity, project, _checked(run_id, "run id in runs"))
             document = await self._storage.get_run(key)
             run = None
             if document is not None:
@@ -233,3 +237,17 @@ def _fraction(request: web.Request, name: str, default: float) -> float:
             f"query parameter {name}={clip(text)!r} must be a number from 0 to 10",
         )
     return value
+
+
+def _checked(name: str, what: str) -> str:
+    """``name`` if it is a valid entity, project or run id, else a 400 naming ``what``."""
+    try:
+        return check_run_id(name, what)
+    except UsageError as exc:
+        raise ApiError(400, "bad_name", str(exc)) from None
+
+
+def _names_of(request: web.Request) -> tuple[str, str]:
+    """The entity and project of the request's path, checked."""
+    info = request.match_info
+    return _checked(info["entity"], "entity"), _checked(info["project"], "project")

@@ -1,5 +1,4 @@
-"""Request parameters read the same way by every endpoint: names, bounded integers, clipped
-echoes."""
+"""Request parameters read the same way by every endpoint: bounded integers, clipped echoes."""
 
 from __future__ import annotations
 
@@ -8,11 +7,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from tracker._encoding import MAX_STEP
-from tracker._errors import UsageError
-from tracker._names import check_run_id
 from tracker._server._auth import ApiError
 
-__all__ = ["MAX_INT", "MAX_PAGE", "checked_name", "clip", "int_query", "project_of"]
+__all__ = ["MAX_INT", "MAX_PAGE", "clip", "int_query"]
 
 MAX_PAGE: Final = 1000
 """The most runs one page of a runs listing holds."""
@@ -45,17 +42,3 @@ def int_query(request: web.Request, name: str, default: int | None, low: int, hi
             f"query parameter {name}={clip(repr(text))} must be an integer from {low} to {high}",
         )
     return value
-
-
-def checked_name(value: str, what: str) -> str:
-    """``value`` if it is a valid entity, project or run id, else a 400 naming ``what``."""
-    try:
-        return check_run_id(value, what)
-    except UsageError as exc:
-        raise ApiError(400, "bad_name", str(exc)) from None
-
-
-def project_of(request: web.Request) -> tuple[str, str]:
-    """The entity and project the request's path names, checked."""
-    info = request.match_info
-    return checked_name(info["entity"], "entity"), checked_name(info["project"], "project")
