@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tracker._bench._fingerprint import Machine
     from tracker._bench._git import CiContext, Commit
     from tracker._bench._upload import Upload
@@ -29,6 +31,7 @@ __all__ = ["pytest_addoption", "pytest_configure", "pytest_sessionfinish"]
 class _Capture:
     """What a ``--tracker`` session measures on, read at its start, and how storing went."""
 
+    root: Path
     repo: str
     commit: Commit
     machine: Machine
@@ -136,6 +139,7 @@ def _start(config: pytest.Config) -> _Capture:
         attempt=config.getoption("tracker_attempt") or found.attempt,
     )
     return _Capture(
+        root=root,
         repo=_git.repo_identity(root),
         commit=_git.commit_info(root, "HEAD"),
         machine=this_machine(),
@@ -203,7 +207,7 @@ def _store(capture: _Capture, entries: list[dict[str, Any]]) -> Upload:
         env=capture.env,
         measure=measure,
     )
-    return upload(results, bench_settings(capture.project, capture.root_dir))
+    return upload(results, bench_settings(capture.project, capture.root_dir, root=capture.root))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -49,13 +49,12 @@ class ServerResults:
     """The benchmark runs of a project on a tracker server (read with `tracker.Api`)."""
 
     def __init__(self, settings: Settings) -> None:
-        """Read from the server and project of ``settings``.
+        """Read from the server and project of ``settings`` (from `bench_settings`).
 
         Raises:
             UsageError: no server is configured.
         """
         from tracker._api import Api
-        from tracker._init import default_project
 
         if not settings.base_url:
             raise UsageError(
@@ -63,7 +62,7 @@ class ServerResults:
                 "TRACKER_BASE_URL or run `tracker login` (or compare result files)"
             )
         self._api = Api(settings.base_url, settings.api_key)
-        self.project = settings.project or default_project()
+        self.project = str(settings.project)
 
     def runs(self, **filters: Any) -> list[tuple[StoredRun, Any]]:
         """The project's benchmark runs matching ``filters``, oldest first, with their

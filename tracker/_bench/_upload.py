@@ -9,6 +9,7 @@ heals a partial upload instead of adding to it.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,26 +40,50 @@ def bench_settings(
     root_dir: str | None,
     base_url: str | None = None,
     api_key: str | None = None,
+    *,
+    root: Path | None = None,
 ) -> Settings:
     """The settings a benchmark upload or query uses: the user's, with the arguments that
-    are not None, and quiet (the callers print their own one-line reports)."""
+    are not None, quiet (the callers print their own one-line reports), and always a
+    project: ``project``, else the settings' (TRACKER_PROJECT), else the name of the git
+    checkout ``root`` (default: the one around the working directory).
+
+    Raises:
+        UsageError: no project given, and no git checkout to name one after.
+    """
     overrides = {"project": project, "root_dir": root_dir, "base_url": base_url}
-    return resolve_settings({**overrides, "api_key": api_key, "silent": True})
+    settings = resolve_settings({**overrides, "api_key": api_key, "silent": True})
+    if settings.project:
+        return settings
+    if root is None:
+        from tracker._bench._git import repo_root
+
+        try:
+            root = repo_root(Path.cwd())
+        except UsageError:
+            raise UsageError(
+                "which project? pass --project NAME or set TRACKER_PROJECT (outside a git "
+                "checkout there is no default)"
+            ) from None
+    # the name init() would give a run in that checkout: its folder, made a valid name
+    name = re.sub(r"[/\\#?%:;,'\s]+", "-", root.name).strip("-.")[:128]
+    return settings.replace(project=name or "benchmarks")
 
 
 def upload(results: ResultSet, settings: Settings) -> Upload:
     """Store ``results`` as a run, unless a finished run of the same id exists.
 
     Online when a server is configured (``settings.base_url``), else offline (then
-    `tracker sync` uploads it later).
+    `tracker sync` uploads it later); into the project of ``settings`` (`bench_settings`
+    always names one).
 
     Raises:
         CommError: the server cannot be reached within ``settings.init_timeout``.
         AuthenticationError: the server refuses the API key.
     """
-    from tracker._init import default_project, init
+    from tracker._init import init
 
-    project = settings.project or default_project()
+    project = str(settings.project)
     run_id = results.run_id
     existing = _finished_run(settings, project, run_id)
     if existing is not None:
