@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["UNKNOWN", "Machine", "this_machine"]
+__all__ = ["UNKNOWN", "Machine", "clean", "python_build", "this_machine"]
 
 UNKNOWN: Final = "unknown"
 _CPUINFO: Final = Path("/proc/cpuinfo")

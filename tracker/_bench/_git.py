@@ -20,7 +20,16 @@ import orjson
 
 from tracker._errors import UsageError
 
-__all__ = ["CiContext", "Commit", "ci_context", "commit_info", "git", "repo_identity", "repo_root"]
+__all__ = [
+    "CiContext",
+    "Commit",
+    "ci_context",
+    "commit_info",
+    "git",
+    "is_dirty",
+    "repo_identity",
+    "repo_root",
+]
 
 _GIT_SECONDS: Final = 30
 _SHA: Final = re.compile(r"^[0-9a-f]{40}$")

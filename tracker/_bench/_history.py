@@ -19,7 +19,7 @@ from typing import Any
 from tracker._bench._compare import IMPROVEMENT, REGRESSION, lower_is_better
 from tracker._bench._detect import DEFAULT_PENALTY, DEFAULT_THRESHOLD, change_points
 from tracker._bench._git import Commit
-from tracker._bench._results import StoredRun
+from tracker._bench._results import BenchRun
 from tracker._bench._stats import median
 
 __all__ = ["Change", "History", "Point", "Series", "benchmark_units", "branches", "history"]
@@ -73,7 +73,7 @@ class History:
     series: list[Series]
 
 
-def benchmark_units(runs: Iterable[StoredRun]) -> dict[str, str]:
+def benchmark_units(runs: Iterable[BenchRun]) -> dict[str, str]:
     """Every benchmark name in ``runs``, sorted, with its unit."""
     units: dict[str, str] = {}
     for run in runs:
@@ -82,14 +82,14 @@ def benchmark_units(runs: Iterable[StoredRun]) -> dict[str, str]:
     return dict(sorted(units.items()))
 
 
-def branches(runs: Iterable[StoredRun]) -> list[str]:
+def branches(runs: Iterable[BenchRun]) -> list[str]:
     """The branches with history (runs that are not of a pull request), most runs first."""
     counts = Counter(run.branch for run in runs if run.branch and not run.pr)
     return [name for name, _ in counts.most_common()]
 
 
 def history(
-    runs: Sequence[StoredRun],
+    runs: Sequence[BenchRun],
     benchmark: str,
     branch: str | None,
     *,
@@ -102,7 +102,7 @@ def history(
     commits = _in_commit_order({run.commit.sha: run.commit for run in kept}.values())
     index = {commit.sha: position for position, commit in enumerate(commits)}
     unit = ""
-    grouped: dict[str, dict[int, list[StoredRun]]] = {}
+    grouped: dict[str, dict[int, list[BenchRun]]] = {}
     labels: dict[str, str] = {}
     for run in kept:
         unit = unit or str(run.stats[benchmark].get("unit", ""))

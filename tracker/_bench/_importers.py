@@ -82,8 +82,8 @@ def benchmarks_of_session(
         if isinstance(data, list) and data:
             benchmarks.append(Benchmark.of_samples(name, unit, [float(x) for x in data]))
         else:
-            kept = {key: stats[key] for key in _STAT_NAMES if _is_number(stats.get(key))}
-            benchmarks.append(Benchmark(name, unit, (), kept))
+            kept = {key: stats[key] for key in _STAT_NAMES if key in stats}
+            benchmarks.append(Benchmark.of_summary(name, {"unit": unit, **kept}))
     return measure, tuple(benchmarks)
 
 

@@ -30,9 +30,9 @@ __all__ = [
     "FORMAT",
     "JOB_TYPE",
     "SAMPLES_FILE",
+    "BenchRun",
     "Benchmark",
     "ResultSet",
-    "StoredRun",
     "decode_samples",
 ]
 
@@ -55,8 +55,18 @@ class Benchmark:
 
     @classmethod
     def of_samples(cls, name: str, unit: str, samples: Sequence[float]) -> Benchmark:
-        """A benchmark whose statistics are computed from its samples."""
+        """A benchmark whose statistics are computed from its samples (not empty)."""
         return cls(name, unit, tuple(samples), describe(samples))
+
+    @classmethod
+    def of_summary(cls, name: str, entry: Mapping[str, Any]) -> Benchmark:
+        """A benchmark without samples, from its entry in a run's summary (unit, statistics)."""
+        stats = {
+            key: value
+            for key, value in entry.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+        return cls(name, str(entry.get("unit", "")), (), stats)
 
 
 @dataclass(frozen=True)
@@ -147,8 +157,9 @@ class ResultSet:
 
 
 @dataclass(frozen=True)
-class StoredRun:
-    """A benchmark run as read back from its run document (config, summary)."""
+class BenchRun:
+    """A benchmark run as read back from its run document (config, summary): what the
+    server's view, `compare` and `history` work from."""
 
     run_id: str
     commit: Commit
@@ -162,18 +173,18 @@ class StoredRun:
 
     @property
     def series_key(self) -> str:
-        """What a series is per: the machine, and the environment when one is named."""
-        return f"{self.machine.id}+{self.env}" if self.env else self.machine.id
+        """What a series is per: see `series_key`."""
+        return series_key(self.machine, self.env)
 
     @property
     def series_label(self) -> str:
         """The machine (and environment) for people."""
-        return f"{self.machine.label} [{self.env}]" if self.env else self.machine.label
+        return series_label(self.machine, self.env)
 
     @classmethod
     def from_document(
         cls, run_id: str, config: Mapping[str, Any], summary: Mapping[str, Any]
-    ) -> StoredRun | None:
+    ) -> BenchRun | None:
         """The benchmark run in a run's config and summary; None when it is not one."""
         bench = config.get("bench")
         benchmarks = summary.get("benchmarks")
@@ -197,6 +208,16 @@ class StoredRun:
             machine=Machine.from_dict(bench["machine"]),
             stats={name: value for name, value in benchmarks.items() if isinstance(value, dict)},
         )
+
+
+def series_key(machine: Machine, env: str) -> str:
+    """What results are compared within: the machine, and the environment when named."""
+    return f"{machine.id}+{env}" if env else machine.id
+
+
+def series_label(machine: Machine, env: str) -> str:
+    """`series_key` for people: the machine's label, and the environment in brackets."""
+    return f"{machine.label} [{env}]" if env else machine.label
 
 
 def decode_samples(content: bytes) -> dict[str, tuple[str, list[float]]]:

@@ -20,9 +20,11 @@ from tracker._bench._results import (
     JOB_TYPE,
     SAMPLES_FILE,
     Benchmark,
+    BenchRun,
     ResultSet,
-    StoredRun,
     decode_samples,
+    series_key,
+    series_label,
 )
 from tracker._errors import UsageError
 from tracker._settings import Settings
@@ -64,13 +66,13 @@ class ServerResults:
         self._api = Api(settings.base_url, settings.api_key)
         self.project = str(settings.project)
 
-    def runs(self, **filters: Any) -> list[tuple[StoredRun, Any]]:
+    def runs(self, **filters: Any) -> list[tuple[BenchRun, Any]]:
         """The project's benchmark runs matching ``filters``, oldest first, with their
         `tracker.ApiRun` (for their files)."""
         found = []
         wanted = {"job_type": JOB_TYPE, **filters}
         for run in self._api.runs(self.project, filters=wanted, order="created_at"):
-            stored = StoredRun.from_document(run.id, run.config, run.summary)
+            stored = BenchRun.from_document(run.id, run.config, run.summary)
             if stored is not None:
                 found.append((stored, run))
         return found
@@ -99,35 +101,39 @@ class ServerResults:
         return _grouped(runs)
 
 
-def _grouped(runs: Iterable[tuple[StoredRun, Any]]) -> list[Measured]:
-    groups: dict[str, list[tuple[StoredRun, Any]]] = {}
+def _grouped(runs: Iterable[tuple[BenchRun, Any]]) -> list[Measured]:
+    """The results of one commit's runs, per machine (and environment)."""
+    groups: dict[str, list[tuple[BenchRun, Any]]] = {}
     for stored, run in runs:
         groups.setdefault(stored.series_key, []).append((stored, run))
-    measured = []
-    for key, members in sorted(groups.items()):
-        samples: dict[str, tuple[str, list[float]]] = {}
-        for _, run in members:
-            for file in run.files():
-                if file.name == SAMPLES_FILE:
-                    for name, (unit, values) in decode_samples(file.read()).items():
-                        samples.setdefault(name, (unit, []))[1].extend(values)
-        benchmarks = {}
-        first = members[0][0]
-        for stored, _ in members:
-            for name, stats in stored.stats.items():
-                unit = str(stats.get("unit", ""))
-                if samples.get(name, ("", []))[1]:
-                    benchmarks[name] = Benchmark.of_samples(name, unit, samples[name][1])
-                else:
-                    kept = {k: v for k, v in stats.items() if k != "unit"}
-                    benchmarks.setdefault(name, Benchmark(name, unit, (), kept))
-        base = next((stored.base for stored, _ in members if stored.base), None)
-        measured.append(
-            Measured(
-                key, first.series_label, first.commit.sha, first.commit.message, base, benchmarks
-            )
-        )
-    return measured
+    return [_pooled(key, members) for key, members in sorted(groups.items())]
+
+
+def _pooled(key: str, members: list[tuple[BenchRun, Any]]) -> Measured:
+    """One machine's results of a commit: the raw samples of all its runs together (where
+    no run has samples of a benchmark, the first run's statistics)."""
+    pooled: dict[str, list[float]] = {}
+    for _, run in members:
+        for file in run.files():
+            if file.name == SAMPLES_FILE:
+                for name, (_, found) in decode_samples(file.read()).items():
+                    pooled.setdefault(name, []).extend(found)
+    benchmarks: dict[str, Benchmark] = {}
+    for stored, _ in members:
+        for name, entry in stored.stats.items():
+            if name not in benchmarks:
+                values = pooled.get(name, [])
+                unit = str(entry.get("unit", ""))
+                benchmarks[name] = (
+                    Benchmark.of_samples(name, unit, values)
+                    if values
+                    else Benchmark.of_summary(name, entry)
+                )
+    first = members[0][0]
+    base = next((stored.base for stored, _ in members if stored.base), None)
+    return Measured(
+        key, first.series_label, first.commit.sha, first.commit.message, base, benchmarks
+    )
 
 
 def resolve(ref: str, root: Path | None) -> str:
@@ -159,11 +165,9 @@ def _from_file(path: Path, root: Path | None) -> list[Measured]:
 
 
 def _measured(results: ResultSet) -> Measured:
-    stored = StoredRun.from_document(results.run_id, results.config(), results.summary())
-    assert stored is not None  # written by the same layout it is read with
     return Measured(
-        stored.series_key,
-        stored.series_label,
+        series_key(results.machine, results.env),
+        series_label(results.machine, results.env),
         results.commit.sha,
         results.commit.message,
         results.context.base,

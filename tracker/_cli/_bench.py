@@ -10,13 +10,16 @@ import argparse
 import sys
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker._bench._compare import DEFAULT_ALPHA, REGRESSION, compare
 from tracker._bench._detect import DEFAULT_THRESHOLD
 from tracker._bench._report import Section, markdown, table
 from tracker._errors import UsageError
 from tracker._settings import Settings
+
+if TYPE_CHECKING:
+    from tracker._bench._sources import Measured, ServerResults
 
 __all__ = ["add_parser"]
 
@@ -188,34 +191,45 @@ def run_import(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _sections(base_ref: str, head_ref: str, arguments: argparse.Namespace) -> list[Section]:
-    """The comparisons of HEAD with BASE on each machine both have."""
-    from tracker._bench._sources import ServerResults, load
+def _server(arguments: argparse.Namespace, *refs: str) -> ServerResults | None:
+    """Where commits' results are read from; None when every ref is a result file."""
+    from tracker._bench._sources import ServerResults
 
-    root = _root()
-    server = None
-    if not all(Path(ref).is_file() for ref in (base_ref, head_ref)):
-        server = ServerResults(_settings(arguments))
-    base = {measured.key: measured for measured in load(base_ref, root, server)}
-    head = {measured.key: measured for measured in load(head_ref, root, server)}
-    common = [key for key in head if key in base]
+    if all(Path(ref).is_file() for ref in refs):
+        return None
+    return ServerResults(_settings(arguments))
+
+
+def _sections(
+    base_ref: str,
+    base: list[Measured],
+    head_ref: str,
+    head: list[Measured],
+    alpha: float,
+    threshold: float,
+) -> list[Section]:
+    """The comparisons of HEAD with BASE on each machine both were measured on.
+
+    Raises:
+        UsageError: they share no machine.
+    """
+    befores = {measured.key: measured for measured in base}
+    common = [after for after in head if after.key in befores]
     if not common:
         raise UsageError(
             f"{base_ref} and {head_ref} were measured on different machines, and results of "
             f"different machines are never compared: {base_ref} on "
-            f"{'; '.join(m.label for m in base.values())}, {head_ref} on "
-            f"{'; '.join(m.label for m in head.values())}. Measure both on one machine: "
+            f"{'; '.join(m.label for m in base)}, {head_ref} on "
+            f"{'; '.join(m.label for m in head)}. Measure both on one machine: "
             f"`tracker bench ab --base {base_ref}`"
         )
     return [
         Section(
-            f"{base[key].commit[:10]}..{head[key].commit[:10]}",
-            head[key].label,
-            compare(
-                base[key].benchmarks, head[key].benchmarks, arguments.alpha, arguments.threshold
-            ),
+            f"{befores[after.key].commit[:10]}..{after.commit[:10]}",
+            after.label,
+            compare(befores[after.key].benchmarks, after.benchmarks, alpha, threshold),
         )
-        for key in common
+        for after in common
     ]
 
 
@@ -234,30 +248,45 @@ def _regressions(sections: list[Section]) -> int:
     return sum(1 for section in sections for c in section.comparisons if c.kind == REGRESSION)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def run_compare(arguments: argparse.Namespace) -> int:
     """Print the comparison of HEAD with BASE."""
-    sections = _sections(arguments.base, arguments.head, arguments)
+    from tracker._bench._sources import load
+
+    server, root = _server(arguments, arguments.base, arguments.head), _root()
+    sections = _sections(
+        arguments.base,
+        load(arguments.base, root, server),
+        arguments.head,
+        load(arguments.head, root, server),
+        arguments.alpha,
+        arguments.threshold,
+    )
     _print(sections, f"Benchmarks: `{arguments.head}` against `{arguments.base}`", arguments)
     return 0
 
 
 def run_check(arguments: argparse.Namespace) -> int:
     """Compare HEAD with its base; status 1 on a regression."""
-    base = arguments.base
-    if base is None:
-        from tracker._bench._sources import ServerResults, load
+    from tracker._bench._sources import load
 
-        measured = load(arguments.head, _root(), ServerResults(_settings(arguments)))
-        base = next((m.base for m in measured if m.base), None)
-        if base is None:
-            raise UsageError(
-                f"the results of {arguments.head} record no base commit (they were not measured "
-                "for a pull request); pass --base REF"
-            )
-    sections = _sections(base, arguments.head, arguments)
-    _print(sections, f"Benchmarks: `{arguments.head}` against its base `{base[:10]}`", arguments)
+    server, root = _server(arguments, arguments.head), _root()
+    head = load(arguments.head, root, server)
+    base_ref = arguments.base or next((m.base for m in head if m.base), None)
+    if base_ref is None:
+        raise UsageError(
+            f"the results of {arguments.head} record no base commit (they were not measured "
+            "for a pull request); pass --base REF"
+        )
+    base = load(base_ref, root, server or _server(arguments, base_ref))
+    sections = _sections(base_ref, base, arguments.head, head, arguments.alpha, arguments.threshold)
+    heading = f"Benchmarks: `{arguments.head}` against its base `{base_ref[:10]}`"
+    _print(sections, heading, arguments)
     found = _regressions(sections)
-    print(f"tracker bench check: {found} regression{'s' if found != 1 else ''}", file=sys.stderr)
+    print(f"tracker bench check: {_plural(found, 'regression')}", file=sys.stderr)
     return 1 if found else 0
 
 
@@ -313,5 +342,6 @@ def run_history(arguments: argparse.Namespace) -> int:
                     f"{format_value(change.before.median, past.unit)} -> "
                     f"{format_value(change.after.median, past.unit)}, x{change.ratio:.2f}"
                 )
-    print(f"{found} change points in {len(names)} benchmarks on branch {branch}")
+    summary = f"{_plural(found, 'change point')} in {_plural(len(names), 'benchmark')}"
+    print(f"{summary} on branch {branch}")
     return 0

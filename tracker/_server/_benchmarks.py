@@ -26,7 +26,7 @@ from aiohttp import web
 from tracker._bench._compare import DEFAULT_ALPHA, compare, lower_is_better
 from tracker._bench._detect import DEFAULT_THRESHOLD
 from tracker._bench._history import History, benchmark_units, branches, history
-from tracker._bench._results import JOB_TYPE, SAMPLES_FILE, Benchmark, StoredRun, decode_samples
+from tracker._bench._results import JOB_TYPE, SAMPLES_FILE, Benchmark, BenchRun, decode_samples
 from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._server._auth import ApiError
@@ -60,16 +60,16 @@ class BenchmarkViews:
             ),
         ]
 
-    async def _runs(self, entity: str, project: str) -> list[StoredRun]:
+    async def _runs(self, entity: str, project: str) -> list[BenchRun]:
         """Every benchmark run of the project, oldest first."""
-        found: list[StoredRun] = []
+        found: list[BenchRun] = []
         offset = 0
         while True:
             documents, total = await self._storage.list_runs(
                 entity, project, {"job_type": JOB_TYPE}, "created_at", RUNS_PER_READ, offset
             )
             for document in documents:
-                run = StoredRun.from_document(
+                run = BenchRun.from_document(
                     document["id"], document.get("config") or {}, document.get("summary") or {}
                 )
                 if run is not None:
@@ -123,7 +123,7 @@ class BenchmarkViews:
             document = await self._storage.get_run(key)
             run = None
             if document is not None:
-                run = StoredRun.from_document(
+                run = BenchRun.from_document(
                     key.run_id, document.get("config") or {}, document.get("summary") or {}
                 )
             if run is None or benchmark not in run.stats:
@@ -163,13 +163,11 @@ class BenchmarkViews:
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
 
-def _benchmark(name: str, run: StoredRun, unit: str, values: list[float]) -> Benchmark:
+def _benchmark(name: str, run: BenchRun, unit: str, values: list[float]) -> Benchmark:
     """The benchmark of a run: from its samples, else the statistics its summary holds."""
     if values:
         return Benchmark.of_samples(name, unit, values)
-    stats = run.stats[name]
-    kept = {k: v for k, v in stats.items() if k != "unit" and isinstance(v, int | float)}
-    return Benchmark(name, str(stats.get("unit", unit)), (), kept)
+    return Benchmark.of_summary(name, run.stats[name])
 
 
 def _shown(samples: tuple[float, ...]) -> list[float]:

@@ -17,7 +17,6 @@ const SI = [
   [1e6, "M"],
   [1e3, "k"],
 ];
-const KINDS = { regression: "regression", improvement: "improvement", unsure: "unsure", unchanged: "unchanged" };
 
 /** A value in its unit, scaled to its size: "1.21 ms", "3.4M instr", "12kB". */
 export function formatUnit(value, unit) {
@@ -133,7 +132,8 @@ class BenchmarksPage {
       `${answer.commits.length} commits of ${answer.branch ?? "no branch"}, ` +
       `${answer.series.length} machine${answer.series.length === 1 ? "" : "s"}, ` +
       `${changes} change point${changes === 1 ? "" : "s"} (steps of ${Math.round(answer.threshold * 100)} % or more).`;
-    this.caption.textContent = `${answer.benchmark} (${answer.unit}, ${answer.lower_is_better ? "lower" : "higher"} is better)`;
+    const better = answer.lower_is_better ? "lower" : "higher";
+    this.caption.textContent = `${answer.benchmark} (${answer.unit}, ${better} is better)`;
     this.draw();
     this.listChanges();
   }
@@ -325,7 +325,6 @@ class BenchmarksPage {
     const params = new URLSearchParams({ runs: `${runOf(before)},${runOf(after)}`, benchmark: this.answer.benchmark });
     this.samples.replaceChildren(el("p", { class: "muted" }, "Loading samples…"));
     const answer = await getJson(`/api/v1/dashboard/bench-samples/${path(this.entity, this.project)}?${params}`);
-    this.samplesShown = answer;
     const { comparison, unit } = answer;
     const [first, second] = answer.runs;
     const row = (label, value) =>
@@ -334,7 +333,7 @@ class BenchmarksPage {
     const verdict =
       comparison.ratio === null
         ? "no comparison"
-        : `${KINDS[comparison.kind] || comparison.kind}: ×${comparison.ratio.toFixed(3)}` +
+        : `${comparison.kind}: ×${comparison.ratio.toFixed(3)}` +
           (comparison.p_value === null
             ? " (no raw samples to test)"
             : `, p ${comparison.p_value < 0.001 ? "< 0.001" : `= ${comparison.p_value.toFixed(3)}`}`);
