@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from tracker._bench._detect import DEFAULT_THRESHOLD
 from tracker._bench._results import Benchmark
 from tracker._bench._stats import mann_whitney, median, van_elteren
 
@@ -84,7 +85,7 @@ def compare(
     base: Mapping[str, Benchmark],
     head: Mapping[str, Benchmark],
     alpha: float = DEFAULT_ALPHA,
-    threshold: float = 0.05,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> list[Comparison]:
     """Compare each benchmark of ``head`` with ``base`` (by name), by the rank test on their
     samples; benchmarks on one side only are ``new`` or ``gone``. Sorted by name."""
@@ -108,7 +109,7 @@ def compare(
 def compare_pairs(
     pairs: Mapping[str, Sequence[tuple[Benchmark, Benchmark]]],
     alpha: float = DEFAULT_ALPHA,
-    threshold: float = 0.05,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> list[Comparison]:
     """Compare benchmarks measured in (base, head) pairs, each pair back to back on one
     machine: the stratified rank test over the pairs, the median of the pairs' ratios."""

@@ -41,7 +41,6 @@ __all__ = [
 
 COUNTER_TIMER: Final = "tracker._bench._counter.instructions"
 """The pytest-benchmark timer (``--benchmark-timer``) that counts instructions."""
-_DEFAULT_TIMERS: Final = frozenset({"perf_counter", "time.perf_counter", "pep418.perf_counter"})
 _STAT_NAMES: Final = ("rounds", "min", "q1", "median", "q3", "max", "mean", "stddev", "iqr", "ops")
 _ASV_SKIPPED: Final = frozenset({"machine.json", "benchmarks.json"})
 
@@ -56,12 +55,10 @@ class Imported:
 
 
 def _measure_of(timer: object) -> str:
-    """The measure a pytest-benchmark timer stands for: ``time`` for the default clock,
-    ``instructions`` for tracker's counter, else the timer's own name (``process_time``)."""
-    name = str(timer or "perf_counter")
-    if name == COUNTER_TIMER:
-        return "instructions"
-    return TIME if name in _DEFAULT_TIMERS else name.rsplit(".", 1)[-1]
+    """The measure of a pytest-benchmark timer, whose name its JSON records: ``time`` for
+    the default clock, else the timer's name (``instructions`` for `COUNTER_TIMER`)."""
+    name = str(timer or "perf_counter").rsplit(".", 1)[-1]
+    return TIME if name == "perf_counter" else name
 
 
 def benchmarks_of_session(

@@ -7,7 +7,7 @@ storage lists them:
 - ``bench/ENTITY/PROJECT?benchmark=NAME&branch=NAME&threshold=0.05``: the benchmarks and
   branches there are, and for the chosen benchmark and branch its commits in order and a
   series per machine with the change points `tracker._bench._history` finds;
-- ``bench-samples/ENTITY/PROJECT?runs=ID,ID&benchmark=NAME``: that benchmark's raw
+- ``bench-samples/ENTITY/PROJECT?runs=ID,ID&benchmark=NAME&threshold=0.05``: its raw
   samples in two runs (the two commits around a change point), and their comparison.
 
 The fit is CPU work (O(m^2) in the commits of a series); it runs in a worker thread so
@@ -109,6 +109,7 @@ class BenchmarkViews:
     async def samples(self, request: web.Request) -> web.Response:
         """One benchmark's raw samples in two runs, and the rank test's verdict on them."""
         entity, project = _names_of(request)
+        threshold = _fraction(request, "threshold", DEFAULT_THRESHOLD)
         benchmark = request.query.get("benchmark", "")
         run_ids = [part for part in request.query.get("runs", "").split(",") if part]
         if len(run_ids) != 2 or not benchmark:
@@ -136,7 +137,7 @@ class BenchmarkViews:
             unit, values = decode_samples(content or b"").get(benchmark, ("", []))
             found.append((run, _benchmark(benchmark, run, unit, values)))
         (_, before), (_, after) = found
-        verdict = compare({benchmark: before}, {benchmark: after}, DEFAULT_ALPHA)[0]
+        verdict = compare({benchmark: before}, {benchmark: after}, DEFAULT_ALPHA, threshold)[0]
         answer = {
             "benchmark": benchmark,
             "unit": after.unit,
@@ -157,7 +158,7 @@ class BenchmarkViews:
                 "p_value": verdict.p_value,
                 "kind": verdict.kind,
                 "alpha": DEFAULT_ALPHA,
-                "threshold": DEFAULT_THRESHOLD,
+                "threshold": threshold,
             },
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")

@@ -322,7 +322,11 @@ class BenchmarksPage {
   /** The samples of a machine's points at commits `before` and `after`, side by side. */
   async showSamples(series, before, after) {
     const runOf = (commit) => series.points.run[series.points.commit.indexOf(commit)];
-    const params = new URLSearchParams({ runs: `${runOf(before)},${runOf(after)}`, benchmark: this.answer.benchmark });
+    const params = new URLSearchParams({
+      runs: `${runOf(before)},${runOf(after)}`,
+      benchmark: this.answer.benchmark,
+      threshold: this.answer.threshold,
+    });
     this.samples.replaceChildren(el("p", { class: "muted" }, "Loading samples…"));
     const answer = await getJson(`/api/v1/dashboard/bench-samples/${path(this.entity, this.project)}?${params}`);
     const { comparison, unit } = answer;
