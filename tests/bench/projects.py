@@ -124,34 +124,28 @@ def child_env(tmp_path: Path, server: EmbeddedServer | None = None) -> dict[str,
     return env
 
 
+def python_module(
+    module: str, where: Path, env: dict[str, str], *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGUMENTS`` in ``where``, waited for (at most two minutes)."""
+    command = [sys.executable, "-m", module, *arguments]
+    return subprocess.run(
+        command, cwd=where, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def run_pytest(
     project: Path, env: dict[str, str], *arguments: str
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m pytest ARGUMENTS`` in ``project``, waited for (at most a minute)."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", *arguments],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """``python -m pytest ARGUMENTS`` in ``project``."""
+    return python_module("pytest", project, env, *arguments)
 
 
 def run_tracker(
     where: Path, env: dict[str, str], *arguments: str
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m tracker ARGUMENTS`` in ``where``, waited for (at most two minutes)."""
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", *arguments],
-        cwd=where,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """``python -m tracker ARGUMENTS`` in ``where``."""
+    return python_module("tracker", where, env, *arguments)
 
 
 def synthetic_samples(rng: random.Random, level: float, count: int = 40) -> list[float]:

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
     from tracker._bench._git import CiContext, Commit
     from tracker._bench._upload import Upload
 
-__all__ = ["pytest_addoption", "pytest_configure", "pytest_sessionfinish"]
+__all__ = [
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+]
 
 
 @dataclass
