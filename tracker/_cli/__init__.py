@@ -9,12 +9,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tracker._cli import _demo, _login, _runs, _server, _sync
+from tracker._cli import _bench, _demo, _login, _runs, _server, _sync
 from tracker._errors import Error, UsageError
 
 __all__ = ["main"]
 
-_COMMANDS = (_demo, _login, _runs, _server, _sync)
+_COMMANDS = (_bench, _demo, _login, _runs, _server, _sync)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

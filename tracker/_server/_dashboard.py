@@ -24,6 +24,7 @@ from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._records.codec import encode_value
 from tracker._server._auth import ApiError
+from tracker._server._benchmarks import BenchmarkViews
 from tracker._server._pages import PAGE_ROUTES, Pages
 from tracker._server._params import int_query
 from tracker._server._storage import RunKey, Storage, StorageError
@@ -92,6 +93,7 @@ class Dashboard:
                 base + "/series/{entity}/{project}/{run_id}", self.series, name="dashboard.series"
             ),
             web.get(base + "/live/{entity}/{project}", self.live, name=LIVE_ROUTE),
+            *BenchmarkViews(self._storage).routes(),
             *Pages().routes(),
         ]
 

@@ -21,7 +21,13 @@ __all__ = ["PAGE_ROUTES", "STATIC_DIR", "Pages"]
 STATIC_DIR: Final = Path(__file__).parent / "static"
 """The dashboard's HTML, scripts and styles, and the vendored uPlot (shipped as package data)."""
 PAGE_ROUTES: Final = frozenset(
-    {"dashboard.static", "dashboard.projects", "dashboard.project", "dashboard.run"}
+    {
+        "dashboard.static",
+        "dashboard.projects",
+        "dashboard.project",
+        "dashboard.benchmarks",
+        "dashboard.run",
+    }
 )
 """The names of the routes that serve the shell or static files."""
 
@@ -45,7 +51,8 @@ _ENTITY: Final = "{entity:(?!api/v1(?:/|$))[^/]+}"
 
 
 class Pages:
-    """The handlers of ``/``, ``/{entity}/{project}``, its runs' pages and ``/static/``."""
+    """The handlers of ``/``, ``/{entity}/{project}``, its benchmarks and runs' pages, and
+    ``/static/``."""
 
     def __init__(self) -> None:
         """Index the static files once: only those are ever served."""
@@ -62,6 +69,7 @@ class Pages:
             web.get("/static/{name:.+}", self.static, name="dashboard.static"),
             web.get("/", self.shell, name="dashboard.projects"),
             web.get(f"/{_ENTITY}/{{project}}", self.shell, name="dashboard.project"),
+            web.get(f"/{_ENTITY}/{{project}}/benchmarks", self.shell, name="dashboard.benchmarks"),
             web.get(f"/{_ENTITY}/{{project}}/runs/{{run_id}}", self.shell, name="dashboard.run"),
         ]
 

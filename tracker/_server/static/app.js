@@ -1,6 +1,7 @@
 // The dashboard's entry point: read the path, draw the page, explain errors.
 
 import { ApiError, getJson, path, setKey, takeKeyFromUrl } from "./api.js";
+import { showBenchmarks } from "./benchmarks.js";
 import { el, formatAgo, formatTime } from "./format.js";
 import { showRun } from "./run.js";
 import { showProject } from "./runs.js";
@@ -60,6 +61,7 @@ async function showProjects() {
 function setCrumbs(parts) {
   const items = [el("a", { href: "/" }, "Projects")];
   if (parts.length >= 2) items.push(el("a", { href: `/${path(parts[0], parts[1])}` }, parts[1]));
+  if (parts.length === 3) items.push(el("span", {}, "Benchmarks"));
   if (parts.length === 4) items.push(el("span", {}, parts[3]));
   const last = items.at(-1);
   last.setAttribute("aria-current", "page");
@@ -122,6 +124,9 @@ async function route() {
   else if (parts.length === 2) {
     document.title = `${parts[1]} · tracker`;
     showProject(main, parts[0], parts[1]);
+  } else if (parts.length === 3 && parts[2] === "benchmarks") {
+    document.title = `Benchmarks of ${parts[1]} · tracker`;
+    showBenchmarks(main, parts[0], parts[1]);
   } else if (parts.length === 4 && parts[2] === "runs") await showRun(main, parts[0], parts[1], parts[3]);
   else
     main.replaceChildren(el("h1", {}, "No such page"), el("p", {}, el("a", { href: "/" }, "All projects")));

@@ -56,6 +56,7 @@ class ProjectPage {
       "div",
       { class: "project" },
       el("h1", {}, project),
+      el("p", {}, el("a", { href: `/${path(entity, project)}/benchmarks` }, "Benchmarks")),
       el(
         "section",
         { "aria-labelledby": "runs-heading" },

@@ -1,0 +1,1 @@
+"""Tests of benchmark suites: capture, import, detection, verdicts, the CLI, the view."""
