@@ -152,7 +152,7 @@ def test_offline_uploads_are_idempotent_too(tmp_path: Path) -> None:
     settings = bench_settings("offline", str(tmp_path / "runs"))
     first = upload(_results("1"), settings)
     assert first.stored
-    assert first.where.startswith(str(tmp_path / "runs" / "offline-run-"))
+    assert first.where.startswith(str(tmp_path / "runs" / "tracker-runs" / "offline-run-"))
     again = upload(_results("1"), settings)
     assert (again.stored, again.run_id, again.where) == (False, first.run_id, first.where)
     retried = upload(_results("2"), settings)

@@ -128,9 +128,9 @@ def _finished_run(settings: Settings, project: str, run_id: str) -> str | None:
             return None
         return str(stored.url or stored.path) if stored.state == "finished" else None
     from tracker._reader import read_run
-    from tracker._rundir import find_run_dirs
+    from tracker._rundir import find_run_dirs, runs_root
 
-    found = find_run_dirs(Path(settings.root_dir or "tracker"), run_id)
+    found = find_run_dirs(runs_root(settings.root_dir), run_id)
     if found and read_run(found[-1]).state == "finished":
         return str(found[-1])
     return None
