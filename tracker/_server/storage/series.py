@@ -1,10 +1,13 @@
-"""How the server stores a key's series: chunks of packed arrays with their block extremes.
+"""A run's series: the chunk format, and keeping the chunks in step with the rows.
 
 Per run and key, the steps holding the key and its values as float64 are kept as chunks
-(`Chunk`), appended as rows arrive in step order and rebuilt for a step range when rows
-arrive out of order or replace others. Each chunk keeps the smallest and largest value
-of each block of `tracker._records.sampler.BLOCK` values, which sampling compares instead
-of every value. Blobs are little-endian on every machine.
+(`Chunk`), appended as rows arrive in step order (`append_series`) and rebuilt for a step
+range from the stored rows (`rebuild_series`) when rows arrive out of order, replace
+others, or a run is rewound or forked. Each chunk keeps the smallest and largest value of
+each block of `tracker._records.sampler.BLOCK` values, which sampling compares instead of
+every value. Blobs are little-endian on every machine. Sampling reads series without
+parsing a stored row: parsing every row's JSON takes about a second per million rows on
+the project's machine, reading one key's series a few milliseconds.
 """
 
 from __future__ import annotations
@@ -14,18 +17,24 @@ import sys
 from array import array
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tracker._records import sampler
+from tracker._records.codec import decode_value
 from tracker._records.sampler import BlockBuilder, Extremes, Series, low_high
+
+if TYPE_CHECKING:
+    from tracker._server.storage.backend import Writer
 
 __all__ = [
     "MAX_CHUNK",
     "OPEN_CHUNK",
     "Chunk",
+    "append_series",
     "chunks",
     "extend_chunk",
     "extremes_of_chunks",
+    "rebuild_series",
     "split_appendable",
     "unpack_chunks",
     "unpack_series",
@@ -183,3 +192,38 @@ def extremes_of_chunks(stored: Sequence[Chunk], values: array[float]) -> Extreme
         builder.summarize(offset + blocks * sampler.BLOCK, offset + count)
         offset, taken = offset + count, taken + 2 * blocks
     return builder.extremes(offset)
+
+
+async def append_series(
+    tx: Writer, pk: int, columns: dict[str, tuple[array[int], array[float]]]
+) -> None:
+    """Append entries (above every stored step) to each key's open chunk, then as new
+    chunks: one read and one write whatever the number of keys."""
+    last_chunks = await tx.last_chunks(pk, list(columns))
+    out: list[tuple[str, Chunk]] = []
+    for key, (steps, values) in columns.items():
+        start = 0
+        last = last_chunks.get(key)
+        if last is not None and len(last[3]) // 8 < OPEN_CHUNK:
+            start = OPEN_CHUNK - len(last[3]) // 8
+            out.append((key, extend_chunk(last, steps[:start], values[:start])))
+        out += [(key, chunk) for chunk in chunks(steps[start:], values[start:], MAX_CHUNK)]
+    await tx.put_chunks(pk, out)
+
+
+async def rebuild_series(tx: Writer, pk: int, low: int, high: int) -> None:
+    """Recompute from the stored rows every series entry in ``[low, high]`` (and the whole
+    of each chunk overlapping it), after rows there were replaced, added or moved."""
+    spans = await tx.chunk_spans(pk, low, high)
+    await tx.delete_chunks(pk, low, high)
+    read_low = min([low, *(first for first, _ in spans.values())])
+    read_high = max([high, *(last for _, last in spans.values())])
+    stored = await tx.read_rows(pk, read_low, read_high)
+    steps = [row.step for row in stored]
+    datas = [decode_value(row.data) for row in stored]
+    out: list[tuple[str, Chunk]] = []
+    for key, (key_steps, values) in sampler.series_of(steps, datas).items():
+        first, last = spans.get(key, (low, high))
+        kept_steps, kept_values = sampler.clip(key_steps, values, min(first, low), max(last, high))
+        out += [(key, chunk) for chunk in chunks(kept_steps, kept_values, MAX_CHUNK)]
+    await tx.put_chunks(pk, out)

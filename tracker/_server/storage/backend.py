@@ -1,0 +1,239 @@
+"""The primitives a database provides to the store, and the contract between them.
+
+`tracker._server.storage.store.Store` owns every rule (start modes, fork and rewind, the
+ingest algorithm, series maintenance, sampling, filters, validation); a `Backend` only
+stores and reads, through the primitives below. Every primitive is a coroutine, so a
+backend on a blocking driver (SQLite) runs it in threads of its own and one on an async
+driver (asyncpg) awaits it. User values cross this interface exactly encoded as JSON text
+(`tracker._records.codec.encode_value` without its newline): the store encodes and
+decodes, so every backend stores the same bytes and refuses the same values.
+
+The contract:
+
+- **Transactions.** `Backend.write` opens a write transaction: everything done through
+  its `Writer` commits together when the block ends, or not at all when it raises (the
+  store raises *before* writing whenever it can: a refused request changes nothing).
+  `Backend.read` opens a read: its `Reader` sees one committed snapshot, never a write in
+  progress, whatever is committed meanwhile.
+- **Order.** The store runs every write of one run (its start, ingest, heartbeat, edits)
+  under a per-run lock, in the order the calls are made (an `asyncio.Lock` is FIFO): two
+  ingest calls for one run are applied in call order, and each ingest batch is one write
+  transaction. A backend may rely on that within one server process, and must itself
+  make write transactions on one run exclude each other across processes: SQLite has
+  one writer at a time; PostgreSQL replicas lock the run's row (``SELECT ... FOR
+  UPDATE`` in `Reader.load_run` inside a write) so a live stream and a ``tracker sync``
+  on two replicas cannot lose each other's summary updates. Writes of different runs may
+  run at once. `Writer.mark_crashed` touches many runs: one statement, atomic.
+- **What a backend may assume.** Arguments are valid (the store checks them): keys are
+  names, steps integers within `tracker._wire.limits.MAX_STEP`, texts exact JSON, chunks
+  well formed and, per key, not overlapping. Within a transaction a read sees the
+  transaction's own writes; the order of writes within one transaction is the order of
+  the calls.
+- **What a backend must guarantee.** A write that returned is durable once the
+  transaction committed (the store acknowledges a batch only then); errors of the driver
+  become `tracker._server.storage.errors` (`StorageBusy` when locked, `StorageFailed`
+  otherwise; `StorageClosed` after `close`); nothing is read from or written to another
+  run than the one named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, TypedDict
+
+from tracker._server.storage.document import FileInfo, ProjectInfo, RunKey
+from tracker._server.storage.filters import RunQuery
+from tracker._server.storage.series import Chunk
+
+__all__ = ["Backend", "Reader", "RunFields", "StoredRow", "StoredRun", "Writer"]
+
+
+class RunFields(TypedDict, total=False):
+    """The run fields a write may set (`Writer.update_run`); user values as exact text."""
+
+    name: str | None
+    state: str
+    config: str
+    summary: str
+    summary_state: str
+    """`tracker._records.summary.Summary.to_state`, what the next batch continues."""
+    metadata: str
+    tags: list[str]
+    group: str | None
+    job_type: str | None
+    notes: str | None
+    created_at: float
+    updated_at: float
+    heartbeat_at: float
+    heartbeat_interval: float
+    end_time: float | None
+    exit_code: int | None
+    last_step: int
+    runtime: float
+    session_start: float
+    runtime_offset: float
+    parent_run_id: str | None
+    parent_step: int | None
+
+
+@dataclass
+class StoredRun:
+    """A run as stored: ``pk`` names it in the other primitives; user values exact text."""
+
+    pk: int
+    entity: str
+    project: str
+    run_id: str
+    name: str | None
+    state: str
+    config: str
+    summary: str
+    summary_state: str
+    metadata: str
+    tags: list[str]
+    group: str | None
+    job_type: str | None
+    notes: str | None
+    created_at: float
+    updated_at: float
+    heartbeat_at: float
+    heartbeat_interval: float
+    end_time: float | None
+    exit_code: int | None
+    last_step: int
+    runtime: float
+    session_start: float
+    runtime_offset: float
+    parent_run_id: str | None
+    parent_step: int | None
+
+
+class StoredRow(NamedTuple):
+    """A history row as stored: its data exact text (empty when not asked for)."""
+
+    step: int
+    timestamp: float
+    runtime: float
+    data: str
+
+
+class Reader(Protocol):
+    """Reads within one snapshot (or within a write transaction, seeing its writes)."""
+
+    async def load_run(self, key: RunKey) -> StoredRun | None:
+        """The run, or None (inside a write: the run is locked until commit)."""
+
+    async def acked_seq(self, pk: int, log_id: str) -> int:
+        """The highest stored seq of the run's log ``log_id``, -1 when none."""
+
+    async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
+        """The rows with ``low <= step <= high``, in step order."""
+
+    async def rows_at(self, pk: int, steps: Sequence[int], data: bool) -> list[StoredRow]:
+        """The rows at ``steps`` (those that exist), in step order; ``data`` or not."""
+
+    async def count_rows(self, pk: int, low: int, high: int) -> int:
+        """How many rows have ``low <= step <= high``."""
+
+    async def series_keys(self, pk: int) -> list[str]:
+        """The keys the run's series hold, sorted."""
+
+    async def read_chunks(
+        self, pk: int, keys: Sequence[str], low: int, high: int
+    ) -> dict[str, list[Chunk]]:
+        """Per key, its chunks overlapping ``[low, high]`` in step order (keys holding
+        none are left out)."""
+
+    async def last_chunks(self, pk: int, keys: Sequence[str]) -> dict[str, Chunk]:
+        """Per key, its chunk of the highest steps (keys holding none are left out)."""
+
+    async def chunk_spans(self, pk: int, low: int, high: int) -> dict[str, tuple[int, int]]:
+        """Per key, the first and last step of its chunks overlapping ``[low, high]``."""
+
+    async def page_runs(self, query: RunQuery) -> tuple[list[StoredRun], int]:
+        """One page of the runs matching ``query``, in its order, and how many match."""
+
+    async def list_projects(self, entity: str) -> list[ProjectInfo]:
+        """The entity's projects by name."""
+
+    async def list_files(self, pk: int) -> list[FileInfo]:
+        """The run's files by name."""
+
+    async def read_file(self, pk: int, name: str) -> bytes | None:
+        """A file's bytes, or None."""
+
+    async def key_entity(self, digest: str) -> str | None:
+        """The entity of the API key whose SHA-256 is ``digest``, or None."""
+
+    async def has_api_keys(self) -> bool:
+        """Whether any API key is stored."""
+
+
+class Writer(Reader, Protocol):
+    """Writes within one transaction (see the module's contract)."""
+
+    async def create_run(self, key: RunKey, fields: RunFields) -> int:
+        """Create the run (and its project) with ``fields`` (every one given); its pk."""
+
+    async def delete_run(self, pk: int) -> None:
+        """Delete the run with its rows, series, logs' seqs and files."""
+
+    async def update_run(self, pk: int, fields: RunFields) -> None:
+        """Set the given fields of the run."""
+
+    async def set_acked_seq(self, pk: int, log_id: str, seq: int) -> None:
+        """Store the highest stored seq of the run's log ``log_id``."""
+
+    async def upsert_rows(
+        self,
+        pk: int,
+        steps: Sequence[int],
+        stamps: Sequence[float],
+        runtimes: Sequence[float],
+        texts: Sequence[str],
+    ) -> None:
+        """Store rows in order; a row of a step that has one replaces it."""
+
+    async def put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
+        """Store series chunks, each replacing the key's chunk of the same first step."""
+
+    async def delete_chunks(self, pk: int, low: int, high: int) -> None:
+        """Delete every chunk overlapping ``[low, high]``."""
+
+    async def copy_history(self, source: int, target: int, through_step: int) -> None:
+        """Copy the rows with step <= ``through_step``, and the chunks ending there or
+        before, from run ``source`` to run ``target`` (a fork)."""
+
+    async def move_history(self, source: int, target: int, after_step: int) -> None:
+        """Move the rows with step > ``after_step``, and the chunks starting after it, from
+        run ``source`` to run ``target`` (a rewind's archive)."""
+
+    async def touch_heartbeat(self, key: RunKey, now: float) -> bool:
+        """Note the run's client is alive at ``now`` (a crashed run is running again);
+        False when the run does not exist."""
+
+    async def mark_crashed(self, now: float, intervals: float, at_least: float) -> int:
+        """Mark running runs silent for ``intervals`` heartbeat intervals (and at least
+        ``at_least`` seconds) as crashed, updated at ``now``; how many."""
+
+    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
+        """Store a file of the run, replacing one of the same name."""
+
+    async def put_api_key(self, digest: str, entity: str, now: float) -> None:
+        """Let the key whose SHA-256 is ``digest`` act as ``entity`` (replacing a binding)."""
+
+
+class Backend(Protocol):
+    """A database the store runs on."""
+
+    def write(self) -> AbstractAsyncContextManager[Writer]:
+        """A write transaction (see the module's contract)."""
+
+    def read(self) -> AbstractAsyncContextManager[Reader]:
+        """A read of one committed snapshot."""
+
+    async def close(self) -> None:
+        """Finish what is in flight and release the database; later calls raise
+        `StorageClosed`. Closing twice is harmless."""
