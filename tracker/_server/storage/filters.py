@@ -5,7 +5,7 @@ Filters (docs/protocol.md, "Reading") are a JSON object of conditions that must 
 has; ``search`` a substring of the name or id (ASCII case ignored); ``config.KEY`` /
 ``summary.KEY`` equal (``KEY`` a top-level key, else a dotted path into nested dicts).
 Runs sort by a column or by a config or summary value; runs without a value come last
-either way, and the run created first breaks ties. A backend turns a `RunQuery` into its
+either way, and ties go by creation, in the sort's direction. A backend turns a `RunQuery` into its
 own query language; the Python meaning of each condition is here, so backends agree.
 """
 

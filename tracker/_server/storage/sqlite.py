@@ -158,9 +158,9 @@ class _Lane:
             self._executor.submit(self._do_quietly, job)
 
     def _do(self, job: Job[T]) -> T:
-        if self._conn is None:
-            self._conn = self._connect()
         try:
+            if self._conn is None:
+                self._conn = self._connect()
             return job(self._conn)
         except sqlite3.Error as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -188,7 +188,7 @@ class SQLiteBackend:
         self.path = path
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._writer = _Lane(self._connect, "tracker-db-writer")
+        self._writer = _Lane(self._connect_writer, "tracker-db-writer")
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[_Lane] = asyncio.Queue()
         self._all_readers = [
@@ -233,17 +233,20 @@ class SQLiteBackend:
             self._connections.append(conn)
         return conn
 
+    def _connect_writer(self) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise StorageFailed(f"cannot create the database directory {directory}: {exc}") from exc
+        return self._connect()
+
     def _connect_reader(self) -> sqlite3.Connection:
         conn = self._connect()
         conn.execute("PRAGMA query_only = ON")
         return conn
 
     def _open_writer(self, conn: sqlite3.Connection) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise StorageFailed(f"cannot create the database directory {directory}: {exc}") from exc
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
         conn.execute("BEGIN IMMEDIATE")
