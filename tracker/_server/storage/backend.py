@@ -45,7 +45,7 @@ from typing import NamedTuple, Protocol, TypedDict
 
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunKey
 from tracker._server.storage.filters import RunQuery
-from tracker._server.storage.series import Chunk
+from tracker._server.storage.series import Chunk, SeriesColumns
 
 __all__ = ["Backend", "Reader", "RunFields", "StoredRow", "StoredRun", "Writer"]
 
@@ -108,6 +108,8 @@ class StoredRun:
     runtime_offset: float
     parent_run_id: str | None
     parent_step: int | None
+    acked_seq: int = -1
+    """The highest stored seq of the log `Reader.load_run` was asked about, -1 when none."""
 
 
 class StoredRow(NamedTuple):
@@ -122,11 +124,9 @@ class StoredRow(NamedTuple):
 class Reader(Protocol):
     """Reads within one snapshot (or within a write transaction, seeing its writes)."""
 
-    async def load_run(self, key: RunKey) -> StoredRun | None:
-        """The run, or None (inside a write: the run is locked until commit)."""
-
-    async def acked_seq(self, pk: int, log_id: str) -> int:
-        """The highest stored seq of the run's log ``log_id``, -1 when none."""
+    async def load_run(self, key: RunKey, log_id: str | None = None) -> StoredRun | None:
+        """The run, with the highest stored seq of its log ``log_id`` when given, or None
+        (inside a write: the run is locked until commit)."""
 
     async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
         """The rows with ``low <= step <= high``, in step order."""
@@ -145,9 +145,6 @@ class Reader(Protocol):
     ) -> dict[str, list[Chunk]]:
         """Per key, its chunks overlapping ``[low, high]`` in step order (keys holding
         none are left out)."""
-
-    async def last_chunks(self, pk: int, keys: Sequence[str]) -> dict[str, Chunk]:
-        """Per key, its chunk of the highest steps (keys holding none are left out)."""
 
     async def chunk_spans(self, pk: int, low: int, high: int) -> dict[str, tuple[int, int]]:
         """Per key, the first and last step of its chunks overlapping ``[low, high]``."""
@@ -198,6 +195,11 @@ class Writer(Reader, Protocol):
 
     async def put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
         """Store series chunks, each replacing the key's chunk of the same first step."""
+
+    async def append_series(self, pk: int, columns: SeriesColumns) -> None:
+        """Append per key entries (steps above every stored one) to its series: its last
+        chunk and the new ones are `tracker._server.storage.series.appended_chunks`. One
+        primitive, not a read and a write, so a backend can do it in one round trip."""
 
     async def delete_chunks(self, pk: int, low: int, high: int) -> None:
         """Delete every chunk overlapping ``[low, high]``."""

@@ -31,7 +31,7 @@ from tracker._server.storage.filters import (
     ValueIs,
     ascii_lower,
 )
-from tracker._server.storage.series import Chunk
+from tracker._server.storage.series import Chunk, SeriesColumns, appended_chunks
 
 __all__ = ["MemoryBackend"]
 
@@ -132,14 +132,15 @@ class _Session:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def load_run(self, key: RunKey) -> StoredRun | None:
+    async def load_run(self, key: RunKey, log_id: str | None = None) -> StoredRun | None:
         """See `Reader.load_run`."""
         pk = self._data.by_key.get(key)
-        return None if pk is None else _copy(self._run(pk).stored)
-
-    async def acked_seq(self, pk: int, log_id: str) -> int:
-        """See `Reader.acked_seq`."""
-        return self._run(pk).streams.get(log_id, -1)
+        if pk is None:
+            return None
+        run = self._run(pk)
+        stored = _copy(run.stored)
+        stored.acked_seq = -1 if log_id is None else run.streams.get(log_id, -1)
+        return stored
 
     async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
         """See `Reader.read_rows`."""
@@ -172,15 +173,6 @@ class _Session:
             ]
             if found:
                 out[key] = found
-        return out
-
-    async def last_chunks(self, pk: int, keys: Sequence[str]) -> dict[str, Chunk]:
-        """See `Reader.last_chunks`."""
-        out: dict[str, Chunk] = {}
-        for key in keys:
-            chunks = self._run(pk).chunks.get(key)
-            if chunks:
-                out[key] = chunks[max(chunks)]
         return out
 
     async def chunk_spans(self, pk: int, low: int, high: int) -> dict[str, tuple[int, int]]:
@@ -291,6 +283,12 @@ class _Session:
             if key not in by_key:
                 self._set(by_key, key, {})
             self._set(by_key[key], chunk[0], chunk)
+
+    async def append_series(self, pk: int, columns: SeriesColumns) -> None:
+        """See `Writer.append_series`."""
+        by_key = self._run(pk).chunks
+        last = {key: by_key[key][max(by_key[key])] for key in columns if by_key.get(key)}
+        await self.put_chunks(pk, appended_chunks(last, columns))
 
     async def delete_chunks(self, pk: int, low: int, high: int) -> None:
         """See `Writer.delete_chunks`."""

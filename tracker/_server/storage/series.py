@@ -1,7 +1,7 @@
 """A run's series: the chunk format, and keeping the chunks in step with the rows.
 
 Per run and key, the steps holding the key and its values as float64 are kept as chunks
-(`Chunk`), appended as rows arrive in step order (`append_series`) and rebuilt for a step
+(`Chunk`), appended as rows arrive in step order (`appended_chunks`) and rebuilt for a step
 range from the stored rows (`rebuild_series`) when rows arrive out of order, replace
 others, or a run is rewound or forked. Each chunk keeps the smallest and largest value of
 each block of `tracker._records.sampler.BLOCK` values, which sampling compares instead of
@@ -17,7 +17,7 @@ import sys
 from array import array
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from tracker._records import sampler
 from tracker._records.codec import decode_value
@@ -30,7 +30,8 @@ __all__ = [
     "MAX_CHUNK",
     "OPEN_CHUNK",
     "Chunk",
-    "append_series",
+    "SeriesColumns",
+    "appended_chunks",
     "chunks",
     "extend_chunk",
     "extremes_of_chunks",
@@ -70,6 +71,8 @@ def split_appendable(
     return kept_steps, kept_datas, ((min(dirty), max(dirty)) if dirty else None)
 
 
+SeriesColumns: TypeAlias = "dict[str, tuple[array[int], array[float]]]"
+"""Per key, entries to store: their steps (increasing) and values."""
 Chunk = tuple[int, int, bytes, bytes, bytes]
 """A stored piece of one key's series: first step, last step, steps blob, values blob,
 extremes blob (`_block_extremes` of its values)."""
@@ -194,12 +197,11 @@ def extremes_of_chunks(stored: Sequence[Chunk], values: array[float]) -> Extreme
     return builder.extremes(offset)
 
 
-async def append_series(
-    tx: Writer, pk: int, columns: dict[str, tuple[array[int], array[float]]]
-) -> None:
-    """Append entries (above every stored step) to each key's open chunk, then as new
-    chunks: one read and one write whatever the number of keys."""
-    last_chunks = await tx.last_chunks(pk, list(columns))
+def appended_chunks(
+    last_chunks: dict[str, Chunk], columns: SeriesColumns
+) -> list[tuple[str, Chunk]]:
+    """The chunks storing entries (above every stored step) appended to each key's series:
+    its last chunk (in ``last_chunks``) extended while it is open, then new chunks."""
     out: list[tuple[str, Chunk]] = []
     for key, (steps, values) in columns.items():
         start = 0
@@ -208,7 +210,7 @@ async def append_series(
             start = OPEN_CHUNK - len(last[3]) // 8
             out.append((key, extend_chunk(last, steps[:start], values[:start])))
         out += [(key, chunk) for chunk in chunks(steps[start:], values[start:], MAX_CHUNK)]
-    await tx.put_chunks(pk, out)
+    return out
 
 
 async def rebuild_series(tx: Writer, pk: int, low: int, high: int) -> None:

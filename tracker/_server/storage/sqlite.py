@@ -9,8 +9,8 @@ once the WAL reaches `WAL_BACKSTOP_PAGES`.
 
 Each primitive is one hop to a database thread (~50 µs on the project's machine), so
 writes that return nothing are queued in the transaction and run in the hop of the next
-read, or of the commit: an ingest batch of rows in step order costs four hops (load the
-run, its log's seq, the last series chunks, then every write and the commit). History
+read, or of the commit: an ingest batch costs two hops (load the run with its log's seq,
+then every write and the commit). History
 rows go `ROWS_PER_INSERT` to a statement. The data model is portable to PostgreSQL (TEXT,
 BIGINT, DOUBLE PRECISION, BLOB -> bytea; ``runs.pk`` an identity column); a few queries
 use SQLite's own functions (``json_each`` on tags, ``json_extract``, ``instr``).
@@ -42,7 +42,7 @@ from tracker._server.storage.errors import (
     StorageFailed,
 )
 from tracker._server.storage.filters import ColumnIs, HasTag, RunQuery, Search, ValueIs
-from tracker._server.storage.series import Chunk
+from tracker._server.storage.series import Chunk, SeriesColumns, appended_chunks
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
@@ -386,26 +386,21 @@ class _Session:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def load_run(self, key: RunKey) -> StoredRun | None:
+    async def load_run(self, key: RunKey, log_id: str | None = None) -> StoredRun | None:
         """See `Reader.load_run`."""
 
         def job(conn: sqlite3.Connection) -> StoredRun | None:
             row = conn.execute(
-                "SELECT * FROM runs WHERE entity = ? AND project = ? AND run_id = ?",
-                (key.entity, key.project, key.run_id),
+                "SELECT *, (SELECT acked_seq FROM streams WHERE run_pk = runs.pk AND log_id = ?) "
+                "AS acked FROM runs WHERE entity = ? AND project = ? AND run_id = ?",
+                (log_id, key.entity, key.project, key.run_id),
             ).fetchone()
-            return None if row is None else _stored(row)
-
-        return await self.flush(job)
-
-    async def acked_seq(self, pk: int, log_id: str) -> int:
-        """See `Reader.acked_seq`."""
-
-        def job(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT acked_seq FROM streams WHERE run_pk = ? AND log_id = ?", (pk, log_id)
-            ).fetchone()
-            return -1 if row is None else int(row[0])
+            if row is None:
+                return None
+            stored = _stored(row)
+            if row["acked"] is not None:
+                stored.acked_seq = int(row["acked"])
+            return stored
 
         return await self.flush(job)
 
@@ -484,15 +479,6 @@ class _Session:
             return out
 
         return await self.flush(job)
-
-    async def last_chunks(self, pk: int, keys: Sequence[str]) -> dict[str, Chunk]:
-        """See `Reader.last_chunks`."""
-        wanted = orjson.dumps(list(keys)).decode()
-        return await self.flush(
-            lambda conn: {
-                key: _chunk(*chunk) for key, *chunk in conn.execute(_LAST_CHUNKS, (wanted, pk))
-            }
-        )
 
     async def chunk_spans(self, pk: int, low: int, high: int) -> dict[str, tuple[int, int]]:
         """See `Reader.chunk_spans`."""
@@ -667,6 +653,17 @@ class _Session:
         """See `Writer.put_chunks`."""
         rows = [(pk, key, *chunk) for key, chunk in chunks]
         self._later(lambda conn: conn.executemany(_PUT_CHUNK, rows))
+
+    async def append_series(self, pk: int, columns: SeriesColumns) -> None:
+        """See `Writer.append_series`: two statements whatever the number of keys."""
+        wanted = orjson.dumps(list(columns)).decode()
+
+        def job(conn: sqlite3.Connection) -> None:
+            last = {key: _chunk(*chunk) for key, *chunk in conn.execute(_LAST_CHUNKS, (wanted, pk))}
+            rows = [(pk, key, *chunk) for key, chunk in appended_chunks(last, columns)]
+            conn.executemany(_PUT_CHUNK, rows)
+
+        self._later(job)
 
     async def delete_chunks(self, pk: int, low: int, high: int) -> None:
         """See `Writer.delete_chunks`."""

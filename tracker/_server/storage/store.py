@@ -109,7 +109,7 @@ class _Prepared:
     rows: Rows
     texts: list[str]
     fields: RunFields
-    appended: dict[str, tuple[Any, Any]]
+    appended: series.SeriesColumns
     dirty: tuple[int, int] | None
 
 
@@ -197,13 +197,12 @@ class Store:
             if mode != "continue":  # a sync must not revive a finished run
                 session.update({"state": "running", "end_time": None, "exit_code": None})
             await tx.update_run(pk, session)
-            acked = await tx.acked_seq(pk, request.log_id)
-            started = await tx.load_run(key)
+            started = await tx.load_run(key, request.log_id)
         assert started is not None, "created or continued above"
         return StartResult(
             resumed=stored is not None and mode in _RESUMING,
             last_step=started.last_step,
-            acked_seq=acked,
+            acked_seq=started.acked_seq,
             run=run_document(started),
         )
 
@@ -227,10 +226,10 @@ class Store:
         """
         _check_batch(records)
         async with self._locks.hold(key), self.backend.write() as tx:
-            stored = await tx.load_run(key)
+            stored = await tx.load_run(key, log_id)
             if stored is None:
                 raise _missing(key)
-            acked = await tx.acked_seq(stored.pk, log_id)
+            acked = stored.acked_seq
             skip = max(0, acked + 1 - records[0][0]) if records else 0
             fresh = records[skip:]
             if not fresh:
@@ -249,7 +248,7 @@ class Store:
                 pk = stored.pk
                 await tx.upsert_rows(pk, rows.steps, rows.stamps, rows.runtimes, prepared.texts)
                 if prepared.appended:
-                    await series.append_series(tx, pk, prepared.appended)
+                    await tx.append_series(pk, prepared.appended)
                 if prepared.dirty is not None:
                     await series.rebuild_series(tx, pk, *prepared.dirty)
             acked = int(fresh[-1][0])
@@ -594,13 +593,13 @@ def _prepare(
     except RecordError as exc:
         raise BadRequest("bad_batch", str(exc)) from None
     texts: list[str] = []
-    appended: dict[str, tuple[Any, Any]] = {}
+    appended: series.SeriesColumns = {}
     dirty = None
     if rows.steps:
         texts = checked_row_texts(rows) if lines is not None else row_texts(rows.steps, rows.datas)
         steps, datas, dirty = series.split_appendable(rows.steps, rows.datas, prior_last)
         if steps:
-            appended = dict(sampler.series_of(steps, datas))
+            appended = sampler.series_of(steps, datas)
     return _Prepared(rows, texts, fold_fields(run, now, rows_only), appended, dirty)
 
 
