@@ -72,12 +72,14 @@ async def abandoned_writes(store: Store, other: RunKey) -> None:
     async with store.backend.write() as tx:
         stored = await tx.load_run(KEY)
         assert stored is not None
-        await tx.upsert_rows(stored.pk, [5], [1.0], [0.0], ['[{"x":1}]'])
-        await tx.set_acked_seq(stored.pk, LOG, 99)
+        pk = await tx.create_run(other, new_run_fields(NOW, 10.0, None))
+        await tx.copy_history(stored.pk, pk, 0)
+        await tx.move_history(stored.pk, pk, 0)
+        await tx.rebuild_series(stored.pk, 0, 10)
         await tx.update_run(stored.pk, {"name": "changed", "tags": ["t"], "last_step": 5})
-        await tx.delete_chunks(stored.pk, 0, 10)
-        await tx.create_run(other, new_run_fields(NOW, 10.0, None))
+        await tx.put_file(stored.pk, "f", b"x", "0" * 64, NOW)
         await tx.put_api_key("0" * 64, "local", NOW)
+        await tx.delete_run(stored.pk)
         raise RuntimeError("abandon")
 
 
@@ -95,5 +97,6 @@ async def test_a_write_transaction_that_raises_leaves_nothing(store: Store) -> N
     assert (await start(store, "continue")).acked_seq == 1
     assert await store.get_run(other) is None
     assert not await store.has_api_keys()
+    assert await store.list_files(KEY) == []
     sampled = await store.history(KEY, ["loss"], None, None, 1)
     assert [row["_step"] for row in sampled] == [0, 1]

@@ -13,6 +13,9 @@ The contract:
 - **Transactions.** `Backend.write` opens a write transaction: everything done through
   its `Writer` commits together when the block ends, or not at all when it raises (the
   store raises *before* writing whenever it can: a refused request changes nothing).
+  `Backend.ingest_batch` is one write transaction of its own, the hot path: it loads the
+  run, lets the store decide (a pure function, which may refuse), stores the decision
+  and commits, in one round trip to the database where the driver allows.
   `Backend.read` opens a read: its `Reader` sees one committed snapshot, never a write in
   progress, whatever is committed meanwhile.
 - **Order.** The store runs every write of one run (its start, ingest, heartbeat, edits)
@@ -38,16 +41,16 @@ The contract:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypedDict
 
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunKey
 from tracker._server.storage.filters import RunQuery
 from tracker._server.storage.series import Chunk, SeriesColumns
 
-__all__ = ["Backend", "Reader", "RunFields", "StoredRow", "StoredRun", "Writer"]
+__all__ = ["Backend", "BatchWrites", "Reader", "RunFields", "StoredRow", "StoredRun", "Writer"]
 
 
 class RunFields(TypedDict, total=False):
@@ -110,6 +113,27 @@ class StoredRun:
     parent_step: int | None
     acked_seq: int = -1
     """The highest stored seq of the log `Reader.load_run` was asked about, -1 when none."""
+
+
+@dataclass
+class BatchWrites:
+    """What an ingest batch stores, as the store decided it (`Backend.ingest_batch`)."""
+
+    pk: int
+    acked_seq: int
+    """The log's highest stored seq once the batch is stored."""
+    fields: RunFields
+    """The run fields the batch sets."""
+    steps: list[int] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
+    runtimes: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    """History rows to store in order (a later row of a step replaces it)."""
+    appended: SeriesColumns = field(default_factory=dict)
+    """Series entries above every stored step, appended to each key's last chunk and new
+    ones (`tracker._server.storage.series.appended_chunks`)."""
+    rebuild: tuple[int, int] | None = None
+    """A step range whose series to rebuild from the rows (`Writer.rebuild_series`)."""
 
 
 class StoredRow(NamedTuple):
@@ -180,29 +204,10 @@ class Writer(Reader, Protocol):
     async def update_run(self, pk: int, fields: RunFields) -> None:
         """Set the given fields of the run."""
 
-    async def set_acked_seq(self, pk: int, log_id: str, seq: int) -> None:
-        """Store the highest stored seq of the run's log ``log_id``."""
-
-    async def upsert_rows(
-        self,
-        pk: int,
-        steps: Sequence[int],
-        stamps: Sequence[float],
-        runtimes: Sequence[float],
-        texts: Sequence[str],
-    ) -> None:
-        """Store rows in order; a row of a step that has one replaces it."""
-
-    async def put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
-        """Store series chunks, each replacing the key's chunk of the same first step."""
-
-    async def append_series(self, pk: int, columns: SeriesColumns) -> None:
-        """Append per key entries (steps above every stored one) to its series: its last
-        chunk and the new ones are `tracker._server.storage.series.appended_chunks`. One
-        primitive, not a read and a write, so a backend can do it in one round trip."""
-
-    async def delete_chunks(self, pk: int, low: int, high: int) -> None:
-        """Delete every chunk overlapping ``[low, high]``."""
+    async def rebuild_series(self, pk: int, low: int, high: int) -> None:
+        """Recompute from the stored rows every series entry in ``[low, high]`` (and the
+        whole of each chunk overlapping it): the chunks of
+        `tracker._server.storage.series.rebuilt_chunks` replace those overlapping it."""
 
     async def copy_history(self, source: int, target: int, through_step: int) -> None:
         """Copy the rows with step <= ``through_step``, and the chunks ending there or
@@ -232,6 +237,14 @@ class Backend(Protocol):
 
     def write(self) -> AbstractAsyncContextManager[Writer]:
         """A write transaction (see the module's contract)."""
+
+    async def ingest_batch(
+        self, key: RunKey, log_id: str, decide: Callable[[StoredRun | None], BatchWrites]
+    ) -> BatchWrites:
+        """In one write transaction: load the run with the seq of its log ``log_id``, call
+        ``decide`` on it (None: no such run), store what it returns (rows, series entries
+        and rebuild, the log's seq, the run's fields) and commit; return the decision.
+        When ``decide`` raises, nothing is stored and the error propagates."""
 
     def read(self) -> AbstractAsyncContextManager[Reader]:
         """A read of one committed snapshot."""

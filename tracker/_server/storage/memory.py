@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from tracker._records.codec import decode_value
-from tracker._server.storage.backend import RunFields, StoredRow, StoredRun
+from tracker._server.storage.backend import BatchWrites, RunFields, StoredRow, StoredRun
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunKey
 from tracker._server.storage.errors import StorageClosed
 from tracker._server.storage.filters import (
@@ -31,7 +31,12 @@ from tracker._server.storage.filters import (
     ValueIs,
     ascii_lower,
 )
-from tracker._server.storage.series import Chunk, SeriesColumns, appended_chunks
+from tracker._server.storage.series import (
+    Chunk,
+    appended_chunks,
+    rebuild_range,
+    rebuilt_chunks,
+)
 
 __all__ = ["MemoryBackend"]
 
@@ -78,6 +83,15 @@ class MemoryBackend:
             except BaseException:
                 session.undo()
                 raise
+
+    async def ingest_batch(
+        self, key: RunKey, log_id: str, decide: Callable[[StoredRun | None], BatchWrites]
+    ) -> BatchWrites:
+        """See `Backend.ingest_batch`."""
+        async with self.write() as tx:
+            writes = decide(await tx.load_run(key, log_id))
+            tx.store_batch(writes, log_id)
+            return writes
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[_Session]:
@@ -253,48 +267,54 @@ class _Session:
 
     async def update_run(self, pk: int, fields: RunFields) -> None:
         """See `Writer.update_run`."""
+        self._update(pk, fields)
+
+    def _update(self, pk: int, fields: RunFields) -> None:
         stored = self._run(pk).stored
         old = {name: getattr(stored, name) for name in fields}
         for name, value in _copied(fields).items():
             setattr(stored, name, value)
         self._undo.append(lambda: _assign(stored, old))
 
-    async def set_acked_seq(self, pk: int, log_id: str, seq: int) -> None:
-        """See `Writer.set_acked_seq`."""
-        self._set(self._run(pk).streams, log_id, seq)
+    def store_batch(self, writes: BatchWrites, log_id: str) -> None:
+        """Store an ingest batch's rows, series, the log's seq and the run's fields."""
+        run = self._run(writes.pk)
+        for row in map(StoredRow, writes.steps, writes.stamps, writes.runtimes, writes.texts):
+            self._set(run.rows, row.step, row)
+        if writes.appended:
+            chunks = run.chunks
+            last = {
+                key: chunks[key][max(chunks[key])] for key in writes.appended if chunks.get(key)
+            }
+            self._put_chunks(writes.pk, appended_chunks(last, writes.appended))
+        if writes.rebuild is not None:
+            self._rebuild(writes.pk, *writes.rebuild)
+        self._set(run.streams, log_id, writes.acked_seq)
+        self._update(writes.pk, writes.fields)
 
-    async def upsert_rows(
-        self,
-        pk: int,
-        steps: Sequence[int],
-        stamps: Sequence[float],
-        runtimes: Sequence[float],
-        texts: Sequence[str],
-    ) -> None:
-        """See `Writer.upsert_rows`."""
-        rows = self._run(pk).rows
-        for row in map(StoredRow, steps, stamps, runtimes, texts):
-            self._set(rows, row.step, row)
-
-    async def put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
-        """See `Writer.put_chunks`."""
+    def _put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
         by_key = self._run(pk).chunks
         for key, chunk in chunks:
             if key not in by_key:
                 self._set(by_key, key, {})
             self._set(by_key[key], chunk[0], chunk)
 
-    async def append_series(self, pk: int, columns: SeriesColumns) -> None:
-        """See `Writer.append_series`."""
-        by_key = self._run(pk).chunks
-        last = {key: by_key[key][max(by_key[key])] for key in columns if by_key.get(key)}
-        await self.put_chunks(pk, appended_chunks(last, columns))
-
-    async def delete_chunks(self, pk: int, low: int, high: int) -> None:
-        """See `Writer.delete_chunks`."""
-        for chunks in self._run(pk).chunks.values():
+    def _rebuild(self, pk: int, low: int, high: int) -> None:
+        run = self._run(pk)
+        spans: dict[str, tuple[int, int]] = {}
+        for key, chunks in run.chunks.items():
             for first in [first for first, chunk in chunks.items() if _overlaps(chunk, low, high)]:
-                self._pop(chunks, first)
+                chunk = self._pop(chunks, first)
+                old = spans.get(key, (chunk[0], chunk[1]))
+                spans[key] = (min(old[0], chunk[0]), max(old[1], chunk[1]))
+        read_low, read_high = rebuild_range(spans, low, high)
+        steps = sorted(step for step in run.rows if read_low <= step <= read_high)
+        datas = [decode_value(run.rows[step].data) for step in steps]
+        self._put_chunks(pk, rebuilt_chunks(spans, steps, datas, low, high))
+
+    async def rebuild_series(self, pk: int, low: int, high: int) -> None:
+        """See `Writer.rebuild_series`."""
+        self._rebuild(pk, low, high)
 
     async def copy_history(self, source: int, target: int, through_step: int) -> None:
         """See `Writer.copy_history`."""
@@ -302,7 +322,7 @@ class _Session:
         for step, row in origin.rows.items():
             if step <= through_step:
                 self._set(copy.rows, step, row)
-        await self.put_chunks(
+        self._put_chunks(
             target,
             [
                 (key, chunk)
@@ -322,7 +342,7 @@ class _Session:
             moved += [
                 (key, self._pop(chunks, first)) for first in list(chunks) if first > after_step
             ]
-        await self.put_chunks(target, moved)
+        self._put_chunks(target, moved)
 
     async def touch_heartbeat(self, key: RunKey, now: float) -> bool:
         """See `Writer.touch_heartbeat`."""

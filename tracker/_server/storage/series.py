@@ -2,7 +2,7 @@
 
 Per run and key, the steps holding the key and its values as float64 are kept as chunks
 (`Chunk`), appended as rows arrive in step order (`appended_chunks`) and rebuilt for a step
-range from the stored rows (`rebuild_series`) when rows arrive out of order, replace
+range from the stored rows (`rebuilt_chunks`) when rows arrive out of order, replace
 others, or a run is rewound or forked. Each chunk keeps the smallest and largest value of
 each block of `tracker._records.sampler.BLOCK` values, which sampling compares instead of
 every value. Blobs are little-endian on every machine. Sampling reads series without
@@ -17,14 +17,10 @@ import sys
 from array import array
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from tracker._records import sampler
-from tracker._records.codec import decode_value
 from tracker._records.sampler import BlockBuilder, Extremes, Series, low_high
-
-if TYPE_CHECKING:
-    from tracker._server.storage.backend import Writer
 
 __all__ = [
     "MAX_CHUNK",
@@ -35,7 +31,8 @@ __all__ = [
     "chunks",
     "extend_chunk",
     "extremes_of_chunks",
-    "rebuild_series",
+    "rebuild_range",
+    "rebuilt_chunks",
     "split_appendable",
     "unpack_chunks",
     "unpack_series",
@@ -213,19 +210,29 @@ def appended_chunks(
     return out
 
 
-async def rebuild_series(tx: Writer, pk: int, low: int, high: int) -> None:
-    """Recompute from the stored rows every series entry in ``[low, high]`` (and the whole
-    of each chunk overlapping it), after rows there were replaced, added or moved."""
-    spans = await tx.chunk_spans(pk, low, high)
-    await tx.delete_chunks(pk, low, high)
-    read_low = min([low, *(first for first, _ in spans.values())])
-    read_high = max([high, *(last for _, last in spans.values())])
-    stored = await tx.read_rows(pk, read_low, read_high)
-    steps = [row.step for row in stored]
-    datas = [decode_value(row.data) for row in stored]
+def rebuilt_chunks(
+    spans: dict[str, tuple[int, int]],
+    steps: Sequence[int],
+    datas: Sequence[dict[str, Any]],
+    low: int,
+    high: int,
+) -> list[tuple[str, Chunk]]:
+    """The chunks replacing, after rows in ``[low, high]`` were replaced, added or moved,
+    those overlapping it: ``spans`` holds the first and last step of each key's chunks
+    overlapping it, ``steps`` and ``datas`` the stored rows (decoded) of the range those
+    spans and ``[low, high]`` cover."""
     out: list[tuple[str, Chunk]] = []
     for key, (key_steps, values) in sampler.series_of(steps, datas).items():
         first, last = spans.get(key, (low, high))
         kept_steps, kept_values = sampler.clip(key_steps, values, min(first, low), max(last, high))
         out += [(key, chunk) for chunk in chunks(kept_steps, kept_values, MAX_CHUNK)]
-    await tx.put_chunks(pk, out)
+    return out
+
+
+def rebuild_range(spans: dict[str, tuple[int, int]], low: int, high: int) -> tuple[int, int]:
+    """The steps whose rows a rebuild of ``[low, high]`` reads: the range and every chunk
+    overlapping it."""
+    return (
+        min([low, *(first for first, _ in spans.values())]),
+        max([high, *(last for _, last in spans.values())]),
+    )

@@ -9,8 +9,8 @@ once the WAL reaches `WAL_BACKSTOP_PAGES`.
 
 Each primitive is one hop to a database thread (~50 µs on the project's machine), so
 writes that return nothing are queued in the transaction and run in the hop of the next
-read, or of the commit: an ingest batch costs two hops (load the run with its log's seq,
-then every write and the commit). History
+read, or of the commit; an ingest batch (`SQLiteBackend.ingest_batch`) is one hop, in
+which the writer thread loads the run, runs the store's fold and writes. History
 rows go `ROWS_PER_INSERT` to a statement. The data model is portable to PostgreSQL (TEXT,
 BIGINT, DOUBLE PRECISION, BLOB -> bytea; ``runs.pk`` an identity column); a few queries
 use SQLite's own functions (``json_each`` on tags, ``json_extract``, ``instr``).
@@ -32,7 +32,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from tracker._records.codec import decode_value
-from tracker._server.storage.backend import RunFields, StoredRow, StoredRun
+from tracker._server.storage.backend import BatchWrites, RunFields, StoredRow, StoredRun
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunKey
 from tracker._server.storage.errors import (
     SchemaTooNew,
@@ -42,7 +42,12 @@ from tracker._server.storage.errors import (
     StorageFailed,
 )
 from tracker._server.storage.filters import ColumnIs, HasTag, RunQuery, Search, ValueIs
-from tracker._server.storage.series import Chunk, SeriesColumns, appended_chunks
+from tracker._server.storage.series import (
+    Chunk,
+    appended_chunks,
+    rebuild_range,
+    rebuilt_chunks,
+)
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
@@ -293,6 +298,30 @@ class SQLiteBackend:
             await session.flush(_commit)
             self._committed.set()
 
+    async def ingest_batch(
+        self, key: RunKey, log_id: str, decide: Callable[[StoredRun | None], BatchWrites]
+    ) -> BatchWrites:
+        """See `Backend.ingest_batch`: one hop to the writer thread, which also runs
+        ``decide`` (the fold), so the event loop stays free meanwhile."""
+
+        def job(conn: sqlite3.Connection) -> BatchWrites:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                writes = decide(_load_run(conn, key, log_id))
+                _store_batch(conn, writes, log_id)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return writes
+
+        self._check_open()
+        async with self._write_lock:
+            self._check_open()
+            writes = await self._writer.run(job)
+        self._committed.set()
+        return writes
+
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[_Session]:
         """A read transaction (one snapshot) on a reader thread of its own."""
@@ -388,21 +417,7 @@ class _Session:
 
     async def load_run(self, key: RunKey, log_id: str | None = None) -> StoredRun | None:
         """See `Reader.load_run`."""
-
-        def job(conn: sqlite3.Connection) -> StoredRun | None:
-            row = conn.execute(
-                "SELECT *, (SELECT acked_seq FROM streams WHERE run_pk = runs.pk AND log_id = ?) "
-                "AS acked FROM runs WHERE entity = ? AND project = ? AND run_id = ?",
-                (log_id, key.entity, key.project, key.run_id),
-            ).fetchone()
-            if row is None:
-                return None
-            stored = _stored(row)
-            if row["acked"] is not None:
-                stored.acked_seq = int(row["acked"])
-            return stored
-
-        return await self.flush(job)
+        return await self.flush(lambda conn: _load_run(conn, key, log_id))
 
     async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
         """See `Reader.read_rows`."""
@@ -609,70 +624,11 @@ class _Session:
 
     async def update_run(self, pk: int, fields: RunFields) -> None:
         """See `Writer.update_run`."""
-        if not fields:
-            return
-        assignments = ", ".join(f"{_COLUMNS[name]} = ?" for name in fields)
-        values = [_column_value(name, value) for name, value in fields.items()]
-        self._later(
-            lambda conn: conn.execute(f"UPDATE runs SET {assignments} WHERE pk = ?", [*values, pk])
-        )
+        self._later(lambda conn: _update_run(conn, pk, fields))
 
-    async def set_acked_seq(self, pk: int, log_id: str, seq: int) -> None:
-        """See `Writer.set_acked_seq`."""
-        self._later(
-            lambda conn: conn.execute(
-                "INSERT INTO streams (run_pk, log_id, acked_seq) VALUES (?, ?, ?) "
-                "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq",
-                (pk, log_id, seq),
-            )
-        )
-
-    async def upsert_rows(
-        self,
-        pk: int,
-        steps: Sequence[int],
-        stamps: Sequence[float],
-        runtimes: Sequence[float],
-        texts: Sequence[str],
-    ) -> None:
-        """See `Writer.upsert_rows`: `ROWS_PER_INSERT` rows to a statement."""
-        values = list(chain.from_iterable(zip(repeat(pk), steps, stamps, runtimes, texts)))
-        width = 5 * ROWS_PER_INSERT
-        full = len(values) - len(values) % width
-
-        def job(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                _UPSERT_ROWS, [values[start : start + width] for start in range(0, full, width)]
-            )
-            if full < len(values):
-                conn.execute(_upsert_rows_sql((len(values) - full) // 5), values[full:])
-
-        self._later(job)
-
-    async def put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
-        """See `Writer.put_chunks`."""
-        rows = [(pk, key, *chunk) for key, chunk in chunks]
-        self._later(lambda conn: conn.executemany(_PUT_CHUNK, rows))
-
-    async def append_series(self, pk: int, columns: SeriesColumns) -> None:
-        """See `Writer.append_series`: two statements whatever the number of keys."""
-        wanted = orjson.dumps(list(columns)).decode()
-
-        def job(conn: sqlite3.Connection) -> None:
-            last = {key: _chunk(*chunk) for key, *chunk in conn.execute(_LAST_CHUNKS, (wanted, pk))}
-            rows = [(pk, key, *chunk) for key, chunk in appended_chunks(last, columns)]
-            conn.executemany(_PUT_CHUNK, rows)
-
-        self._later(job)
-
-    async def delete_chunks(self, pk: int, low: int, high: int) -> None:
-        """See `Writer.delete_chunks`."""
-        self._later(
-            lambda conn: conn.execute(
-                "DELETE FROM series WHERE run_pk = ? AND last_step >= ? AND first_step <= ?",
-                (pk, low, high),
-            )
-        )
+    async def rebuild_series(self, pk: int, low: int, high: int) -> None:
+        """See `Writer.rebuild_series`."""
+        self._later(lambda conn: _rebuild_series(conn, pk, low, high))
 
     async def copy_history(self, source: int, target: int, through_step: int) -> None:
         """See `Writer.copy_history`."""
@@ -755,6 +711,91 @@ class _Session:
                 (digest, entity, now),
             )
         )
+
+
+def _load_run(conn: sqlite3.Connection, key: RunKey, log_id: str | None) -> StoredRun | None:
+    row = conn.execute(
+        "SELECT *, (SELECT acked_seq FROM streams WHERE run_pk = runs.pk AND log_id = ?) "
+        "AS acked FROM runs WHERE entity = ? AND project = ? AND run_id = ?",
+        (log_id, key.entity, key.project, key.run_id),
+    ).fetchone()
+    if row is None:
+        return None
+    stored = _stored(row)
+    if row["acked"] is not None:
+        stored.acked_seq = int(row["acked"])
+    return stored
+
+
+def _update_run(conn: sqlite3.Connection, pk: int, fields: RunFields) -> None:
+    if fields:
+        assignments = ", ".join(f"{_COLUMNS[name]} = ?" for name in fields)
+        values = [_column_value(name, value) for name, value in fields.items()]
+        conn.execute(f"UPDATE runs SET {assignments} WHERE pk = ?", [*values, pk])
+
+
+def _store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> None:
+    """Store an ingest batch's rows, series, the log's seq and the run's fields."""
+    pk = writes.pk
+    if writes.steps:
+        _upsert_rows(conn, pk, writes.steps, writes.stamps, writes.runtimes, writes.texts)
+    if writes.appended:
+        wanted = orjson.dumps(list(writes.appended)).decode()
+        last = {key: _chunk(*chunk) for key, *chunk in conn.execute(_LAST_CHUNKS, (wanted, pk))}
+        chunks = appended_chunks(last, writes.appended)
+        conn.executemany(_PUT_CHUNK, [(pk, key, *chunk) for key, chunk in chunks])
+    if writes.rebuild is not None:
+        _rebuild_series(conn, pk, *writes.rebuild)
+    conn.execute(
+        "INSERT INTO streams (run_pk, log_id, acked_seq) VALUES (?, ?, ?) "
+        "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq",
+        (pk, log_id, writes.acked_seq),
+    )
+    _update_run(conn, pk, writes.fields)
+
+
+def _upsert_rows(
+    conn: sqlite3.Connection,
+    pk: int,
+    steps: Sequence[int],
+    stamps: Sequence[float],
+    runtimes: Sequence[float],
+    texts: Sequence[str],
+) -> None:
+    """Store rows in order, `ROWS_PER_INSERT` to a statement."""
+    values = list(chain.from_iterable(zip(repeat(pk), steps, stamps, runtimes, texts)))
+    width = 5 * ROWS_PER_INSERT
+    full = len(values) - len(values) % width
+    conn.executemany(
+        _UPSERT_ROWS, [values[start : start + width] for start in range(0, full, width)]
+    )
+    if full < len(values):
+        conn.execute(_upsert_rows_sql((len(values) - full) // 5), values[full:])
+
+
+def _rebuild_series(conn: sqlite3.Connection, pk: int, low: int, high: int) -> None:
+    spans = {
+        str(key): (int(first), int(last))
+        for key, first, last in conn.execute(
+            "SELECT key, MIN(first_step), MAX(last_step) FROM series "
+            "WHERE run_pk = ? AND last_step >= ? AND first_step <= ? GROUP BY key",
+            (pk, low, high),
+        )
+    }
+    conn.execute(
+        "DELETE FROM series WHERE run_pk = ? AND last_step >= ? AND first_step <= ?",
+        (pk, low, high),
+    )
+    steps: list[int] = []
+    datas: list[dict[str, Any]] = []
+    for step, data in conn.execute(
+        "SELECT step, data FROM history WHERE run_pk = ? AND step >= ? AND step <= ? ORDER BY step",
+        (pk, *rebuild_range(spans, low, high)),
+    ):
+        steps.append(step)
+        datas.append(decode_value(data))
+    chunks = rebuilt_chunks(spans, steps, datas, low, high)
+    conn.executemany(_PUT_CHUNK, [(pk, key, *chunk) for key, chunk in chunks])
 
 
 def _column_value(name: str, value: Any) -> Any:

@@ -17,18 +17,21 @@ import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, TypeVar
 
+from tracker._errors import UsageError
 from tracker._records import sampler
 from tracker._records.codec import decode_value
 from tracker._records.fold import fold_records
 from tracker._records.history import shape_row
 from tracker._records.kinds import ROW
-from tracker._records.state import RecordError, Rows
+from tracker._records.state import RecordError
 from tracker._records.summary import Summary
 from tracker._server.storage import series
 from tracker._server.storage.backend import (
     Backend,
+    BatchWrites,
     Reader,
     RunFields,
     StoredRow,
@@ -100,17 +103,6 @@ class StartResult:
     last_step: int
     acked_seq: int
     run: RunDocument
-
-
-@dataclass
-class _Prepared:
-    """What an ingest batch writes, computed before anything is written."""
-
-    rows: Rows
-    texts: list[str]
-    fields: RunFields
-    appended: series.SeriesColumns
-    dirty: tuple[int, int] | None
 
 
 class _RunLocks:
@@ -225,36 +217,9 @@ class Store:
             SeqGap: the first new record is past the stored seq + 1.
         """
         _check_batch(records)
-        async with self._locks.hold(key), self.backend.write() as tx:
-            stored = await tx.load_run(key, log_id)
-            if stored is None:
-                raise _missing(key)
-            acked = stored.acked_seq
-            skip = max(0, acked + 1 - records[0][0]) if records else 0
-            fresh = records[skip:]
-            if not fresh:
-                await tx.update_run(stored.pk, {"heartbeat_at": now})
-                return acked
-            if fresh[0][0] != acked + 1:
-                raise SeqGap(
-                    f"log {log_id} of run {key.run_id}: the batch starts at seq {fresh[0][0]} "
-                    f"but seq {acked} is the last stored; resend from seq {acked + 1}",
-                    acked,
-                )
-            kept_lines = None if lines is None else lines[skip:]
-            prepared = await _off_loop(len(fresh), lambda: _prepare(stored, fresh, kept_lines, now))
-            rows = prepared.rows
-            if rows.steps:
-                pk = stored.pk
-                await tx.upsert_rows(pk, rows.steps, rows.stamps, rows.runtimes, prepared.texts)
-                if prepared.appended:
-                    await tx.append_series(pk, prepared.appended)
-                if prepared.dirty is not None:
-                    await series.rebuild_series(tx, pk, *prepared.dirty)
-            acked = int(fresh[-1][0])
-            await tx.set_acked_seq(stored.pk, log_id, acked)
-            await tx.update_run(stored.pk, prepared.fields)
-            return acked
+        decide = partial(_decide, key, log_id, records, lines, now)
+        async with self._locks.hold(key):
+            return (await self.backend.ingest_batch(key, log_id, decide)).acked_seq
 
     async def heartbeat(self, key: RunKey, now: float) -> None:
         """Note that the run's client is alive (a crashed run is running again).
@@ -500,7 +465,7 @@ async def _fork(
     ]
     await tx.copy_history(parent.pk, pk, step)
     if straddling:
-        await series.rebuild_series(tx, pk, min(straddling), step)
+        await tx.rebuild_series(pk, min(straddling), step)
     await tx.update_run(pk, {"config": parent.config})
     await _refold(tx, pk, parent.summary_state, step)
     return pk
@@ -533,8 +498,8 @@ async def _rewind(tx: Writer, stored: StoredRun, step: int, now: float) -> None:
         await tx.move_history(stored.pk, archive_pk, step)
         if spans:
             low, high = min(first for first, _ in spans), max(last for _, last in spans)
-            await series.rebuild_series(tx, stored.pk, low, high)
-            await series.rebuild_series(tx, archive_pk, low, high)
+            await tx.rebuild_series(stored.pk, low, high)
+            await tx.rebuild_series(archive_pk, low, high)
         await _refold(tx, stored.pk, stored.summary_state, step)
     await tx.update_run(stored.pk, {"last_step": step})
 
@@ -578,29 +543,50 @@ def _check_batch(records: Sequence[Any]) -> None:
         )
 
 
-def _prepare(
-    stored: StoredRun, fresh: list[list[Any]], lines: Sequence[str] | None, now: float
-) -> _Prepared:
-    """Fold the new records into the stored run's state and compute everything the batch
-    writes; raises (`BadRequest` ``bad_batch``) before anything is written."""
+def _decide(
+    key: RunKey,
+    log_id: str,
+    records: list[list[Any]],
+    lines: Sequence[str] | None,
+    now: float,
+    stored: StoredRun | None,
+) -> BatchWrites:
+    """What a batch stores, given the run as stored: records already stored for the log
+    skipped, a gap refused, the rest folded into the run's state. Raises before anything
+    is written (`RunNotFound`, `SeqGap`, `BadRequest` ``bad_batch``)."""
+    if stored is None:
+        raise _missing(key)
+    acked = stored.acked_seq
+    skip = max(0, acked + 1 - records[0][0]) if records else 0
+    fresh = records[skip:]
+    if not fresh:
+        return BatchWrites(stored.pk, acked, {"heartbeat_at": now})
+    if fresh[0][0] != acked + 1:
+        raise SeqGap(
+            f"log {log_id} of run {key.run_id}: the batch starts at seq {fresh[0][0]} "
+            f"but seq {acked} is the last stored; resend from seq {acked + 1}",
+            acked,
+        )
     rows_only = list(map(_KIND, fresh)).count(ROW) == len(fresh)
     run = fold_state(stored, rows_only)
     if stored.state == "crashed":
         run.state = "running"  # records mean the client is alive after all
     prior_last = run.last_step
+    kept_lines = None if lines is None else lines[skip:]
     try:
-        rows = fold_records(run, fresh, lines)
-    except RecordError as exc:
+        rows = fold_records(run, fresh, kept_lines)
+    except (RecordError, UsageError) as exc:
         raise BadRequest("bad_batch", str(exc)) from None
-    texts: list[str] = []
-    appended: series.SeriesColumns = {}
-    dirty = None
+    writes = BatchWrites(stored.pk, int(fresh[-1][0]), fold_fields(run, now, rows_only))
     if rows.steps:
-        texts = checked_row_texts(rows) if lines is not None else row_texts(rows.steps, rows.datas)
-        steps, datas, dirty = series.split_appendable(rows.steps, rows.datas, prior_last)
+        writes.texts = (
+            checked_row_texts(rows) if kept_lines is not None else row_texts(rows.steps, rows.datas)
+        )
+        writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
+        steps, datas, writes.rebuild = series.split_appendable(rows.steps, rows.datas, prior_last)
         if steps:
-            appended = sampler.series_of(steps, datas)
-    return _Prepared(rows, texts, fold_fields(run, now, rows_only), appended, dirty)
+            writes.appended = sampler.series_of(steps, datas)
+    return writes
 
 
 # -- reads ---------------------------------------------------------------------------------
