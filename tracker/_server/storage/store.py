@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 import math
-import operator
 import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,23 +19,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, TypeVar
 
-from tracker._errors import UsageError
 from tracker._records import sampler
 from tracker._records.codec import decode_value
-from tracker._records.fold import fold_records
 from tracker._records.history import shape_row
-from tracker._records.kinds import ROW
-from tracker._records.state import RecordError
-from tracker._records.summary import Summary
 from tracker._server.storage import series
 from tracker._server.storage.backend import (
     Backend,
-    BatchWrites,
     Reader,
     RunFields,
     StoredRow,
-    StoredRun,
-    Writer,
 )
 from tracker._server.storage.document import (
     ChartAnswer,
@@ -46,21 +37,15 @@ from tracker._server.storage.document import (
     RunDocument,
     RunKey,
 )
-from tracker._server.storage.errors import BadRequest, BadStep, RunExists, RunNotFound, SeqGap
+from tracker._server.storage.errors import BadRequest, RunExists
 from tracker._server.storage.filters import RunQuery, RunSort, check_page, parse_filters
+from tracker._server.storage.ingest import check_batch, decide
+from tracker._server.storage.starts import LOWEST, check_start, fork, missing, rewind
 from tracker._server.storage.stored import (
-    checked_row_texts,
-    copied_fields,
-    exact,
-    fold_fields,
-    fold_state,
-    key_of,
     new_run_fields,
-    row_texts,
     run_document,
 )
-from tracker._wire.limits import MAX_EDITED_TAG_CHARS, MAX_HEARTBEAT_SECONDS, MAX_STEP
-from tracker._wire.protocol import MODES
+from tracker._wire.limits import MAX_EDITED_TAG_CHARS, MAX_STEP
 
 __all__ = ["StartRequest", "StartResult", "Store"]
 
@@ -71,11 +56,9 @@ CRASH_INTERVALS: Final = 3.0
 CRASH_AT_LEAST_SECONDS: Final = 3.0
 """...and for at least this long."""
 EDITABLE: Final = ("tags", "notes")
-LOWEST: Final = -(2**63)
 _THREAD_RECORDS: Final = 2000
-"""Batches and reads of more records or rows than this are folded or decoded in a worker
+"""Reads of more rows than this (files of more KiB) are decoded (hashed) in a worker
 thread, so the event loop keeps serving while they take milliseconds."""
-_KIND: Final = operator.itemgetter(1)
 _RESUMING: Final = ("allow", "continue", "must", "rewind")
 
 
@@ -153,7 +136,7 @@ class Store:
             RunExists: mode never, or a fork, onto an existing run.
             BadStep: a fork or rewind step beyond the run's last step.
         """
-        _check_start(request)
+        check_start(request)
         key, mode = request.key, request.mode
         async with self._locks.hold(key), self.backend.write() as tx:
             stored = await tx.load_run(key)
@@ -167,11 +150,11 @@ class Store:
                     )
                 )
             if stored is None and mode in ("must", "rewind"):
-                raise _missing(key, "check the id, or start it without resume='must' / resume_from")
+                raise missing(key, "check the id, or start it without resume='must' / resume_from")
             interval = float(request.heartbeat_interval)
             if mode == "fork":
                 assert request.fork_from is not None, "_check_start requires it"
-                pk = await _fork(tx, key, request.fork_from, request.now, interval)
+                pk = await fork(tx, key, request.fork_from, request.now, interval)
             elif stored is None or mode == "new":
                 if stored is not None:
                     await tx.delete_run(stored.pk)
@@ -180,7 +163,7 @@ class Store:
                 pk = stored.pk
                 if mode == "rewind":
                     assert request.rewind_to is not None, "_check_start requires it"
-                    await _rewind(tx, stored, request.rewind_to, request.now)
+                    await rewind(tx, stored, request.rewind_to, request.now)
             session: RunFields = {
                 "heartbeat_at": request.now,
                 "heartbeat_interval": interval,
@@ -216,10 +199,10 @@ class Store:
             RunNotFound: the run had no handshake.
             SeqGap: the first new record is past the stored seq + 1.
         """
-        _check_batch(records)
-        decide = partial(_decide, key, log_id, records, lines, now)
+        check_batch(records)
+        decision = partial(decide, key, log_id, records, lines, now)
         async with self._locks.hold(key):
-            return (await self.backend.ingest_batch(key, log_id, decide)).acked_seq
+            return (await self.backend.ingest_batch(key, log_id, decision)).acked_seq
 
     async def heartbeat(self, key: RunKey, now: float) -> None:
         """Note that the run's client is alive (a crashed run is running again).
@@ -229,7 +212,7 @@ class Store:
         """
         async with self._locks.hold(key), self.backend.write() as tx:
             if not await tx.touch_heartbeat(key, now):
-                raise _missing(key)
+                raise missing(key)
 
     async def sweep_crashed(self, now: float) -> int:
         """Mark running runs silent for three heartbeat intervals (at least 3 s) as crashed;
@@ -249,7 +232,7 @@ class Store:
         async with self._locks.hold(key), self.backend.write() as tx:
             stored = await tx.load_run(key)
             if stored is None:
-                raise _missing(key)
+                raise missing(key)
             await tx.update_run(stored.pk, fields)
 
     async def get_run(self, key: RunKey) -> RunDocument | None:
@@ -342,7 +325,7 @@ class Store:
         async with self.backend.read() as snap:
             stored = await snap.load_run(key)
             if stored is None:
-                raise _missing(key)
+                raise missing(key)
             names = await snap.series_keys(stored.pk) if keys is None else _unique(keys)
             chunks = await snap.read_chunks(stored.pk, names, low, MAX_STEP)
             picked = _chart_points(names, chunks, low, samples)
@@ -403,190 +386,6 @@ class Store:
         """Whether any API key is configured."""
         async with self.backend.read() as snap:
             return await snap.has_api_keys()
-
-
-# -- start modes ---------------------------------------------------------------------------
-
-
-def _check_start(request: StartRequest) -> None:
-    """Refuse a handshake whose arguments are malformed, before anything is read."""
-    mode = request.mode
-    if mode not in MODES:
-        raise BadRequest("bad_request", f"mode={mode!r:.100} is not one of {', '.join(MODES)}")
-    interval = request.heartbeat_interval
-    if type(interval) not in (int, float) or not 0 < interval <= MAX_HEARTBEAT_SECONDS:
-        raise BadRequest(
-            "bad_request",
-            f"heartbeat_interval={interval!r:.40} must be seconds, a number in "
-            f"(0, {MAX_HEARTBEAT_SECONDS:.0f}]",
-        )
-    for name, value, wanted in (
-        ("fork_from", request.fork_from, "fork"),
-        ("rewind_to", request.rewind_to, "rewind"),
-    ):
-        if mode != wanted and value is not None:
-            raise BadRequest("bad_request", f"{name} is only for mode {wanted!r}, not {mode!r}")
-    if mode == "fork":
-        if request.fork_from is None:
-            raise BadRequest(
-                "bad_request", 'mode "fork" needs fork_from: {"run_id": "PARENT", "step": N}'
-            )
-        _check_step(request.fork_from[1], "fork_from.step")
-    if mode == "rewind":
-        if request.rewind_to is None:
-            raise BadRequest("bad_request", "mode 'rewind' needs rewind_to: a step")
-        _check_step(request.rewind_to, "rewind_to")
-
-
-def _check_step(step: object, what: str) -> None:
-    if type(step) is not int or not 0 <= step <= MAX_STEP:
-        raise BadRequest("bad_request", f"{what}={step!r:.40} must be an int >= 0")
-
-
-async def _fork(
-    tx: Writer, key: RunKey, fork_from: tuple[str, int], now: float, interval: float
-) -> int:
-    """Create ``key`` as a copy of the parent's rows with step <= N and its config."""
-    parent_id, step = fork_from
-    parent_key = RunKey(key.entity, key.project, parent_id)
-    parent = await tx.load_run(parent_key)
-    if parent is None:
-        raise _missing(parent_key, "check fork_from's run id and project")
-    if step > parent.last_step:
-        raise BadStep(
-            f"fork_from step {step} is beyond run {parent_id}'s last step "
-            f"{parent.last_step}; fork at a step it has"
-        )
-    pk = await tx.create_run(key, new_run_fields(now, interval, (parent_id, step)))
-    straddling = [
-        first
-        for first, last in (await tx.chunk_spans(parent.pk, step, step)).values()
-        if last > step
-    ]
-    await tx.copy_history(parent.pk, pk, step)
-    if straddling:
-        await tx.rebuild_series(pk, min(straddling), step)
-    await tx.update_run(pk, {"config": parent.config})
-    await _refold(tx, pk, parent.summary_state, step)
-    return pk
-
-
-async def _rewind(tx: Writer, stored: StoredRun, step: int, now: float) -> None:
-    """Move the run's rows after ``step`` to an archived fork ``RUNID-rewind-<time>``."""
-    key = key_of(stored)
-    if step > stored.last_step:
-        raise BadStep(
-            f"rewind_to {step} is beyond run {key.run_id}'s last step {stored.last_step}; "
-            "rewind to a step it has"
-        )
-    if step < MAX_STEP and await tx.count_rows(stored.pk, step + 1, MAX_STEP):
-        archive = RunKey(key.entity, key.project, f"{key.run_id}-rewind-{int(now)}")
-        number = 1
-        while await tx.load_run(archive) is not None:
-            number += 1
-            archive = RunKey(key.entity, key.project, f"{key.run_id}-rewind-{int(now)}-{number}")
-        fields = copied_fields(stored)
-        fields.update({"updated_at": now, "parent_run_id": key.run_id, "parent_step": step})
-        if stored.state == "running":
-            fields["state"] = "crashed"
-        archive_pk = await tx.create_run(archive, fields)
-        spans = [
-            (first, last)
-            for first, last in (await tx.chunk_spans(stored.pk, step, step)).values()
-            if last > step
-        ]
-        await tx.move_history(stored.pk, archive_pk, step)
-        if spans:
-            low, high = min(first for first, _ in spans), max(last for _, last in spans)
-            await tx.rebuild_series(stored.pk, low, high)
-            await tx.rebuild_series(archive_pk, low, high)
-        await _refold(tx, stored.pk, stored.summary_state, step)
-    await tx.update_run(stored.pk, {"last_step": step})
-
-
-async def _refold(tx: Writer, pk: int, state_text: str, last_step: int) -> None:
-    """Recompute a run's summary from its stored rows, keeping the `define_metric` rules of
-    ``state_text`` (explicit sets are dropped: which step they belonged to is not stored)."""
-    rules = decode_value(state_text)["rules"]
-    summary = Summary.from_state({"last": {}, "explicit": {}, "stats": {}, "rules": rules})
-    runtime = 0.0
-    for row in await tx.read_rows(pk, LOWEST, MAX_STEP):
-        summary.observe(decode_value(row.data))
-        runtime = row.runtime
-    await tx.update_run(
-        pk,
-        {
-            "summary": exact(summary.as_dict(), "summary"),
-            "summary_state": exact(summary.to_state(), "summary state"),
-            "last_step": last_step,
-            "runtime": runtime,
-        },
-    )
-
-
-# -- ingest --------------------------------------------------------------------------------
-
-
-def _check_batch(records: Sequence[Any]) -> None:
-    """Records are ``[seq, kind, ...]`` lists with sequence numbers increasing by one."""
-    if not records:
-        return
-    if set(map(type, records)) != {list} or min(map(len, records)) < 2:
-        raise BadRequest("bad_batch", "a record of the batch is not a [seq, kind, ...] list")
-    seqs = [record[0] for record in records]
-    first = seqs[0]
-    if set(map(type, seqs)) != {int} or seqs != list(range(first, first + len(seqs))):
-        raise BadRequest(
-            "bad_batch",
-            f"the batch's sequence numbers {seqs[:3]!r:.60}... are not integers increasing "
-            "by one; send records as read from the run log",
-        )
-
-
-def _decide(
-    key: RunKey,
-    log_id: str,
-    records: list[list[Any]],
-    lines: Sequence[str] | None,
-    now: float,
-    stored: StoredRun | None,
-) -> BatchWrites:
-    """What a batch stores, given the run as stored: records already stored for the log
-    skipped, a gap refused, the rest folded into the run's state. Raises before anything
-    is written (`RunNotFound`, `SeqGap`, `BadRequest` ``bad_batch``)."""
-    if stored is None:
-        raise _missing(key)
-    acked = stored.acked_seq
-    skip = max(0, acked + 1 - records[0][0]) if records else 0
-    fresh = records[skip:]
-    if not fresh:
-        return BatchWrites(stored.pk, acked, {"heartbeat_at": now})
-    if fresh[0][0] != acked + 1:
-        raise SeqGap(
-            f"log {log_id} of run {key.run_id}: the batch starts at seq {fresh[0][0]} "
-            f"but seq {acked} is the last stored; resend from seq {acked + 1}",
-            acked,
-        )
-    rows_only = list(map(_KIND, fresh)).count(ROW) == len(fresh)
-    run = fold_state(stored, rows_only)
-    if stored.state == "crashed":
-        run.state = "running"  # records mean the client is alive after all
-    prior_last = run.last_step
-    kept_lines = None if lines is None else lines[skip:]
-    try:
-        rows = fold_records(run, fresh, kept_lines)
-    except (RecordError, UsageError) as exc:
-        raise BadRequest("bad_batch", str(exc)) from None
-    writes = BatchWrites(stored.pk, int(fresh[-1][0]), fold_fields(run, now, rows_only))
-    if rows.steps:
-        writes.texts = (
-            checked_row_texts(rows) if kept_lines is not None else row_texts(rows.steps, rows.datas)
-        )
-        writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
-        steps, datas, writes.rebuild = series.split_appendable(rows.steps, rows.datas, prior_last)
-        if steps:
-            writes.appended = sampler.series_of(steps, datas)
-    return writes
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -690,19 +489,15 @@ def _unique(keys: list[str]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def _missing(key: RunKey, hint: str = "start it first (POST /api/v1/runs/start)") -> RunNotFound:
-    return RunNotFound(f"run {key.run_id} does not exist in {key.entity}/{key.project}; {hint}")
-
-
 async def _pk(reader: Reader, key: RunKey) -> int:
     stored = await reader.load_run(key)
     if stored is None:
-        raise _missing(key)
+        raise missing(key)
     return stored.pk
 
 
 async def _off_loop(size: int, job: Callable[[], T]) -> T:
-    """``job()``, in a worker thread when ``size`` (records, rows) is above `_THREAD_RECORDS`."""
+    """``job()``, in a worker thread when ``size`` (rows, KiB) is above `_THREAD_RECORDS`."""
     if size > _THREAD_RECORDS:
         return await asyncio.to_thread(job)
     return job()
