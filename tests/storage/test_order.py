@@ -73,13 +73,13 @@ async def abandoned_writes(store: Store, other: RunKey) -> None:
         stored = await tx.load_run(KEY)
         assert stored is not None
         pk = await tx.create_run(other, new_run_fields(NOW, 10.0, None))
-        await tx.copy_history(stored.pk, pk, 0)
-        await tx.move_history(stored.pk, pk, 0)
-        await tx.rebuild_series(stored.pk, 0, 10)
-        await tx.update_run(stored.pk, {"name": "changed", "tags": ["t"], "last_step": 5})
-        await tx.put_file(stored.pk, "f", b"x", "0" * 64, NOW)
+        await tx.copy_history(stored["pk"], pk, 0)
+        await tx.move_history(stored["pk"], pk, 0)
+        await tx.rebuild_series(stored["pk"], 0, 10)
+        await tx.update_run(stored["pk"], {"name": "changed", "tags": ["t"], "last_step": 5})
+        await tx.put_file(stored["pk"], "f", b"x", "0" * 64, NOW)
         await tx.put_api_key("0" * 64, "local", NOW)
-        await tx.delete_run(stored.pk)
+        await tx.delete_run(stored["pk"])
         raise RuntimeError("abandon")
 
 

@@ -54,7 +54,8 @@ __all__ = ["Backend", "BatchWrites", "Reader", "RunFields", "StoredRow", "Stored
 
 
 class RunFields(TypedDict, total=False):
-    """The run fields a write may set (`Writer.update_run`); user values as exact text."""
+    """The run fields a write may set (`Writer.update_run`), every one of them in a
+    `StoredRun`; user values as exact text."""
 
     name: str | None
     state: str
@@ -81,37 +82,15 @@ class RunFields(TypedDict, total=False):
     parent_step: int | None
 
 
-@dataclass
-class StoredRun:
-    """A run as stored: ``pk`` names it in the other primitives; user values exact text."""
+class StoredRun(RunFields):
+    """A run as stored: ``pk`` names it in the other primitives; every `RunFields` field is
+    present (a backend fills them all), user values exact text."""
 
     pk: int
     entity: str
     project: str
     run_id: str
-    name: str | None
-    state: str
-    config: str
-    summary: str
-    summary_state: str
-    metadata: str
-    tags: list[str]
-    group: str | None
-    job_type: str | None
-    notes: str | None
-    created_at: float
-    updated_at: float
-    heartbeat_at: float
-    heartbeat_interval: float
-    end_time: float | None
-    exit_code: int | None
-    last_step: int
-    runtime: float
-    session_start: float
-    runtime_offset: float
-    parent_run_id: str | None
-    parent_step: int | None
-    acked_seq: int = -1
+    acked_seq: int
     """The highest stored seq of the log `Reader.load_run` was asked about, -1 when none."""
 
 

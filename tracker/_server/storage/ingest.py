@@ -58,11 +58,11 @@ def decide(
     is written (`RunNotFound`, `SeqGap`, `BadRequest` ``bad_batch``)."""
     if stored is None:
         raise missing(key)
-    acked = stored.acked_seq
+    acked = stored["acked_seq"]
     skip = max(0, acked + 1 - records[0][0]) if records else 0
     fresh = records[skip:]
     if not fresh:
-        return BatchWrites(stored.pk, acked, {"heartbeat_at": now})
+        return BatchWrites(stored["pk"], acked, {"heartbeat_at": now})
     if fresh[0][0] != acked + 1:
         raise SeqGap(
             f"log {log_id} of run {key.run_id}: the batch starts at seq {fresh[0][0]} "
@@ -71,7 +71,7 @@ def decide(
         )
     rows_only = list(map(_KIND, fresh)).count(ROW) == len(fresh)
     run = fold_state(stored, rows_only)
-    if stored.state == "crashed":
+    if stored["state"] == "crashed":
         run.state = "running"  # records mean the client is alive after all
     prior_last = run.last_step
     kept_lines = None if lines is None else lines[skip:]
@@ -84,7 +84,7 @@ def decide(
         texts = (
             checked_row_texts(rows) if kept_lines is not None else row_texts(rows.steps, rows.datas)
         )
-    writes = BatchWrites(stored.pk, int(fresh[-1][0]), fold_fields(run, now, rows_only))
+    writes = BatchWrites(stored["pk"], int(fresh[-1][0]), fold_fields(run, now, rows_only))
     if rows.steps:
         writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
         writes.texts = texts

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -153,7 +152,7 @@ class _Session:
             return None
         run = self._run(pk)
         stored = _copy(run.stored)
-        stored.acked_seq = -1 if log_id is None else run.streams.get(log_id, -1)
+        stored["acked_seq"] = -1 if log_id is None else run.streams.get(log_id, -1)
         return stored
 
     async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
@@ -203,7 +202,7 @@ class _Session:
         runs = [
             run.stored
             for run in self._data.runs.values()
-            if (run.stored.entity, run.stored.project) == (query.entity, query.project)
+            if (run.stored["entity"], run.stored["project"]) == (query.entity, query.project)
             and all(_holds(condition, run.stored) for condition in query.conditions)
         ]
         ordered = _ordered(runs, query.sort)
@@ -215,14 +214,14 @@ class _Session:
         projects: dict[str, ProjectInfo] = {}
         for run in self._data.runs.values():
             stored = run.stored
-            if stored.entity != entity:
+            if stored["entity"] != entity:
                 continue
             info = projects.setdefault(
-                stored.project,
-                {"name": stored.project, "runs": 0, "updated_at": stored.updated_at},
+                stored["project"],
+                {"name": stored["project"], "runs": 0, "updated_at": stored["updated_at"]},
             )
             info["runs"] += 1
-            info["updated_at"] = max(info["updated_at"], stored.updated_at)
+            info["updated_at"] = max(info["updated_at"], stored["updated_at"])
         return [projects[name] for name in sorted(projects)]
 
     async def list_files(self, pk: int) -> list[FileInfo]:
@@ -250,9 +249,14 @@ class _Session:
         data = self._data
         pk = data.next_pk
         data.next_pk += 1
-        stored = StoredRun(
-            pk=pk, entity=key.entity, project=key.project, run_id=key.run_id, **_copied(fields)
-        )
+        stored: StoredRun = {
+            **_copied(fields),  # type: ignore[typeddict-item]
+            "pk": pk,
+            "entity": key.entity,
+            "project": key.project,
+            "run_id": key.run_id,
+            "acked_seq": -1,
+        }
         if (key.entity, key.project) not in data.projects:
             self._set(data.projects, (key.entity, key.project), fields["created_at"])
         self._set(data.runs, pk, _Run(stored))
@@ -263,7 +267,7 @@ class _Session:
         """See `Writer.delete_run`."""
         run = self._pop(self._data.runs, pk)
         stored = run.stored
-        self._pop(self._data.by_key, RunKey(stored.entity, stored.project, stored.run_id))
+        self._pop(self._data.by_key, RunKey(stored["entity"], stored["project"], stored["run_id"]))
 
     async def update_run(self, pk: int, fields: RunFields) -> None:
         """See `Writer.update_run`."""
@@ -271,9 +275,8 @@ class _Session:
 
     def _update(self, pk: int, fields: RunFields) -> None:
         stored = self._run(pk).stored
-        old = {name: getattr(stored, name) for name in fields}
-        for name, value in _copied(fields).items():
-            setattr(stored, name, value)
+        old = {name: stored[name] for name in fields}  # type: ignore[literal-required]
+        stored.update(_copied(fields))  # type: ignore[typeddict-item]
         self._undo.append(lambda: _assign(stored, old))
 
     def store_batch(self, writes: BatchWrites, log_id: str) -> None:
@@ -349,7 +352,7 @@ class _Session:
         pk = self._data.by_key.get(key)
         if pk is None:
             return False
-        state = self._run(pk).stored.state
+        state = self._run(pk).stored["state"]
         await self.update_run(
             pk, {"heartbeat_at": now, "state": "running" if state == "crashed" else state}
         )
@@ -360,9 +363,9 @@ class _Session:
         silent = [
             pk
             for pk, run in self._data.runs.items()
-            if run.stored.state == "running"
-            and run.stored.heartbeat_at
-            < now - max(run.stored.heartbeat_interval * intervals, at_least)
+            if run.stored["state"] == "running"
+            and run.stored["heartbeat_at"]
+            < now - max(run.stored["heartbeat_interval"] * intervals, at_least)
         ]
         for pk in silent:
             await self.update_run(pk, {"state": "crashed", "updated_at": now})
@@ -386,8 +389,7 @@ def _restore(mapping: MutableMapping[Any, Any], key: Any, old: Any) -> None:
 
 
 def _assign(stored: StoredRun, values: dict[str, Any]) -> None:
-    for name, value in values.items():
-        setattr(stored, name, value)
+    stored.update(values)  # type: ignore[typeddict-item]
 
 
 def _copied(fields: RunFields) -> dict[str, Any]:
@@ -399,7 +401,7 @@ def _copied(fields: RunFields) -> dict[str, Any]:
 
 
 def _copy(stored: StoredRun) -> StoredRun:
-    return dataclasses.replace(stored, tags=list(stored.tags))
+    return {**stored, "tags": list(stored["tags"])}
 
 
 def _overlaps(chunk: Chunk, low: int, high: int) -> bool:
@@ -408,19 +410,19 @@ def _overlaps(chunk: Chunk, low: int, high: int) -> bool:
 
 def _holds(condition: ColumnIs | HasTag | Search | ValueIs, stored: StoredRun) -> bool:
     if isinstance(condition, ColumnIs):
-        value = getattr(stored, condition.column)
+        value = stored[condition.column]
         return value is None if condition.value is None else bool(value == condition.value)
     if isinstance(condition, HasTag):
-        return condition.tag in stored.tags
+        return condition.tag in stored["tags"]
     if isinstance(condition, Search):
-        return condition.matches(stored.name, stored.run_id)
-    text = stored.config if condition.document == "config" else stored.summary
+        return condition.matches(stored["name"], stored["run_id"])
+    text = stored["config"] if condition.document == "config" else stored["summary"]
     return condition.holds(decode_value(text))
 
 
 def _ordered(runs: list[StoredRun], sort: RunSort) -> list[StoredRun]:
     """``runs`` in the sort's order: those without a value last, then by pk, both ways."""
-    keyed = [(_sort_value(stored, sort), stored.pk, stored) for stored in runs]
+    keyed = [(_sort_value(stored, sort), stored["pk"], stored) for stored in runs]
     present = [item for item in keyed if item[0] is not None]
     absent = [item for item in keyed if item[0] is None]
     present.sort(key=lambda item: (item[0], item[1]), reverse=sort.descending)
@@ -433,11 +435,11 @@ def _sort_value(stored: StoredRun, sort: RunSort) -> Any:
     ``(1, text)`` (numbers before texts, texts by code point)."""
     if not sort.path:
         if sort.column == "name":
-            return (1, ascii_lower(stored.name or stored.run_id))
-        value = getattr(stored, sort.column)
+            return (1, ascii_lower(stored["name"] or stored["run_id"]))
+        value = stored[sort.column]  # type: ignore[literal-required]
         return None if value is None else (1 if isinstance(value, str) else 0, value)
     # like json_extract on the exact text: NaN and ±inf are null there, big ints strings
-    found: Any = orjson.loads(stored.config if sort.column == "config" else stored.summary)[0]
+    found: Any = orjson.loads(stored["config"] if sort.column == "config" else stored["summary"])[0]
     for part in sort.path:
         if not isinstance(found, dict) or part not in found:
             return None

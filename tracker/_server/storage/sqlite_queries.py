@@ -455,7 +455,7 @@ def load_run(conn: sqlite3.Connection, key: RunKey, log_id: str | None) -> Store
         return None
     stored = _stored(row)
     if row["acked"] is not None:
-        stored.acked_seq = int(row["acked"])
+        stored["acked_seq"] = int(row["acked"])
     return stored
 
 
@@ -566,6 +566,7 @@ def _stored(row: sqlite3.Row) -> StoredRun:
         runtime_offset=row["runtime_offset"],
         parent_run_id=row["parent_run_id"],
         parent_step=row["parent_step"],
+        acked_seq=-1,
     )
 
 

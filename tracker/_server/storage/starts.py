@@ -72,34 +72,34 @@ async def fork(
     parent = await tx.load_run(parent_key)
     if parent is None:
         raise missing(parent_key, "check fork_from's run id and project")
-    if step > parent.last_step:
+    if step > parent["last_step"]:
         raise BadStep(
             f"fork_from step {step} is beyond run {parent_id}'s last step "
-            f"{parent.last_step}; fork at a step it has"
+            f"{parent['last_step']}; fork at a step it has"
         )
     pk = await tx.create_run(key, new_run_fields(now, interval, (parent_id, step)))
     straddling = [
         first
-        for first, last in (await tx.chunk_spans(parent.pk, step, step)).values()
+        for first, last in (await tx.chunk_spans(parent["pk"], step, step)).values()
         if last > step
     ]
-    await tx.copy_history(parent.pk, pk, step)
+    await tx.copy_history(parent["pk"], pk, step)
     if straddling:
         await tx.rebuild_series(pk, min(straddling), step)
-    await tx.update_run(pk, {"config": parent.config})
-    await _refold(tx, pk, parent.summary_state, step)
+    await tx.update_run(pk, {"config": parent["config"]})
+    await _refold(tx, pk, parent["summary_state"], step)
     return pk
 
 
 async def rewind(tx: Writer, stored: StoredRun, step: int, now: float) -> None:
     """Move the run's rows after ``step`` to an archived fork ``RUNID-rewind-<time>``."""
     key = key_of(stored)
-    if step > stored.last_step:
+    if step > stored["last_step"]:
         raise BadStep(
-            f"rewind_to {step} is beyond run {key.run_id}'s last step {stored.last_step}; "
+            f"rewind_to {step} is beyond run {key.run_id}'s last step {stored['last_step']}; "
             "rewind to a step it has"
         )
-    if step < MAX_STEP and await tx.count_rows(stored.pk, step + 1, MAX_STEP):
+    if step < MAX_STEP and await tx.count_rows(stored["pk"], step + 1, MAX_STEP):
         archive = RunKey(key.entity, key.project, f"{key.run_id}-rewind-{int(now)}")
         number = 1
         while await tx.load_run(archive) is not None:
@@ -107,21 +107,21 @@ async def rewind(tx: Writer, stored: StoredRun, step: int, now: float) -> None:
             archive = RunKey(key.entity, key.project, f"{key.run_id}-rewind-{int(now)}-{number}")
         fields = copied_fields(stored)
         fields.update({"updated_at": now, "parent_run_id": key.run_id, "parent_step": step})
-        if stored.state == "running":
+        if stored["state"] == "running":
             fields["state"] = "crashed"
         archive_pk = await tx.create_run(archive, fields)
         spans = [
             (first, last)
-            for first, last in (await tx.chunk_spans(stored.pk, step, step)).values()
+            for first, last in (await tx.chunk_spans(stored["pk"], step, step)).values()
             if last > step
         ]
-        await tx.move_history(stored.pk, archive_pk, step)
+        await tx.move_history(stored["pk"], archive_pk, step)
         if spans:
             low, high = min(first for first, _ in spans), max(last for _, last in spans)
-            await tx.rebuild_series(stored.pk, low, high)
+            await tx.rebuild_series(stored["pk"], low, high)
             await tx.rebuild_series(archive_pk, low, high)
-        await _refold(tx, stored.pk, stored.summary_state, step)
-    await tx.update_run(stored.pk, {"last_step": step})
+        await _refold(tx, stored["pk"], stored["summary_state"], step)
+    await tx.update_run(stored["pk"], {"last_step": step})
 
 
 async def _refold(tx: Writer, pk: int, state_text: str, last_step: int) -> None:

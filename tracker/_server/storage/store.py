@@ -157,10 +157,10 @@ class Store:
                 pk = await fork(tx, key, request.fork_from, request.now, interval)
             elif stored is None or mode == "new":
                 if stored is not None:
-                    await tx.delete_run(stored.pk)
+                    await tx.delete_run(stored["pk"])
                 pk = await tx.create_run(key, new_run_fields(request.now, interval, None))
             else:
-                pk = stored.pk
+                pk = stored["pk"]
                 if mode == "rewind":
                     assert request.rewind_to is not None, "_check_start requires it"
                     await rewind(tx, stored, request.rewind_to, request.now)
@@ -176,8 +176,8 @@ class Store:
         assert started is not None, "created or continued above"
         return StartResult(
             resumed=stored is not None and mode in _RESUMING,
-            last_step=started.last_step,
-            acked_seq=started.acked_seq,
+            last_step=started["last_step"],
+            acked_seq=started["acked_seq"],
             run=run_document(started),
         )
 
@@ -233,7 +233,7 @@ class Store:
             stored = await tx.load_run(key)
             if stored is None:
                 raise missing(key)
-            await tx.update_run(stored.pk, fields)
+            await tx.update_run(stored["pk"], fields)
 
     async def get_run(self, key: RunKey) -> RunDocument | None:
         """The run document, or None."""
@@ -326,11 +326,11 @@ class Store:
             stored = await snap.load_run(key)
             if stored is None:
                 raise missing(key)
-            names = await snap.series_keys(stored.pk) if keys is None else _unique(keys)
-            chunks = await snap.read_chunks(stored.pk, names, low, MAX_STEP)
+            names = await snap.series_keys(stored["pk"]) if keys is None else _unique(keys)
+            chunks = await snap.read_chunks(stored["pk"], names, low, MAX_STEP)
             picked = _chart_points(names, chunks, low, samples)
             wanted = sorted(set().union(*(steps for steps, _ in picked.values())))
-            times = {row.step: row for row in await snap.rows_at(stored.pk, wanted, data=False)}
+            times = {row.step: row for row in await snap.rows_at(stored["pk"], wanted, data=False)}
         columns: dict[str, ChartColumns] = {
             name: {
                 "step": steps,
@@ -340,7 +340,7 @@ class Store:
             }
             for name, (steps, values) in picked.items()
         }
-        return {"last_step": stored.last_step, "series": columns}
+        return {"last_step": stored["last_step"], "series": columns}
 
     # -- files and keys ------------------------------------------------------------------
 
@@ -493,7 +493,7 @@ async def _pk(reader: Reader, key: RunKey) -> int:
     stored = await reader.load_run(key)
     if stored is None:
         raise missing(key)
-    return stored.pk
+    return stored["pk"]
 
 
 async def _off_loop(size: int, job: Callable[[], T]) -> T:

@@ -36,6 +36,8 @@ __all__ = [
     "run_document",
 ]
 
+_IDENTITY: Final = frozenset({"pk", "entity", "project", "run_id", "acked_seq"})
+"""The `StoredRun` keys that are not `RunFields`."""
 _FLAT_ENOUGH: Final = 200
 """A stored row text with at most this many brackets cannot nest past the exact
 encoding's depth limit (253 levels)."""
@@ -121,22 +123,22 @@ def fold_state(stored: StoredRun, rows_only: bool) -> RunState:
     undecoded, and `fold_fields` with ``rows_only`` leaves them alone: a big config costs
     nothing per batch."""
     run = RunState(
-        summary=Summary.from_state(decode_value(stored.summary_state)),
-        state=stored.state,
-        exit_code=stored.exit_code,
-        end_time=stored.end_time,
-        created_at=stored.created_at,
-        last_step=stored.last_step,
-        runtime=stored.runtime,
-        session_start=stored.session_start,
-        runtime_offset=stored.runtime_offset,
+        summary=Summary.from_state(decode_value(stored["summary_state"])),
+        state=stored["state"],
+        exit_code=stored["exit_code"],
+        end_time=stored["end_time"],
+        created_at=stored["created_at"],
+        last_step=stored["last_step"],
+        runtime=stored["runtime"],
+        session_start=stored["session_start"],
+        runtime_offset=stored["runtime_offset"],
     )
     if not rows_only:
-        run.name, run.group = stored.name, stored.group
-        run.job_type, run.notes = stored.job_type, stored.notes
-        run.tags = list(stored.tags)
-        run.metadata = decode_value(stored.metadata)
-        run.config = decode_value(stored.config)
+        run.name, run.group = stored["name"], stored["group"]
+        run.job_type, run.notes = stored["job_type"], stored["notes"]
+        run.tags = list(stored["tags"])
+        run.metadata = decode_value(stored["metadata"])
+        run.config = decode_value(stored["config"])
     return run
 
 
@@ -176,62 +178,41 @@ def fold_fields(run: RunState, now: float, rows_only: bool) -> RunFields:
 
 
 def copied_fields(stored: StoredRun) -> RunFields:
-    """Every field of ``stored``, to create a copy of it."""
-    return {
-        "name": stored.name,
-        "state": stored.state,
-        "config": stored.config,
-        "summary": stored.summary,
-        "summary_state": stored.summary_state,
-        "metadata": stored.metadata,
-        "tags": list(stored.tags),
-        "group": stored.group,
-        "job_type": stored.job_type,
-        "notes": stored.notes,
-        "created_at": stored.created_at,
-        "updated_at": stored.updated_at,
-        "heartbeat_at": stored.heartbeat_at,
-        "heartbeat_interval": stored.heartbeat_interval,
-        "end_time": stored.end_time,
-        "exit_code": stored.exit_code,
-        "last_step": stored.last_step,
-        "runtime": stored.runtime,
-        "session_start": stored.session_start,
-        "runtime_offset": stored.runtime_offset,
-        "parent_run_id": stored.parent_run_id,
-        "parent_step": stored.parent_step,
-    }
+    """Every field of ``stored``, to create a copy of it (under another key)."""
+    fields = {name: value for name, value in stored.items() if name not in _IDENTITY}
+    fields["tags"] = list(stored["tags"])
+    return fields  # type: ignore[return-value]
 
 
 def run_document(stored: StoredRun) -> RunDocument:
     """The document of a stored run (the app adds ``url``)."""
     parent: Parent | None = None
-    if stored.parent_run_id is not None and stored.parent_step is not None:
-        parent = {"run_id": stored.parent_run_id, "step": stored.parent_step}
+    if stored["parent_run_id"] is not None and stored["parent_step"] is not None:
+        parent = {"run_id": stored["parent_run_id"], "step": stored["parent_step"]}
     return {
-        "id": stored.run_id,
-        "name": stored.name,
-        "entity": stored.entity,
-        "project": stored.project,
-        "state": stored.state,
-        "config": decode_value(stored.config),
-        "summary": decode_value(stored.summary),
-        "tags": list(stored.tags),
-        "group": stored.group,
-        "job_type": stored.job_type,
-        "notes": stored.notes,
-        "created_at": stored.created_at,
-        "updated_at": stored.updated_at,
-        "heartbeat_at": stored.heartbeat_at,
-        "end_time": stored.end_time,
-        "exit_code": stored.exit_code,
-        "last_step": stored.last_step,
+        "id": stored["run_id"],
+        "name": stored["name"],
+        "entity": stored["entity"],
+        "project": stored["project"],
+        "state": stored["state"],
+        "config": decode_value(stored["config"]),
+        "summary": decode_value(stored["summary"]),
+        "tags": list(stored["tags"]),
+        "group": stored["group"],
+        "job_type": stored["job_type"],
+        "notes": stored["notes"],
+        "created_at": stored["created_at"],
+        "updated_at": stored["updated_at"],
+        "heartbeat_at": stored["heartbeat_at"],
+        "end_time": stored["end_time"],
+        "exit_code": stored["exit_code"],
+        "last_step": stored["last_step"],
         "parent": parent,
-        "runtime": stored.runtime,
-        "metadata": decode_value(stored.metadata),
+        "runtime": stored["runtime"],
+        "metadata": decode_value(stored["metadata"]),
     }
 
 
 def key_of(stored: StoredRun) -> RunKey:
     """Where a stored run lives."""
-    return RunKey(stored.entity, stored.project, stored.run_id)
+    return RunKey(stored["entity"], stored["project"], stored["run_id"])
