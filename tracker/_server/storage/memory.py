@@ -19,7 +19,7 @@ import orjson
 
 from tracker._records.codec import decode_value
 from tracker._server.storage.backend import BatchWrites, RunFields, StoredRow, StoredRun
-from tracker._server.storage.document import FileInfo, ProjectInfo, RunKey
+from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.errors import StorageClosed
 from tracker._server.storage.filters import (
     ColumnIs,
@@ -36,6 +36,7 @@ from tracker._server.storage.series import (
     rebuild_range,
     rebuilt_chunks,
 )
+from tracker._server.storage.stored import run_document
 
 __all__ = ["MemoryBackend"]
 
@@ -164,7 +165,7 @@ class _Session:
         """See `Reader.rows_at`."""
         rows = self._run(pk).rows
         found = [rows[step] for step in sorted(set(steps)) if step in rows]
-        return found if data else [row._replace(data="") for row in found]
+        return found if data else [(step, stamp, runtime, "") for step, stamp, runtime, _ in found]
 
     async def count_rows(self, pk: int, low: int, high: int) -> int:
         """See `Reader.count_rows`."""
@@ -197,7 +198,7 @@ class _Session:
                 out[key] = (min(chunk[0] for chunk in found), max(chunk[1] for chunk in found))
         return out
 
-    async def page_runs(self, query: RunQuery) -> tuple[list[StoredRun], int]:
+    async def page_runs(self, query: RunQuery) -> tuple[list[RunDocument], int]:
         """See `Reader.page_runs`."""
         runs = [
             run.stored
@@ -207,7 +208,7 @@ class _Session:
         ]
         ordered = _ordered(runs, query.sort)
         page = ordered[query.offset : query.offset + query.limit]
-        return [_copy(stored) for stored in page], len(ordered)
+        return [run_document(stored) for stored in page], len(ordered)
 
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """See `Reader.list_projects`."""
@@ -282,8 +283,8 @@ class _Session:
     def store_batch(self, writes: BatchWrites, log_id: str) -> None:
         """Store an ingest batch's rows, series, the log's seq and the run's fields."""
         run = self._run(writes.pk)
-        for row in map(StoredRow, writes.steps, writes.stamps, writes.runtimes, writes.texts):
-            self._set(run.rows, row.step, row)
+        for row in zip(writes.steps, writes.stamps, writes.runtimes, writes.texts, strict=True):
+            self._set(run.rows, row[0], row)
         if writes.appended:
             chunks = run.chunks
             last = {
@@ -312,7 +313,7 @@ class _Session:
                 spans[key] = (min(old[0], chunk[0]), max(old[1], chunk[1]))
         read_low, read_high = rebuild_range(spans, low, high)
         steps = sorted(step for step in run.rows if read_low <= step <= read_high)
-        datas = [decode_value(run.rows[step].data) for step in steps]
+        datas = [decode_value(run.rows[step][3]) for step in steps]
         self._put_chunks(pk, rebuilt_chunks(spans, steps, datas, low, high))
 
     async def rebuild_series(self, pk: int, low: int, high: int) -> None:

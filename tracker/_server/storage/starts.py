@@ -131,8 +131,8 @@ async def _refold(tx: Writer, pk: int, state_text: str, last_step: int) -> None:
     summary = Summary.from_state({"last": {}, "explicit": {}, "stats": {}, "rules": rules})
     runtime = 0.0
     for row in await tx.read_rows(pk, LOWEST, MAX_STEP):
-        summary.observe(decode_value(row.data))
-        runtime = row.runtime
+        summary.observe(decode_value(row[3]))
+        runtime = row[2]
     await tx.update_run(
         pk,
         {

@@ -266,8 +266,7 @@ class Store:
         limit, offset = check_page(limit, offset)
         query = RunQuery(entity, project, conditions, sort, limit, offset)
         async with self.backend.read() as snap:
-            page, total = await snap.page_runs(query)
-        return [run_document(stored) for stored in page], total
+            return await snap.page_runs(query)
 
     # -- history -------------------------------------------------------------------------
 
@@ -330,13 +329,13 @@ class Store:
             chunks = await snap.read_chunks(stored["pk"], names, low, MAX_STEP)
             picked = _chart_points(names, chunks, low, samples)
             wanted = sorted(set().union(*(steps for steps, _ in picked.values())))
-            times = {row.step: row for row in await snap.rows_at(stored["pk"], wanted, data=False)}
+            times = {row[0]: row for row in await snap.rows_at(stored["pk"], wanted, data=False)}
         columns: dict[str, ChartColumns] = {
             name: {
                 "step": steps,
                 "value": values,
-                "runtime": [times[step].runtime for step in steps],
-                "timestamp": [times[step].timestamp for step in steps],
+                "runtime": [times[step][2] for step in steps],
+                "timestamp": [times[step][1] for step in steps],
             }
             for name, (steps, values) in picked.items()
         }
@@ -411,8 +410,8 @@ async def _sampled_rows(
 
 def _shape(stored: list[StoredRow], keys: list[str] | None) -> list[dict[str, Any]]:
     shaped = (
-        shape_row(row.step, row.timestamp, row.runtime, decode_value(row.data), keys)
-        for row in stored
+        shape_row(step, stamp, runtime, decode_value(data), keys)
+        for step, stamp, runtime, data in stored
     )
     return [row for row in shaped if row is not None]
 
