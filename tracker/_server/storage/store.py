@@ -1,9 +1,10 @@
 """`Store`: the one object the server calls for runs, and the owner of every storage rule.
 
-Start modes, fork and rewind, the exactly-once ingest algorithm, series maintenance,
-sampling, the filter language and argument checks are here, once; a `Backend` provides
-primitives (`tracker._server.storage.backend`, whose docstring holds the contract).
-Writes of one run go through a per-run lock, in call order.
+Start modes, fork and rewind (with `starts`), the exactly-once ingest rule (with
+`ingest`), series maintenance, sampling, the filter language and argument checks are
+here, once; a `Backend` provides primitives (`tracker._server.storage.backend`, whose
+docstring holds the contract). Writes of one run go through a per-run lock, in call
+order.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class Store:
                 raise missing(key, "check the id, or start it without resume='must' / resume_from")
             interval = float(request.heartbeat_interval)
             if mode == "fork":
-                assert request.fork_from is not None, "_check_start requires it"
+                assert request.fork_from is not None, "check_start requires it"
                 pk = await fork(tx, key, request.fork_from, request.now, interval)
             elif stored is None or mode == "new":
                 if stored is not None:
@@ -162,7 +163,7 @@ class Store:
             else:
                 pk = stored["pk"]
                 if mode == "rewind":
-                    assert request.rewind_to is not None, "_check_start requires it"
+                    assert request.rewind_to is not None, "check_start requires it"
                     await rewind(tx, stored, request.rewind_to, request.now)
             session: RunFields = {
                 "heartbeat_at": request.now,
