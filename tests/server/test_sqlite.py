@@ -131,11 +131,13 @@ async def test_a_closed_storage_refuses_calls(tmp_path: Path) -> None:
 
 async def test_the_checkpointer_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
     """Committed pages reach the database file soon after a commit, long before the WAL
-    would reach the writer's own checkpoint threshold, and closing stops the thread."""
+    would reach the writer's own checkpoint threshold, even just after a read (whose
+    snapshot must not pin the WAL), and closing stops the thread."""
     path = tmp_path / "tracker.db"
     store = await opened(path)
     try:
         await start(store)
+        assert await store.get_run(KEY) is not None
         size = path.stat().st_size
         rows = row_records([(step, {"loss": float(step)}) for step in range(5000)])
         for record in rows:
