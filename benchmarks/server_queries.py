@@ -1,7 +1,7 @@
 """Measure the server's queries and ingest as the data grows: history of long runs, the runs
 table of big projects, many clients streaming at once.
 
-Builds a SQLite database through the storage API (``tracker._server._sqlite.open_sqlite``,
+Builds a SQLite database through the storage API (``tracker._server.storage.open_storage``,
 the server's own ingest path minus HTTP): runs of 10k, 100k and 1M rows of 10 floats, and
 projects of 1k and 10k short runs. Then starts ``tracker server`` on it and times, from
 this process:
@@ -94,7 +94,7 @@ def run_record(run_id: str, project: str, now: float) -> list[Any]:
 
 async def start(storage: Any, project: str, run_id: str, now: float) -> tuple[Any, str]:
     """Create run ``run_id`` in ``project``; return its key and log id."""
-    from tracker._server._storage import RunKey, StartRequest
+    from tracker._server.storage import RunKey, StartRequest
 
     key = RunKey(ENTITY, project, run_id)
     log_id = uuid.uuid4().hex
@@ -153,9 +153,9 @@ async def build_project(storage: Any, runs: int, rng: random.Random) -> dict[str
 
 async def build(db: Path, run_sizes: tuple[int, ...], project_sizes: tuple[int, ...]) -> Any:
     """Fill the database at ``db``; return what was built and how long it took."""
-    from tracker._server._sqlite import open_sqlite
+    from tracker._server.storage import open_storage
 
-    storage = await open_sqlite(str(db))
+    storage = await open_storage(f"sqlite:///{db}")
     pool = _common.make_pool(1000)
     try:
         long_runs = []

@@ -15,7 +15,7 @@ from server_process import ServerProcess, child_env
 
 import tracker
 from tracker._redact import REDACTED, redact_argv
-from tracker._server._sqlite import open_sqlite
+from tracker._server.storage import open_storage
 
 R = REDACTED
 
@@ -181,7 +181,7 @@ def test_a_new_key_needs_16_characters_and_a_stored_short_one_keeps_working(
     directory.mkdir()
 
     async def store_short_key() -> None:
-        storage = await open_sqlite(str(directory / "server.db"))
+        storage = await open_storage(f"sqlite:///{directory / 'server.db'}")
         await storage.add_api_key("alice", "short")
         await storage.close()
 

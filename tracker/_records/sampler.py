@@ -5,7 +5,7 @@ number). Sampling cuts the rows into N // 2 buckets and keeps, per key, the rows
 each bucket's smallest and largest number, so spikes survive; blocks of `BLOCK` values
 carry their extremes, so a bucket compares a few block extremes instead of every value.
 `read_run` samples series built from the run log (`Extremes.of_values`); the server's
-backends from stored chunks that keep each block's extremes (`tracker._server._series`).
+backends from stored chunks that keep each block's extremes (`tracker._server.storage.series`).
 """
 
 from __future__ import annotations

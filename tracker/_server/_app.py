@@ -1,9 +1,11 @@
-"""The HTTP and websocket API of docs/protocol.md, over a `Storage`.
+"""The HTTP and websocket API of docs/protocol.md, over a `Store`.
 
-Handlers validate everything a client sends (names, JSON shapes, batch records, sizes)
-before the storage sees it, so bad input gets a 4xx naming the problem and never a 500.
-Every error answer goes through `error_response`; user values in answers are exactly
-encoded (`tracker._records.codec.encode_value`) so NaN, ±inf and big ints survive.
+Handlers turn what a client sends into the store's arguments, checking what HTTP carries
+(names, JSON shapes, batch records, sizes); the store checks the rest, so bad input gets
+a 4xx naming the problem and never a 500. Every error answer goes through
+`error_response`, and every storage error through `api_error`; user values in answers
+are exactly encoded (`tracker._records.codec.encode_value`) so NaN, ±inf and big ints
+survive.
 """
 
 from __future__ import annotations
@@ -30,22 +32,30 @@ from tracker._records.state import RecordError
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
 from tracker._server._dashboard import Dashboard, dashboard_auth
 from tracker._server._guard import guard_middleware
-from tracker._server._params import clip, int_query
-from tracker._server._storage import RunKey, StartRequest, Storage, StorageError
+from tracker._server._params import clip, int_query, json_query
+from tracker._server.storage import RunKey, StartRequest, Store, parse_order
+from tracker._server.storage.errors import (
+    BadRequest,
+    BadStep,
+    RunExists,
+    RunNotFound,
+    SeqGap,
+    StorageError,
+    Unavailable,
+)
 from tracker._wire.limits import (
     MAX_BATCH_BYTES,
     MAX_FILE_BYTES,
-    MAX_HEARTBEAT_SECONDS,
     MAX_JSON_BYTES,
     MAX_PAGE,
     MAX_STEP,
 )
-from tracker._wire.protocol import LOG_ID, MODES, PROTOCOL
+from tracker._wire.protocol import LOG_ID, PROTOCOL
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
 
-__all__ = ["build_app", "error_response"]
+__all__ = ["api_error", "build_app", "error_response"]
 
 BODY_IDLE_SECONDS: Final = 15.0
 BODY_GRACE_SECONDS: Final = 10.0
@@ -53,6 +63,8 @@ BODY_MIN_BYTES_PER_SECOND: Final = 4096
 """A body must arrive within BODY_GRACE_SECONDS plus a second per this many bytes received."""
 WS_PING_SECONDS: Final = 10.0
 SWEEP_SECONDS: Final = 1.0
+DEFAULT_HEARTBEAT_SECONDS: Final = 10.0
+"""The heartbeat interval of a handshake that names none."""
 
 _THREAD_PARSE_BYTES: Final = 1024 * 1024
 """Batches above this are decoded in a worker thread, so the event loop keeps serving."""
@@ -63,7 +75,7 @@ _logger = logging.getLogger(__name__)
 
 
 def build_app(
-    storage: Storage,
+    storage: Store,
     *,
     allow_anonymous: bool,
     open_access: bool,
@@ -114,6 +126,28 @@ def _is_real(value: object) -> bool:
     return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
 
 
+def api_error(exc: ApiError | StorageError | RecordError) -> ApiError:
+    """The API's answer to a refusal: the storage's errors and malformed records mapped
+    to statuses (4xx: fix the request; 503: retry; 500: the server's fault)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RecordError):
+        return _bad_batch(str(exc))
+    if isinstance(exc, SeqGap):
+        return ApiError(409, exc.code, exc.message, acked_seq=exc.acked_seq)
+    if isinstance(exc, BadRequest):
+        status = 400
+    elif isinstance(exc, RunNotFound):
+        status = 404
+    elif isinstance(exc, RunExists | BadStep):
+        status = 409
+    elif isinstance(exc, Unavailable):
+        status = 503
+    else:
+        status = 500
+    return ApiError(status, exc.code, exc.message)
+
+
 def _bad_batch(problem: str) -> ApiError:
     return ApiError(
         400, "bad_batch", f"malformed batch, nothing stored: {problem}; resend run-log records"
@@ -130,7 +164,8 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except (ApiError, StorageError) as exc:
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        answer = api_error(exc)
+        return error_response(answer.status, answer.code, answer.message, **answer.extra)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -280,24 +315,6 @@ def _field(body: dict[str, Any], name: str) -> Any:
     return body[name]
 
 
-def _filters(text: str | None) -> dict[str, Any]:
-    """The ``filters`` query parameter: a JSON object (the storage checks its conditions)."""
-    if not text:
-        return {}
-    try:
-        filters = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        filters = exc
-    if not isinstance(filters, dict):
-        raise ApiError(
-            400,
-            "bad_filter",
-            f"filters={clip(repr(text))} is not a JSON object; send one like "
-            '{"state": "finished", "config.lr": 0.1}',
-        )
-    return filters
-
-
 def _encode_rows(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(encode_value(row, "history row") for row in rows)
 
@@ -305,7 +322,7 @@ def _encode_rows(rows: list[dict[str, Any]]) -> bytes:
 class _Api:
     """The handlers of /api/v1, sharing the storage and the open websockets."""
 
-    def __init__(self, storage: Storage, base_url: str | None) -> None:
+    def __init__(self, storage: Store, base_url: str | None) -> None:
         self._storage = storage
         self._base_url = base_url.rstrip("/") if base_url else None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -403,17 +420,14 @@ class _Api:
         project = _name(_field(body, "project"), "project")
         key = RunKey(entity, project, _name(_field(body, "run_id"), "run_id"))
         mode = _field(body, "mode")
-        if mode not in MODES:
-            raise ApiError(
-                400, "bad_request", f"mode={clip(repr(mode))} is not one of {', '.join(MODES)}"
-            )
+        interval = body.get("heartbeat_interval")
         request_ = StartRequest(
             key=key,
             log_id=_log_id(_field(body, "log_id"), "log_id"),
             mode=mode,
-            fork_from=_fork_from(body.get("fork_from"), mode),
-            rewind_to=_rewind_to(body.get("rewind_to"), mode),
-            heartbeat_interval=_heartbeat_interval(body.get("heartbeat_interval")),
+            fork_from=_fork_from(body.get("fork_from")),
+            rewind_to=body.get("rewind_to"),
+            heartbeat_interval=DEFAULT_HEARTBEAT_SECONDS if interval is None else interval,
             now=time.time(),
         )
         result = await self._storage.start_run(request_)
@@ -468,7 +482,8 @@ class _Api:
                         await self._on_text(key, message)
                 except (ApiError, StorageError) as exc:
                     await _settle(previous)
-                    await _refuse(socket, exc.status, exc.code, exc.message, exc.extra)
+                    answer = api_error(exc)
+                    await _refuse(socket, answer.status, answer.code, answer.message, answer.extra)
                     break
                 except Exception:
                     _logger.exception("internal error on the stream of %s", key)
@@ -496,7 +511,8 @@ class _Api:
         try:
             acked = await self._ingest(key, log_id, batch)
         except (ApiError, StorageError) as exc:
-            failure = (exc.status, exc.code, exc.message, exc.extra)
+            answer = api_error(exc)
+            failure = (answer.status, answer.code, answer.message, answer.extra)
         except Exception:
             _logger.exception("internal error on the stream of %s", key)
             failure = (500, "internal", "the server failed; reconnect and resend", {})
@@ -529,10 +545,7 @@ class _Api:
 
     async def _ingest(self, key: RunKey, log_id: str, batch: ParsedBatch) -> int:
         records, lines = batch
-        try:
-            return await self._storage.ingest(key, log_id, records, time.time(), lines)
-        except UsageError as exc:  # a value the storage cannot store exactly
-            raise _bad_batch(str(exc)) from None
+        return await self._storage.ingest(key, log_id, records, time.time(), lines)
 
     async def records(self, request: web.Request) -> web.Response:
         """The HTTP fallback of the stream: one batch, answered with the stored seq."""
@@ -592,18 +605,18 @@ class _Api:
         """One page of a project's runs, filtered and ordered."""
         info = request.match_info
         entity, project = _name(info["entity"], "entity"), _name(info["project"], "project")
-        filters = _filters(request.query.get("filters"))
-        # the storage accepts only the orders it knows; it refuses others with bad_order
-        order = request.query.get("order") or "-created_at"
+        filters = json_query(request, "filters", {}, "bad_filter", '{"state": "finished"}')
+        sort = parse_order(request.query.get("order") or "-created_at")
         limit = int_query(request, "limit", 100, 1, MAX_PAGE)
         offset = int_query(request, "offset", 0, 0, MAX_STEP)
         documents, total = await self._storage.list_runs(
-            entity, project, filters, order, limit, offset
+            entity, project, filters, sort, limit, offset
         )
-        for document in documents:
-            key = RunKey(entity, project, str(document["id"]))
-            document["url"] = self._url(request, key)
-        return _exact({"runs": documents, "total": total}, "runs")
+        runs = [
+            {**document, "url": self._url(request, RunKey(entity, project, document["id"]))}
+            for document in documents
+        ]
+        return _exact({"runs": runs, "total": total}, "runs")
 
     async def run(self, request: web.Request) -> web.Response:
         """The run document."""
@@ -613,30 +626,7 @@ class _Api:
     async def update(self, request: web.Request) -> web.Response:
         """Edit a run's tags or notes; answers the updated run document."""
         key = self._key(request)
-        body = await _read_json(request)
-        unknown = sorted(set(body) - {"tags", "notes"})
-        if unknown or not body:
-            raise ApiError(
-                400,
-                "bad_request",
-                f"a run update takes 'tags' and/or 'notes'; got {clip(repr(unknown or body))}",
-            )
-        changes: dict[str, Any] = {}
-        if "tags" in body:
-            tags = body["tags"]
-            if not isinstance(tags, list) or not all(
-                isinstance(tag, str) and 0 < len(tag) <= 256 for tag in tags
-            ):
-                raise ApiError(
-                    400, "bad_request", "tags must be a list of str of 1 to 256 characters"
-                )
-            changes["tags"] = list(dict.fromkeys(tags))
-        if "notes" in body:
-            notes = body["notes"]
-            if notes is not None and not isinstance(notes, str):
-                raise ApiError(400, "bad_request", "notes must be a str or null")
-            changes["notes"] = notes
-        await self._storage.update_run(key, changes, time.time())
+        await self._storage.update_run(key, await _read_json(request), time.time())
         return _exact(await self._document(request, key), "run")
 
     async def history(self, request: web.Request) -> web.StreamResponse:
@@ -671,7 +661,7 @@ async def _parse(body: bytes) -> ParsedBatch:
             return await asyncio.to_thread(parse_batch, body)
         return parse_batch(body)
     except RecordError as exc:
-        raise _bad_batch(str(exc)) from None
+        raise api_error(exc) from None
     except BatchTooLarge as exc:
         raise ApiError(413, "too_large", str(exc)) from None
 
@@ -707,42 +697,14 @@ def _run_not_found(key: RunKey) -> ApiError:
     )
 
 
-def _fork_from(value: object, mode: str) -> tuple[str, int] | None:
-    if mode != "fork":
-        if value is not None:
-            raise ApiError(400, "bad_request", f"fork_from is only for mode 'fork', not {mode!r}")
+def _fork_from(value: object) -> tuple[str, int] | None:
+    """The handshake's ``fork_from`` as (parent run id, step); the store checks the step."""
+    if value is None:
         return None
     if not isinstance(value, dict) or set(value) != {"run_id", "step"}:
         raise ApiError(
             400,
             "bad_request",
-            'mode "fork" needs fork_from: {"run_id": "PARENT", "step": N}',
+            'fork_from must be {"run_id": "PARENT", "step": N}; got ' + clip(repr(value)),
         )
-    return _name(value["run_id"], "fork_from.run_id"), _step(value["step"], "fork_from.step")
-
-
-def _rewind_to(value: object, mode: str) -> int | None:
-    if mode != "rewind":
-        if value is not None:
-            raise ApiError(400, "bad_request", f"rewind_to is only for mode 'rewind', not {mode!r}")
-        return None
-    return _step(value, "rewind_to")
-
-
-def _step(value: object, what: str) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_STEP:
-        raise ApiError(400, "bad_request", f"{what}={clip(repr(value))} must be an int >= 0")
-    return value
-
-
-def _heartbeat_interval(value: object) -> float:
-    if value is None:
-        return 10.0
-    if not _is_real(value) or not 0 < value <= MAX_HEARTBEAT_SECONDS:  # type: ignore[operator]
-        raise ApiError(
-            400,
-            "bad_request",
-            f"heartbeat_interval={clip(repr(value))} must be seconds, a number in "
-            f"(0, {MAX_HEARTBEAT_SECONDS:.0f}]",
-        )
-    return float(value)  # type: ignore[arg-type]
+    return _name(value["run_id"], "fork_from.run_id"), value["step"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from tracker._server._storage import Storage, StorageError
+from tracker._server.storage import Store
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler, Middleware
@@ -26,9 +26,17 @@ ANONYMOUS: Final = "anonymous"
 LOCAL: Final = "local"
 
 
-class ApiError(StorageError):
-    """An error answer of the API (docs/protocol.md, "Errors"): status, stable code, message;
-    the same shape as a storage refusal, so the app answers both one way."""
+class ApiError(Exception):
+    """An error answer of the API (docs/protocol.md, "Errors"): status, stable code, message,
+    and any extra fields of the answer (``versions``, ``acked_seq``)."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        """Describe the answer: HTTP status, a stable code, and a message saying what to do."""
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def check_entity(entity: str) -> None:
         )
 
 
-def auth_middleware(storage: Storage, *, allow_anonymous: bool, open_access: bool) -> Middleware:
+def auth_middleware(storage: Store, *, allow_anonymous: bool, open_access: bool) -> Middleware:
     """Build the middleware that sets the caller of each request, or refuses it.
 
     Args:
@@ -89,7 +97,7 @@ def auth_middleware(storage: Storage, *, allow_anonymous: bool, open_access: boo
 
 
 async def _identify(
-    request: web.Request, storage: Storage, allow_anonymous: bool, open_access: bool
+    request: web.Request, storage: Store, allow_anonymous: bool, open_access: bool
 ) -> Caller:
     header = request.headers.get("Authorization")
     if header is None:

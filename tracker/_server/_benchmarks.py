@@ -31,7 +31,7 @@ from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._server._auth import ApiError
 from tracker._server._params import clip
-from tracker._server._storage import RunKey, Storage
+from tracker._server.storage import RunKey, Store, parse_order
 
 __all__ = ["BenchmarkViews"]
 
@@ -44,7 +44,7 @@ MAX_SHOWN_SAMPLES: Final = 2000
 class BenchmarkViews:
     """The handlers of the benchmarks view's two endpoints."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Store) -> None:
         """Serve from ``storage``."""
         self._storage = storage
 
@@ -66,7 +66,12 @@ class BenchmarkViews:
         offset = 0
         while True:
             documents, total = await self._storage.list_runs(
-                entity, project, {"job_type": JOB_TYPE}, "created_at", RUNS_PER_READ, offset
+                entity,
+                project,
+                {"job_type": JOB_TYPE},
+                parse_order("created_at"),
+                RUNS_PER_READ,
+                offset,
             )
             for document in documents:
                 run = BenchRun.from_document(

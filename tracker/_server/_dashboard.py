@@ -26,8 +26,9 @@ from tracker._records.codec import encode_value
 from tracker._server._auth import ApiError
 from tracker._server._benchmarks import BenchmarkViews
 from tracker._server._pages import PAGE_ROUTES, Pages
-from tracker._server._params import int_query
-from tracker._server._storage import RunKey, Storage, StorageError
+from tracker._server._params import int_query, json_query
+from tracker._server.storage import RunDocument, RunKey, Store, parse_sort
+from tracker._server.storage.errors import StorageError
 from tracker._wire.limits import MAX_PAGE, MAX_STEP
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def dashboard_auth(auth: Middleware) -> Middleware:
 class Dashboard:
     """The pages and the endpoints of ``/api/v1/dashboard/``, and the open live streams."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Store) -> None:
         """Serve the dashboard from ``storage``."""
         self._storage = storage
         self._closing = asyncio.Event()
@@ -104,13 +105,13 @@ class Dashboard:
     async def runs(self, request: web.Request) -> web.Response:
         """One page of a project's runs, filtered and sorted on any column, exactly encoded."""
         entity, project = _project(request)
-        filters = _json_query(request, "filters", {}, dict, '{"state": "running"}')
-        sort = _json_query(request, "sort", ["created_at"], list, '["summary", "loss"]')
+        filters = json_query(request, "filters", {}, "bad_filter", '{"state": "running"}')
+        sort = json_query(request, "sort", ["created_at"], "bad_order", '["summary", "loss"]')
         descending = request.query.get("desc", "1") != "0"
         limit = int_query(request, "limit", 100, 1, MAX_PAGE)
         offset = int_query(request, "offset", 0, 0, MAX_STEP)
-        documents, total = await self._storage.list_runs_sorted(
-            entity, project, filters, sort, descending, limit, offset
+        documents, total = await self._storage.list_runs(
+            entity, project, filters, parse_sort(sort, descending), limit, offset
         )
         runs = [_slim(document) for document in documents]
         return web.Response(
@@ -170,7 +171,7 @@ class _LiveStream:
     """What one live stream has sent: each run's last step and document version."""
 
     def __init__(
-        self, storage: Storage, entity: str, project: str, after: dict[str, int], samples: int
+        self, storage: Store, entity: str, project: str, after: dict[str, int], samples: int
     ) -> None:
         self._storage = storage
         self._keys = [RunKey(entity, project, run_id) for run_id in after]
@@ -212,7 +213,7 @@ def _gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def _slim(document: dict[str, Any]) -> dict[str, Any]:
+def _slim(document: RunDocument) -> dict[str, Any]:
     return {name: value for name, value in document.items() if name not in _LIST_FIELDS_LEFT_OUT}
 
 
@@ -256,24 +257,3 @@ def _steps(text: str | None, count: int) -> list[int]:
             f"per run in runs, {count} in all, separated by commas",
         )
     return steps
-
-
-def _json_query(
-    request: web.Request, name: str, default: Any, kind: type[Any], example: str
-) -> Any:
-    text = request.query.get(name)
-    if not text:
-        return default
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, kind):
-        code = "bad_filter" if name == "filters" else "bad_order"
-        raise ApiError(
-            400,
-            code,
-            f"query parameter {name}={text[:120]!r} is not a JSON {kind.__name__}; "
-            f"send one like {example}",
-        )
-    return value

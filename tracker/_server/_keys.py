@@ -18,7 +18,7 @@ from typing import Final
 
 from tracker._errors import UsageError
 from tracker._names import check_run_id
-from tracker._server._storage import Storage
+from tracker._server.storage import Store
 
 __all__ = [
     "ENV_KEY",
@@ -119,7 +119,7 @@ def environment_key(environ: Mapping[str, str]) -> GivenKey | None:
     return parse_api_key(f"local:{value}", ENV_KEY)
 
 
-async def store_keys(storage: Storage, keys: Sequence[GivenKey]) -> None:
+async def store_keys(storage: Store, keys: Sequence[GivenKey]) -> None:
     """Add ``keys`` to the database; a key under 16 characters only when it is already there.
 
     Raises:

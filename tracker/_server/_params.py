@@ -1,14 +1,16 @@
-"""Request parameters read the same way by every endpoint: bounded integers, clipped echoes."""
+"""Request parameters read the same way by every endpoint: bounded integers, JSON, clipped
+echoes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from tracker._server._auth import ApiError
 
-__all__ = ["clip", "int_query"]
+__all__ = ["clip", "int_query", "json_query"]
 
 
 def clip(text: str, limit: int = 120) -> str:
@@ -36,3 +38,23 @@ def int_query(request: web.Request, name: str, default: int | None, low: int, hi
             f"query parameter {name}={clip(repr(text))} must be an integer from {low} to {high}",
         )
     return value
+
+
+def json_query(request: web.Request, name: str, default: Any, code: str, example: str) -> Any:
+    """The JSON query parameter ``name`` decoded (``default`` when absent or empty); the
+    store checks its shape.
+
+    Raises:
+        ApiError: 400 ``code`` when it is not JSON.
+    """
+    text = request.query.get(name)
+    if not text:
+        return default
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ApiError(
+            400,
+            code,
+            f"query parameter {name}={clip(repr(text))} is not JSON; send one like {example}",
+        ) from None

@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Final
 
@@ -25,7 +24,7 @@ from tracker._errors import UsageError
 from tracker._server._app import build_app
 from tracker._server._connections import ConnectionCaps
 from tracker._server._keys import GivenKey, parse_api_key, store_keys
-from tracker._server._storage import Storage
+from tracker._server.storage import open_storage
 
 __all__ = ["EmbeddedServer", "serve"]
 
@@ -33,7 +32,6 @@ IDLE_CONNECTION_SECONDS: Final = 5.0
 
 SHUTDOWN_SECONDS: Final = 10.0
 """How long in-flight requests may take to finish once shutdown starts."""
-_SQLITE: Final = "sqlite:///"
 
 _logger = logging.getLogger(__name__)
 
@@ -168,35 +166,6 @@ def _signals_set(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for number in handled:
             loop.remove_signal_handler(number)
-
-
-async def open_storage(db_url: str) -> Storage:
-    """Open the database named by ``db_url``.
-
-    Raises:
-        UsageError: the URL names no supported database, or a missing directory.
-    """
-    if db_url.startswith(_SQLITE):
-        path = db_url[len(_SQLITE) :]
-        if not path:
-            raise UsageError(f"--db {db_url!r} names no file; use sqlite:///PATH/TO/tracker.db")
-        if path != ":memory:" and not Path(path).parent.is_dir():
-            raise UsageError(
-                f"--db {db_url!r}: the directory {str(Path(path).parent)!r} does not exist; "
-                "create it first"
-            )
-        from tracker._server._sqlite import open_sqlite
-
-        return await open_sqlite(path)
-    if db_url.startswith(("postgresql://", "postgres://")):
-        raise UsageError(
-            "--db postgresql://...: PostgreSQL support lands in a later release; "
-            "use --db sqlite:///PATH for now"
-        )
-    raise UsageError(
-        f"--db {db_url!r} is not a database URL this server knows; use sqlite:///PATH "
-        "(e.g. sqlite:///tracker.db, or sqlite:////abs/path/tracker.db)"
-    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -13,6 +13,7 @@ __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_RECORDS",
     "MAX_CONFIG_VALUE_BYTES",
+    "MAX_EDITED_TAG_CHARS",
     "MAX_FILE_BYTES",
     "MAX_FILE_NAME_CHARS",
     "MAX_HEARTBEAT_SECONDS",
@@ -46,6 +47,8 @@ MAX_NAME_CHARS: Final = 128
 """The longest entity, project or run id."""
 MAX_TAG_CHARS: Final = 64
 """The longest tag, as in W&B."""
+MAX_EDITED_TAG_CHARS: Final = 256
+"""The longest tag a run edit (``PATCH``, the dashboard) may set."""
 MAX_PAGE: Final = 1000
 """The most runs one page of a runs listing holds."""
 MAX_HEARTBEAT_SECONDS: Final = 86_400.0

@@ -1,0 +1,183 @@
+"""What only the SQLite backend has: the database file (reopening it, its schema and its
+migrations, refusing files it cannot serve), the WAL checkpointer, hashed keys on disk,
+and refusing calls once closed. Everything else runs on every backend in tests/storage."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tracker._records.codec import encode_record
+from tracker._records.kinds import decode_record
+from tracker._server.storage import RunKey, StartRequest, Store, open_storage
+from tracker._server.storage.errors import SchemaTooNew, StorageClosed, StorageFailed
+
+pytestmark = pytest.mark.anyio
+
+KEY = RunKey("local", "mnist", "abc12345")
+LOG = "6f1c0b1e9d3a4c7e8b2f5a0d4e6c8b1a"
+NOW = 1_800_000_000.0
+
+
+async def opened(path: Path) -> Store:
+    """The store on the SQLite file at ``path``."""
+    return await open_storage(f"sqlite:///{path}")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on a fresh database file, closed after the test."""
+    store = await opened(tmp_path / "tracker.db")
+    yield store
+    await store.close()
+
+
+def row_records(pairs: list[tuple[int, dict[str, float]]], seq: int = 0) -> list[list[object]]:
+    """Row records for (step, data) pairs at 1 s per step."""
+    return [
+        decode_record(encode_record((seq + index, "row", step, 1000.0 + step), data, "row"))
+        for index, (step, data) in enumerate(pairs)
+    ]
+
+
+async def start(store: Store, mode: str = "new") -> int:
+    """Handshake for KEY; the acked seq."""
+    result = await store.start_run(StartRequest(KEY, LOG, mode, None, None, 10.0, NOW))
+    return result.acked_seq
+
+
+async def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
+    """Runs, rows, acks, files and keys survive closing and reopening the database."""
+    path = tmp_path / "tracker.db"
+    first = await opened(path)
+    await start(first)
+    await first.ingest(
+        KEY, LOG, row_records([(step, {"loss": step / 10}) for step in range(4)]), NOW
+    )
+    await first.put_file(KEY, "f", b"data", NOW)
+    await first.add_api_key("local", "k")
+    await first.close()
+    await first.close()  # closing twice is harmless
+    second = await opened(path)
+    try:
+        assert await start(second, "must") == 3
+        stored = await second.get_run(KEY)
+        assert stored is not None
+        assert (stored["last_step"], stored["summary"]) == (3, {"loss": 0.3})
+        assert len(await second.history(KEY, None, None, None, None)) == 4
+        assert await second.get_file(KEY, "f") == b"data"
+        assert await second.entity_for_key("k") == "local"
+    finally:
+        await second.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_api_keys_are_stored_hashed(store: Store, tmp_path: Path) -> None:
+    """The file holds only the SHA-256 of each key, never the key."""
+    await store.add_api_key("team", "secret-key")
+    await store.add_api_key("local", "other")
+    with sqlite3.connect(tmp_path / "tracker.db") as conn:
+        hashes = [row[0] for row in conn.execute("SELECT hash FROM api_keys")]
+    assert "secret-key" not in hashes
+    assert len(hashes) == 2
+    assert all(len(digest) == 64 for digest in hashes)
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database written by a newer tracker is not opened (SchemaTooNew naming it)."""
+    path = tmp_path / "tracker.db"
+    await (await opened(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(SchemaTooNew, match="schema version 99"):
+        await opened(path)
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    """Opening a file that is not SQLite is StorageFailed, not a crash."""
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StorageFailed):
+        await opened(path)
+
+
+async def test_the_database_directory_is_created(tmp_path: Path) -> None:
+    """A database in a folder that does not exist yet gets its folder."""
+    from tracker._server.storage.sqlite import SQLiteBackend
+
+    backend = await SQLiteBackend.open(str(tmp_path / "new" / "tracker.db"))
+    await Store(backend).close()
+    assert (tmp_path / "new" / "tracker.db").is_file()
+
+
+async def test_a_closed_storage_refuses_calls(tmp_path: Path) -> None:
+    """After close, calls are StorageClosed instead of hanging or crashing."""
+    store = await opened(tmp_path / "tracker.db")
+    await store.close()
+    with pytest.raises(StorageClosed) as caught:
+        await store.get_run(KEY)
+    assert caught.value.code == "storage_closed"
+    with pytest.raises(StorageClosed):
+        await start(store)
+
+
+async def test_the_checkpointer_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    """Committed pages reach the database file soon after a commit, long before the WAL
+    would reach the writer's own checkpoint threshold, even just after a read (whose
+    snapshot must not pin the WAL), and closing stops the thread."""
+    path = tmp_path / "tracker.db"
+    store = await opened(path)
+    try:
+        await start(store)
+        assert await store.get_run(KEY) is not None
+        size = path.stat().st_size
+        rows = row_records([(step, {"loss": float(step)}) for step in range(5000)])
+        for record in rows:
+            record[4]["name"] = "x" * 100  # type: ignore[index]
+        await store.ingest(KEY, LOG, rows, NOW)
+        for _ in range(200):  # 10 s at most
+            if path.stat().st_size > size:
+                break
+            await anyio.sleep(0.05)
+        assert path.stat().st_size > size
+    finally:
+        await store.close()
+    assert "tracker-db-checkpoint" not in {thread.name for thread in threading.enumerate()}
+
+
+async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: Path) -> None:
+    """A database written by a tracker without block extremes (schema version 1) is migrated
+    on open; its chunks, stored without extremes, sample like the chunks stored since (the
+    same rows in a fresh database), and rows added since extend them."""
+    path, fresh_path = tmp_path / "tracker.db", tmp_path / "fresh.db"
+    rows = [(step, {"a": math.cos(step / 9) * step}) for step in range(700)]
+    store = await opened(path)
+    await start(store)
+    await store.ingest(KEY, LOG, row_records(rows[:200]), NOW)
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE series DROP COLUMN extremes")
+        conn.execute("UPDATE schema_version SET version = 1")
+    store, fresh = await opened(path), await opened(fresh_path)
+    try:
+        await store.ingest(KEY, LOG, row_records(rows[200:], seq=200), NOW)
+        await start(fresh)
+        await fresh.ingest(KEY, LOG, row_records(rows), NOW)
+        assert len(await store.history(KEY, None, None, None, None)) == 700
+        for samples in (10, 99):
+            assert await store.history(KEY, ["a"], None, None, samples) == await fresh.history(
+                KEY, ["a"], None, None, samples
+            )
+    finally:
+        await store.close()
+        await fresh.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)

@@ -1,0 +1,30 @@
+"""Fixtures of the storage conformance suite: a `Store` on every backend.
+
+`tests.storage.backends.BACKENDS` names a factory per backend; the ``store`` fixture runs
+each test once per entry, so a new backend (PostgreSQL) joins the suite with one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tracker._server.storage import Store
+
+from .backends import BACKENDS
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The SQLite backend runs its database threads through asyncio's executors."""
+    return "asyncio"
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on a fresh database of each backend, closed after the test."""
+    opened = Store(await BACKENDS[request.param](tmp_path))
+    yield opened
+    await opened.close()

@@ -1,0 +1,231 @@
+"""The primitives a database provides to the store, and the contract between them.
+
+`tracker._server.storage.store.Store` owns every rule (start modes, fork and rewind, the
+ingest algorithm, series maintenance, sampling, filters, validation); a `Backend` only
+stores and reads, through the primitives below. Every primitive is a coroutine, so a
+backend on a blocking driver (SQLite) runs it in threads of its own and one on an async
+driver (asyncpg) awaits it. User values cross this interface exactly encoded as JSON text
+(`tracker._records.codec.encode_value` without its newline): the store encodes and
+decodes, so every backend stores the same bytes and refuses the same values.
+
+The contract:
+
+- **Transactions.** `Backend.write` opens a write transaction: everything done through
+  its `Writer` commits together when the block ends, or not at all when it raises (the
+  store raises *before* writing whenever it can: a refused request changes nothing).
+  `Backend.ingest_batch` is one write transaction of its own, the hot path: it loads the
+  run, lets the store decide (a pure function, which may refuse), stores the decision
+  and commits, in one round trip to the database where the driver allows.
+  `Backend.read` opens a read: its `Reader` sees one committed snapshot, never a write in
+  progress, whatever is committed meanwhile.
+- **Order.** The store runs every write of one run (its start, ingest, heartbeat, edits)
+  under a per-run lock, in the order the calls are made (an `asyncio.Lock` is FIFO): two
+  ingest calls for one run are applied in call order, and each ingest batch is one write
+  transaction. A backend may rely on that within one server process, and must itself
+  make write transactions on one run exclude each other across processes: SQLite has
+  one writer at a time; PostgreSQL replicas lock the run's row (``SELECT ... FOR
+  UPDATE`` in `Reader.load_run` inside a write) so a live stream and a ``tracker sync``
+  on two replicas cannot lose each other's summary updates. Writes of different runs may
+  run at once. `Writer.mark_crashed` touches many runs: one statement, atomic.
+- **What a backend may assume.** Arguments are valid (the store checks them): keys are
+  names, steps integers within `tracker._wire.limits.MAX_STEP`, texts exact JSON, chunks
+  well formed and, per key, not overlapping. Within a transaction a read sees the
+  transaction's own writes; the order of writes within one transaction is the order of
+  the calls.
+- **What a backend must guarantee.** A write that returned is durable once the
+  transaction committed (the store acknowledges a batch only then); errors of the driver
+  become `tracker._server.storage.errors` (`StorageBusy` when locked, `StorageFailed`
+  otherwise; `StorageClosed` after `close`); nothing is read from or written to another
+  run than the one named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias, TypedDict
+
+from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
+from tracker._server.storage.filters import RunQuery
+from tracker._server.storage.series import Chunk, SeriesColumns
+
+__all__ = ["Backend", "BatchWrites", "Reader", "RunFields", "StoredRow", "StoredRun", "Writer"]
+
+
+class RunFields(TypedDict, total=False):
+    """The run fields a write may set (`Writer.update_run`), every one of them in a
+    `StoredRun`; user values as exact text."""
+
+    name: str | None
+    state: str
+    config: str
+    summary: str
+    summary_state: str
+    """`tracker._records.summary.Summary.to_state`, what the next batch continues."""
+    metadata: str
+    tags: list[str]
+    group: str | None
+    job_type: str | None
+    notes: str | None
+    created_at: float
+    updated_at: float
+    heartbeat_at: float
+    heartbeat_interval: float
+    end_time: float | None
+    exit_code: int | None
+    last_step: int
+    runtime: float
+    session_start: float
+    runtime_offset: float
+    parent_run_id: str | None
+    parent_step: int | None
+
+
+class StoredRun(RunFields):
+    """A run as stored: ``pk`` names it in the other primitives; every `RunFields` field is
+    present (a backend fills them all), user values exact text."""
+
+    pk: int
+    entity: str
+    project: str
+    run_id: str
+    acked_seq: int
+    """The highest stored seq of the log `Reader.load_run` was asked about, -1 when none."""
+
+
+@dataclass
+class BatchWrites:
+    """What an ingest batch stores, as the store decided it (`Backend.ingest_batch`)."""
+
+    pk: int
+    acked_seq: int
+    """The log's highest stored seq once the batch is stored."""
+    fields: RunFields
+    """The run fields the batch sets."""
+    steps: list[int] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
+    runtimes: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    """History rows to store in order (a later row of a step replaces it)."""
+    appended: SeriesColumns = field(default_factory=dict)
+    """Series entries above every stored step, appended to each key's last chunk and new
+    ones (`tracker._server.storage.series.appended_chunks`)."""
+    rebuild: tuple[int, int] | None = None
+    """A step range whose series to rebuild from the rows (`Writer.rebuild_series`)."""
+
+
+StoredRow: TypeAlias = tuple[int, float, float, str]
+"""A history row as stored: step, timestamp, runtime, its data as exact text (empty when
+not asked for). A plain tuple: reads of a million rows build a million of them."""
+
+
+class Reader(Protocol):
+    """Reads within one snapshot (or within a write transaction, seeing its writes)."""
+
+    async def load_run(self, key: RunKey, log_id: str | None = None) -> StoredRun | None:
+        """The run, with the highest stored seq of its log ``log_id`` when given, or None
+        (inside a write: the run is locked until commit)."""
+
+    async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
+        """The rows with ``low <= step <= high``, in step order."""
+
+    async def rows_at(self, pk: int, steps: Sequence[int], data: bool) -> list[StoredRow]:
+        """The rows at ``steps`` (those that exist), in step order; ``data`` or not."""
+
+    async def count_rows(self, pk: int, low: int, high: int) -> int:
+        """How many rows have ``low <= step <= high``."""
+
+    async def series_keys(self, pk: int) -> list[str]:
+        """The keys the run's series hold, sorted."""
+
+    async def read_chunks(
+        self, pk: int, keys: Sequence[str], low: int, high: int
+    ) -> dict[str, list[Chunk]]:
+        """Per key, its chunks overlapping ``[low, high]`` in step order (keys holding
+        none are left out)."""
+
+    async def chunk_spans(self, pk: int, low: int, high: int) -> dict[str, tuple[int, int]]:
+        """Per key, the first and last step of its chunks overlapping ``[low, high]``."""
+
+    async def page_runs(self, query: RunQuery) -> tuple[list[RunDocument], int]:
+        """The documents (`tracker._server.storage.stored.run_document`, made where it is
+        cheapest: a page of 100 costs ~0.3 ms) of one page of the runs matching ``query``,
+        in its order, and how many match."""
+
+    async def list_projects(self, entity: str) -> list[ProjectInfo]:
+        """The entity's projects by name."""
+
+    async def list_files(self, pk: int) -> list[FileInfo]:
+        """The run's files by name."""
+
+    async def read_file(self, pk: int, name: str) -> bytes | None:
+        """A file's bytes, or None."""
+
+    async def key_entity(self, digest: str) -> str | None:
+        """The entity of the API key whose SHA-256 is ``digest``, or None."""
+
+    async def has_api_keys(self) -> bool:
+        """Whether any API key is stored."""
+
+
+class Writer(Reader, Protocol):
+    """Writes within one transaction (see the module's contract)."""
+
+    async def create_run(self, key: RunKey, fields: RunFields) -> int:
+        """Create the run (and its project) with ``fields`` (every one given); its pk."""
+
+    async def delete_run(self, pk: int) -> None:
+        """Delete the run with its rows, series, logs' seqs and files."""
+
+    async def update_run(self, pk: int, fields: RunFields) -> None:
+        """Set the given fields of the run."""
+
+    async def rebuild_series(self, pk: int, low: int, high: int) -> None:
+        """Recompute from the stored rows every series entry in ``[low, high]`` (and the
+        whole of each chunk overlapping it): the chunks of
+        `tracker._server.storage.series.rebuilt_chunks` replace those overlapping it."""
+
+    async def copy_history(self, source: int, target: int, through_step: int) -> None:
+        """Copy the rows with step <= ``through_step``, and the chunks ending there or
+        before, from run ``source`` to run ``target`` (a fork)."""
+
+    async def move_history(self, source: int, target: int, after_step: int) -> None:
+        """Move the rows with step > ``after_step``, and the chunks starting after it, from
+        run ``source`` to run ``target`` (a rewind's archive)."""
+
+    async def touch_heartbeat(self, key: RunKey, now: float) -> bool:
+        """Note the run's client is alive at ``now`` (a crashed run is running again);
+        False when the run does not exist."""
+
+    async def mark_crashed(self, now: float, intervals: float, at_least: float) -> int:
+        """Mark running runs silent for ``intervals`` heartbeat intervals (and at least
+        ``at_least`` seconds) as crashed, updated at ``now``; how many."""
+
+    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
+        """Store a file of the run, replacing one of the same name."""
+
+    async def put_api_key(self, digest: str, entity: str, now: float) -> None:
+        """Let the key whose SHA-256 is ``digest`` act as ``entity`` (replacing a binding)."""
+
+
+class Backend(Protocol):
+    """A database the store runs on."""
+
+    def write(self) -> AbstractAsyncContextManager[Writer]:
+        """A write transaction (see the module's contract)."""
+
+    async def ingest_batch(
+        self, key: RunKey, log_id: str, decide: Callable[[StoredRun | None], BatchWrites]
+    ) -> BatchWrites:
+        """In one write transaction: load the run with the seq of its log ``log_id``, call
+        ``decide`` on it (None: no such run), store what it returns (rows, series entries
+        and rebuild, the log's seq, the run's fields) and commit; return the decision.
+        When ``decide`` raises, nothing is stored and the error propagates."""
+
+    def read(self) -> AbstractAsyncContextManager[Reader]:
+        """A read of one committed snapshot."""
+
+    async def close(self) -> None:
+        """Finish what is in flight and release the database; later calls raise
+        `StorageClosed`. Closing twice is harmless."""

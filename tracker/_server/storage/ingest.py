@@ -1,0 +1,94 @@
+"""The exactly-once ingest rule: which records of a batch are new, and what they store.
+
+`decide` is pure: given the run as stored, it skips the records already stored for the
+log, refuses a gap, folds the rest into the run's state (`tracker._records.fold`) and
+returns the writes; a backend runs it inside its ingest transaction
+(`tracker._server.storage.backend.Backend.ingest_batch`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any, Final
+
+from tracker._errors import UsageError
+from tracker._records import sampler
+from tracker._records.fold import fold_records
+from tracker._records.kinds import ROW
+from tracker._records.state import RecordError
+from tracker._server.storage import series
+from tracker._server.storage.backend import BatchWrites, StoredRun
+from tracker._server.storage.document import RunKey
+from tracker._server.storage.errors import BadRequest, SeqGap
+from tracker._server.storage.starts import missing
+from tracker._server.storage.stored import checked_row_texts, fold_fields, fold_state, row_texts
+
+__all__ = ["check_batch", "decide"]
+
+_KIND: Final = operator.itemgetter(1)
+
+
+def check_batch(records: Sequence[Any]) -> None:
+    """Records are ``[seq, kind, ...]`` lists with sequence numbers increasing by one."""
+    if not records:
+        return
+    if set(map(type, records)) != {list} or min(map(len, records)) < 2:
+        raise BadRequest("bad_batch", "a record of the batch is not a [seq, kind, ...] list")
+    seqs = [record[0] for record in records]
+    first = seqs[0]
+    if set(map(type, seqs)) != {int} or seqs != list(range(first, first + len(seqs))):
+        raise BadRequest(
+            "bad_batch",
+            f"the batch's sequence numbers {seqs[:3]!r:.60}... are not integers increasing "
+            "by one; send records as read from the run log",
+        )
+
+
+def decide(
+    key: RunKey,
+    log_id: str,
+    records: list[list[Any]],
+    lines: Sequence[str] | None,
+    now: float,
+    stored: StoredRun | None,
+) -> BatchWrites:
+    """What a batch stores, given the run as stored: records already stored for the log
+    skipped, a gap refused, the rest folded into the run's state. Raises before anything
+    is written (`RunNotFound`, `SeqGap`, `BadRequest` ``bad_batch``)."""
+    if stored is None:
+        raise missing(key)
+    acked = stored["acked_seq"]
+    skip = max(0, acked + 1 - records[0][0]) if records else 0
+    fresh = records[skip:]
+    if not fresh:
+        return BatchWrites(stored["pk"], acked, {"heartbeat_at": now})
+    if fresh[0][0] != acked + 1:
+        raise SeqGap(
+            f"log {log_id} of run {key.run_id}: the batch starts at seq {fresh[0][0]} "
+            f"but seq {acked} is the last stored; resend from seq {acked + 1}",
+            acked,
+        )
+    rows_only = list(map(_KIND, fresh)).count(ROW) == len(fresh)
+    run = fold_state(stored, rows_only)
+    if stored["state"] == "crashed":
+        run.state = "running"  # records mean the client is alive after all
+    prior_last = run.last_step
+    kept_lines = None if lines is None else lines[skip:]
+    try:
+        rows = fold_records(run, fresh, kept_lines)
+    except (RecordError, UsageError) as exc:
+        raise BadRequest("bad_batch", str(exc)) from None
+    texts: list[str] = []
+    if rows.steps:  # checked first, so a bad row is named as such, not by the summary
+        texts = (
+            checked_row_texts(rows) if kept_lines is not None else row_texts(rows.steps, rows.datas)
+        )
+    writes = BatchWrites(stored["pk"], int(fresh[-1][0]), fold_fields(run, now, rows_only))
+    if rows.steps:
+        writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
+        writes.texts = texts
+        steps, datas, writes.rebuild = series.split_appendable(rows.steps, rows.datas, prior_last)
+        if steps:
+            writes.appended = sampler.series_of(steps, datas)
+    return writes

@@ -1,0 +1,98 @@
+"""The SQLite schema: its migrations, in order (``schema_version`` holds how many ran).
+
+Tables: projects; runs (metadata, config, summary, the summary's fold state, state,
+heartbeat, last step, parent); streams (per run and log id, the highest stored sequence
+number: what makes resends harmless); history (one row per step, the values in exact
+JSON); series (per run and key, chunks of packed steps and values with their block
+extremes); files (bytes in the database); api_keys (SHA-256 hashes).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: Final = (
+    """
+    CREATE TABLE projects (
+        entity TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (entity, name)
+    );
+    CREATE TABLE runs (
+        pk INTEGER PRIMARY KEY,
+        entity TEXT NOT NULL,
+        project TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        name TEXT,
+        state TEXT NOT NULL,
+        config TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        summary_state TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        run_group TEXT,
+        job_type TEXT,
+        notes TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL,
+        heartbeat_interval DOUBLE PRECISION NOT NULL,
+        end_time DOUBLE PRECISION,
+        exit_code BIGINT,
+        last_step BIGINT NOT NULL,
+        runtime DOUBLE PRECISION NOT NULL,
+        session_start DOUBLE PRECISION NOT NULL,
+        runtime_offset DOUBLE PRECISION NOT NULL,
+        parent_run_id TEXT,
+        parent_step BIGINT,
+        UNIQUE (entity, project, run_id),
+        FOREIGN KEY (entity, project) REFERENCES projects (entity, name)
+    );
+    CREATE INDEX runs_by_created ON runs (entity, project, created_at);
+    CREATE INDEX runs_by_state ON runs (state, heartbeat_at);
+    CREATE TABLE streams (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        log_id TEXT NOT NULL,
+        acked_seq BIGINT NOT NULL,
+        PRIMARY KEY (run_pk, log_id)
+    );
+    CREATE TABLE history (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        step BIGINT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        runtime DOUBLE PRECISION NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_pk, step)
+    );
+    CREATE TABLE series (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        first_step BIGINT NOT NULL,
+        last_step BIGINT NOT NULL,
+        steps BLOB NOT NULL,
+        vals BLOB NOT NULL,
+        PRIMARY KEY (run_pk, key, first_step)
+    );
+    CREATE TABLE files (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        content BLOB NOT NULL,
+        size BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_pk, name)
+    );
+    CREATE TABLE api_keys (
+        hash TEXT PRIMARY KEY,
+        entity TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    # each series chunk's block extremes (`tracker._server.storage.series.Chunk`); chunks
+    # stored before have none, and are summarized when read
+    "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
+)
+"""Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""

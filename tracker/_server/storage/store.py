@@ -1,0 +1,513 @@
+"""`Store`: the one object the server calls for runs, and the owner of every storage rule.
+
+Start modes, fork and rewind (with `starts`), the exactly-once ingest rule (with
+`ingest`), series maintenance, sampling, the filter language and argument checks are
+here, once; a `Backend` provides primitives (`tracker._server.storage.backend`, whose
+docstring holds the contract). Writes of one run go through a per-run lock, in call
+order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import time
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, TypeVar
+
+from tracker._records import sampler
+from tracker._records.codec import decode_value
+from tracker._records.history import shape_row
+from tracker._server.storage import series
+from tracker._server.storage.backend import (
+    Backend,
+    Reader,
+    RunFields,
+    StoredRow,
+)
+from tracker._server.storage.document import (
+    ChartAnswer,
+    ChartColumns,
+    FileInfo,
+    ProjectInfo,
+    RunDocument,
+    RunKey,
+)
+from tracker._server.storage.errors import BadRequest, RunExists
+from tracker._server.storage.filters import RunQuery, RunSort, check_page, parse_filters
+from tracker._server.storage.ingest import check_batch, decide
+from tracker._server.storage.starts import LOWEST, check_start, fork, missing, rewind
+from tracker._server.storage.stored import (
+    new_run_fields,
+    run_document,
+)
+from tracker._wire.limits import MAX_EDITED_TAG_CHARS, MAX_STEP
+
+__all__ = ["StartRequest", "StartResult", "Store"]
+
+T = TypeVar("T")
+
+CRASH_INTERVALS: Final = 3.0
+"""A running run whose client is silent for this many heartbeat intervals has crashed..."""
+CRASH_AT_LEAST_SECONDS: Final = 3.0
+"""...and for at least this long."""
+EDITABLE: Final = ("tags", "notes")
+_THREAD_RECORDS: Final = 2000
+"""Reads of more rows than this (files of more KiB) are decoded (hashed) in a worker
+thread, so the event loop keeps serving while they take milliseconds."""
+_RESUMING: Final = ("allow", "continue", "must", "rewind")
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A run handshake (docs/protocol.md, "Starting a run")."""
+
+    key: RunKey
+    log_id: str
+    mode: str
+    """new | allow | never | must | continue | fork | rewind"""
+    fork_from: tuple[str, int] | None
+    """(parent run id, step) for mode "fork"."""
+    rewind_to: int | None
+    """The step to rewind to for mode "rewind"."""
+    heartbeat_interval: float
+    now: float
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """The answer to a handshake."""
+
+    resumed: bool
+    last_step: int
+    acked_seq: int
+    run: RunDocument
+
+
+class _RunLocks:
+    """One FIFO lock per run, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[RunKey, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: RunKey) -> AsyncIterator[None]:
+        """Hold the run's lock; waiters get it in the order they asked."""
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Store:
+    """Runs, history, files and API keys over a `Backend`; `close` it when done."""
+
+    def __init__(self, backend: Backend) -> None:
+        """Serve from ``backend`` (opened by the caller, closed by `close`)."""
+        self.backend = backend
+        self._locks = _RunLocks()
+
+    async def close(self) -> None:
+        """Finish what is in flight and release the database."""
+        await self.backend.close()
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def start_run(self, request: StartRequest) -> StartResult:
+        """Create, continue, replace, fork or rewind a run, per ``request.mode``.
+
+        Raises:
+            BadRequest: ``bad_request`` for an unknown mode, a heartbeat interval that is
+                not seconds, a step that is no step, fork_from / rewind_to missing or
+                given to another mode.
+            RunNotFound: mode must or rewind of a missing run, a fork of a missing parent.
+            RunExists: mode never, or a fork, onto an existing run.
+            BadStep: a fork or rewind step beyond the run's last step.
+        """
+        check_start(request)
+        key, mode = request.key, request.mode
+        async with self._locks.hold(key), self.backend.write() as tx:
+            stored = await tx.load_run(key)
+            if stored is not None and mode in ("never", "fork"):
+                raise RunExists(
+                    f"run {key.run_id} already exists in {key.entity}/{key.project}; "
+                    + (
+                        "a fork needs a new id"
+                        if mode == "fork"
+                        else "pick another id or resume it (resume='allow' or 'must')"
+                    )
+                )
+            if stored is None and mode in ("must", "rewind"):
+                raise missing(key, "check the id, or start it without resume='must' / resume_from")
+            interval = float(request.heartbeat_interval)
+            if mode == "fork":
+                assert request.fork_from is not None, "check_start requires it"
+                pk = await fork(tx, key, request.fork_from, request.now, interval)
+            elif stored is None or mode == "new":
+                if stored is not None:
+                    await tx.delete_run(stored["pk"])
+                pk = await tx.create_run(key, new_run_fields(request.now, interval, None))
+            else:
+                pk = stored["pk"]
+                if mode == "rewind":
+                    assert request.rewind_to is not None, "check_start requires it"
+                    await rewind(tx, stored, request.rewind_to, request.now)
+            session: RunFields = {
+                "heartbeat_at": request.now,
+                "heartbeat_interval": interval,
+                "updated_at": request.now,
+            }
+            if mode != "continue":  # a sync must not revive a finished run
+                session.update({"state": "running", "end_time": None, "exit_code": None})
+            await tx.update_run(pk, session)
+            started = await tx.load_run(key, request.log_id)
+        assert started is not None, "created or continued above"
+        return StartResult(
+            resumed=stored is not None and mode in _RESUMING,
+            last_step=started["last_step"],
+            acked_seq=started["acked_seq"],
+            run=run_document(started),
+        )
+
+    async def ingest(
+        self,
+        key: RunKey,
+        log_id: str,
+        records: list[list[Any]],
+        now: float,
+        lines: Sequence[str] | None = None,
+    ) -> int:
+        """Apply decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in
+        one transaction, skipping those with seq <= the log's stored seq; return the log's
+        new stored seq. ``lines``, the records' JSON lines as received, lets rows be stored
+        as they came (`tracker._records.kinds.row_data_texts`) instead of encoded again.
+
+        Raises:
+            BadRequest: ``bad_batch``, a malformed batch or record (nothing is stored).
+            RunNotFound: the run had no handshake.
+            SeqGap: the first new record is past the stored seq + 1.
+        """
+        check_batch(records)
+        decision = partial(decide, key, log_id, records, lines, now)
+        async with self._locks.hold(key):
+            return (await self.backend.ingest_batch(key, log_id, decision)).acked_seq
+
+    async def heartbeat(self, key: RunKey, now: float) -> None:
+        """Note that the run's client is alive (a crashed run is running again).
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        async with self._locks.hold(key), self.backend.write() as tx:
+            if not await tx.touch_heartbeat(key, now):
+                raise missing(key)
+
+    async def sweep_crashed(self, now: float) -> int:
+        """Mark running runs silent for three heartbeat intervals (at least 3 s) as crashed;
+        return how many."""
+        async with self.backend.write() as tx:
+            return await tx.mark_crashed(now, CRASH_INTERVALS, CRASH_AT_LEAST_SECONDS)
+
+    async def update_run(self, key: RunKey, changes: dict[str, Any], now: float) -> None:
+        """Edit ``tags`` (a list of str, duplicates dropped) and/or ``notes`` (str or None).
+
+        Raises:
+            BadRequest: ``bad_request`` for no change, other fields or bad values.
+            RunNotFound: the run does not exist.
+        """
+        fields = _edits(changes)
+        fields["updated_at"] = now
+        async with self._locks.hold(key), self.backend.write() as tx:
+            stored = await tx.load_run(key)
+            if stored is None:
+                raise missing(key)
+            await tx.update_run(stored["pk"], fields)
+
+    async def get_run(self, key: RunKey) -> RunDocument | None:
+        """The run document, or None."""
+        async with self.backend.read() as snap:
+            stored = await snap.load_run(key)
+        return None if stored is None else run_document(stored)
+
+    async def list_projects(self, entity: str) -> list[ProjectInfo]:
+        """The entity's projects by name, with their run counts and latest updates."""
+        async with self.backend.read() as snap:
+            return await snap.list_projects(entity)
+
+    async def list_runs(
+        self,
+        entity: str,
+        project: str,
+        filters: object,
+        sort: RunSort,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[RunDocument], int]:
+        """One page of the documents of the project's runs matching all ``filters``, in the
+        order of ``sort`` (`parse_order`, `parse_sort`), and how many match in total.
+
+        Raises:
+            BadRequest: ``bad_filter`` (`tracker._server.storage.filters`), ``bad_request``
+                for a limit or offset that is not an integer >= 0.
+        """
+        conditions = parse_filters(filters)
+        limit, offset = check_page(limit, offset)
+        query = RunQuery(entity, project, conditions, sort, limit, offset)
+        async with self.backend.read() as snap:
+            return await snap.page_runs(query)
+
+    # -- history -------------------------------------------------------------------------
+
+    async def history(
+        self,
+        key: RunKey,
+        keys: list[str] | None,
+        min_step: int | None,
+        max_step: int | None,
+        samples: int | None,
+    ) -> list[dict[str, Any]]:
+        """History rows in step order: ``{"_step", "_timestamp", "_runtime", **data}``, or
+        with ``keys`` ``{"_step", **those keys}`` for the rows holding one of them.
+        ``samples=N``: at most about N rows, each key's extremes kept
+        (`tracker._records.sampler.sample_steps`).
+
+        Raises:
+            BadRequest: ``bad_request`` for bad arguments.
+            RunNotFound: the run does not exist.
+        """
+        _check_keys(keys)
+        _check_integer("min_step", min_step)
+        _check_integer("max_step", max_step)
+        if samples is not None:
+            _check_samples(samples, 1)
+        low = LOWEST if min_step is None else max(min_step, LOWEST)
+        high = MAX_STEP if max_step is None else min(max_step, MAX_STEP)
+        async with self.backend.read() as snap:
+            pk = await _pk(snap, key)
+            if keys == []:
+                return []
+            stored = await _sampled_rows(snap, pk, keys, low, high, samples)
+        return await _off_loop(len(stored), lambda: _shape(stored, keys))
+
+    async def chart_series(
+        self, key: RunKey, keys: list[str] | None, min_step: int | None, samples: int
+    ) -> ChartAnswer:
+        """The run's numeric history as chart columns, for the dashboard.
+
+        Per key (``keys``, default every key), columns over the rows with step >=
+        ``min_step`` holding it, cut to about ``samples`` points with each bucket's
+        smallest and largest value kept (as history's ``samples``). Values are floats, NaN
+        for non-numbers; keys holding no finite value there are left out. ``last_step`` is
+        the run's last step in the same snapshot, so a reader asking again with
+        ``min_step=last_step + 1`` misses nothing.
+
+        Raises:
+            BadRequest: ``bad_request`` for bad arguments.
+            RunNotFound: the run does not exist.
+        """
+        _check_keys(keys)
+        _check_integer("min_step", min_step)
+        _check_samples(samples, 2)
+        low = LOWEST if min_step is None else max(min_step, LOWEST)
+        async with self.backend.read() as snap:
+            stored = await snap.load_run(key)
+            if stored is None:
+                raise missing(key)
+            names = await snap.series_keys(stored["pk"]) if keys is None else _unique(keys)
+            chunks = await snap.read_chunks(stored["pk"], names, low, MAX_STEP)
+            picked = _chart_points(names, chunks, low, samples)
+            wanted = sorted(set().union(*(steps for steps, _ in picked.values())))
+            times = {row[0]: row for row in await snap.rows_at(stored["pk"], wanted, data=False)}
+        columns: dict[str, ChartColumns] = {
+            name: {
+                "step": steps,
+                "value": values,
+                "runtime": [times[step][2] for step in steps],
+                "timestamp": [times[step][1] for step in steps],
+            }
+            for name, (steps, values) in picked.items()
+        }
+        return {"last_step": stored["last_step"], "series": columns}
+
+    # -- files and keys ------------------------------------------------------------------
+
+    async def put_file(self, key: RunKey, name: str, content: bytes, now: float) -> None:
+        """Store a file of the run, replacing one of the same name.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        data, digest = await _off_loop(len(content) // 1024, lambda: _with_digest(content))
+        async with self.backend.write() as tx:
+            await tx.put_file(await _pk(tx, key), name, data, digest, now)
+
+    async def list_files(self, key: RunKey) -> list[FileInfo]:
+        """The run's files by name: ``name``, ``size``, ``sha256``, ``updated_at``.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        async with self.backend.read() as snap:
+            return await snap.list_files(await _pk(snap, key))
+
+    async def get_file(self, key: RunKey, name: str) -> bytes | None:
+        """A file's bytes, or None when the run has no such file.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        async with self.backend.read() as snap:
+            return await snap.read_file(await _pk(snap, key), name)
+
+    async def add_api_key(self, entity: str, api_key: str) -> None:
+        """Allow ``api_key`` (stored as its SHA-256) to act as ``entity`` (replacing a binding)."""
+        async with self.backend.write() as tx:
+            await tx.put_api_key(_hash_key(api_key), entity, time.time())
+
+    async def entity_for_key(self, api_key: str) -> str | None:
+        """The entity an API key acts as, or None for an unknown key."""
+        async with self.backend.read() as snap:
+            return await snap.key_entity(_hash_key(api_key))
+
+    async def has_api_keys(self) -> bool:
+        """Whether any API key is configured."""
+        async with self.backend.read() as snap:
+            return await snap.has_api_keys()
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+async def _sampled_rows(
+    snap: Reader, pk: int, keys: list[str] | None, low: int, high: int, samples: int | None
+) -> list[StoredRow]:
+    """The stored rows a history read returns (before shaping)."""
+    if samples is None:
+        return await snap.read_rows(pk, low, high)
+    if keys is None:
+        if await snap.count_rows(pk, low, high) <= samples:
+            return await snap.read_rows(pk, low, high)
+        wanted = await snap.series_keys(pk)
+    else:
+        wanted = _unique(keys)
+    chunks = await snap.read_chunks(pk, wanted, low, high)
+    loaded = [series.unpack_series(chunks.get(name, [])).clip(low, high) for name in wanted]
+    union = sampler.union_steps([one.steps for one in loaded])
+    return await snap.rows_at(pk, sampler.sample_steps(union, loaded, samples), data=True)
+
+
+def _shape(stored: list[StoredRow], keys: list[str] | None) -> list[dict[str, Any]]:
+    shaped = (
+        shape_row(step, stamp, runtime, decode_value(data), keys)
+        for step, stamp, runtime, data in stored
+    )
+    return [row for row in shaped if row is not None]
+
+
+def _chart_points(
+    names: list[str], chunks: dict[str, list[series.Chunk]], low: int, samples: int
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Per key holding a finite value, its sampled steps and values."""
+    picked: dict[str, tuple[list[int], list[float]]] = {}
+    for name in names:
+        loaded = series.unpack_series(chunks.get(name, [])).clip(low, MAX_STEP)
+        steps, values = loaded.steps, loaded.values
+        if len(steps) > samples:
+            chosen = sampler.sample_steps(steps, [loaded], samples)
+            kept = [values[bisect_left(steps, step)] for step in chosen]
+        else:
+            chosen, kept = list(steps), values.tolist()
+        if any(map(math.isfinite, kept)):
+            picked[name] = (chosen, kept)
+    return picked
+
+
+# -- checks and small helpers ----------------------------------------------------------------
+
+
+def _edits(changes: dict[str, Any]) -> RunFields:
+    """The fields a run edit sets (tags deduplicated), checked."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown or not changes:
+        raise BadRequest(
+            "bad_request",
+            f"a run update takes 'tags' and/or 'notes'; got {unknown or changes!r:.120}",
+        )
+    fields: RunFields = {}
+    if "tags" in changes:
+        tags = changes["tags"]
+        if not isinstance(tags, list) or not all(
+            isinstance(tag, str) and 0 < len(tag) <= MAX_EDITED_TAG_CHARS for tag in tags
+        ):
+            raise BadRequest(
+                "bad_request",
+                f"tags must be a list of str of 1 to {MAX_EDITED_TAG_CHARS} characters",
+            )
+        fields["tags"] = list(dict.fromkeys(tags))
+    if "notes" in changes:
+        notes = changes["notes"]
+        if notes is not None and not isinstance(notes, str):
+            raise BadRequest("bad_request", "notes must be a str or null")
+        fields["notes"] = notes
+    return fields
+
+
+def _check_keys(keys: object) -> None:
+    if keys is not None and (
+        not isinstance(keys, list) or not all(isinstance(key, str) for key in keys)
+    ):
+        raise BadRequest("bad_request", f"keys {keys!r:.100} is not a list of strings")
+
+
+def _check_integer(name: str, value: object) -> None:
+    if value is not None and type(value) is not int:
+        raise BadRequest("bad_request", f"{name} {value!r:.40} is not an integer")
+
+
+def _check_samples(samples: object, least: int) -> None:
+    if type(samples) is not int or samples < least:
+        raise BadRequest(
+            "bad_request",
+            f"samples {samples!r:.40} is not an integer >= {least}; pass e.g. 1000",
+        )
+
+
+def _unique(keys: list[str]) -> list[str]:
+    return list(dict.fromkeys(keys))
+
+
+async def _pk(reader: Reader, key: RunKey) -> int:
+    stored = await reader.load_run(key)
+    if stored is None:
+        raise missing(key)
+    return stored["pk"]
+
+
+async def _off_loop(size: int, job: Callable[[], T]) -> T:
+    """``job()``, in a worker thread when ``size`` (rows, KiB) is above `_THREAD_RECORDS`."""
+    if size > _THREAD_RECORDS:
+        return await asyncio.to_thread(job)
+    return job()
+
+
+def _with_digest(content: bytes) -> tuple[bytes, str]:
+    """The bytes (copied only when given a bytearray or memoryview) and their SHA-256 hex."""
+    data = bytes(content)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
