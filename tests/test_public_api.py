@@ -37,7 +37,12 @@ def test_testing_module_names_are_pinned() -> None:
     """`tracker.testing`, the helpers for users' tests, offers exactly its documented names."""
     import tracker.testing
 
-    assert tracker.testing.__all__ == ["CapturedRuns", "capture_runs"]
+    assert tracker.testing.__all__ == [
+        "CapturedRuns",
+        "MemoryServer",
+        "capture_runs",
+        "memory_server",
+    ]
 
 
 def test_public_classes_read_as_tracker_names() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker.testing import capture_runs
+from tracker.testing import capture_runs, memory_server
 
 
 def train(steps: int) -> None:
@@ -55,3 +55,28 @@ def test_capture_runs_finishes_runs_left_open() -> None:
         run.log({"a": 1})
     assert [stored.state for stored in captured.runs] == ["finished"]
     assert tracker.run is None
+
+
+def test_memory_server_takes_online_runs_and_reads_them_back(tmp_path: Path) -> None:
+    """Online runs stream to a memory server over the real transports; its Api reads them."""
+    with memory_server() as server:
+        run = tracker.init(
+            project="p", dir=tmp_path, settings={"base_url": server.url, "silent": True}
+        )
+        for step in range(100):
+            run.log({"loss": 1 / (step + 1)})
+        run.finish()
+        stored = server.api().run(run.path)
+        assert stored.state == "finished"
+        assert len(stored.history(keys=["loss"])) == 100
+
+
+def test_memory_server_keeps_nothing_once_stopped(tmp_path: Path) -> None:
+    """A second memory server knows nothing of the first one's runs."""
+    with memory_server() as server:
+        run = tracker.init(
+            project="p", dir=tmp_path, settings={"base_url": server.url, "silent": True}
+        )
+        run.finish()
+    with memory_server() as server, pytest.raises(tracker.UsageError, match="does not exist"):
+        server.api().run(run.path)

@@ -1,5 +1,6 @@
 """Testing code that uses tracker: capture what its runs log, with no server and nothing
-left behind (as structlog's ``testing`` module captures logs).
+left behind (as structlog's ``testing`` module captures logs), or stream them to a server
+that keeps everything in memory.
 
     from tracker.testing import capture_runs
 
@@ -20,9 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tracker import _init
+from tracker._api import Api
 from tracker._reader import StoredRun, read_run
 
-__all__ = ["CapturedRuns", "capture_runs"]
+__all__ = ["CapturedRuns", "MemoryServer", "capture_runs", "memory_server"]
 
 
 class CapturedRuns:
@@ -75,3 +77,32 @@ def capture_runs(dir: str | os.PathLike[str] | None = None) -> Iterator[Captured
         finally:
             _init.captures.remove(capture)
             captured._close()
+
+
+class MemoryServer:
+    """A tracker server on a free loopback port whose database is memory: the real client
+    and server code, nothing on disk, everything gone when it stops."""
+
+    def __init__(self, url: str) -> None:
+        """Describe the running server at ``url``."""
+        self.url = url
+        """Pass it as ``settings={"base_url": server.url}`` (or ``TRACKER_BASE_URL``)."""
+
+    def api(self) -> Api:
+        """A `tracker.Api` reading from this server."""
+        return Api(self.url)
+
+
+@contextlib.contextmanager
+def memory_server() -> Iterator[MemoryServer]:
+    """Run a `MemoryServer` for the block: online runs stream to it over the real
+    websocket and HTTP transports, and `MemoryServer.api` reads them back.
+
+    Raises:
+        UsageError: the server could not start.
+    """
+    from tracker._server._runner import EmbeddedServer
+    from tracker._server.storage import MEMORY
+
+    with EmbeddedServer(MEMORY) as server:
+        yield MemoryServer(server.url)

@@ -7,7 +7,8 @@ primitives of `tracker._server.storage.backend`, whose docstring is the contract
 (transactions, order, what a backend may assume and must guarantee). Backends:
 
 - `sqlite.SQLiteBackend`: one SQLite file, the embedded default (``sqlite:///PATH``);
-- `memory.MemoryBackend`: dicts, for fast tests (the conformance suite runs on both).
+- `memory.MemoryBackend`: dicts, for tests (``memory:``; the conformance suite runs on both,
+  `tracker.testing.memory_server` serves it).
 
 Errors (`errors`) carry a stable code and no HTTP status: the app maps them. Documents
 (`document`) are typed. `series` is the chunk format of sampled reads, `filters` the
@@ -25,6 +26,7 @@ from tracker._server.storage.filters import RunSort, parse_order, parse_sort
 from tracker._server.storage.store import StartRequest, StartResult, Store
 
 __all__ = [
+    "MEMORY",
     "RunDocument",
     "RunKey",
     "RunSort",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 _SQLITE: Final = "sqlite:///"
+MEMORY: Final = "memory:"
+"""The database URL of a server that keeps everything in memory (gone when it stops)."""
 
 
 async def open_storage(db_url: str) -> Store:
@@ -58,6 +62,10 @@ async def open_storage(db_url: str) -> Store:
         from tracker._server.storage.sqlite import SQLiteBackend
 
         return Store(await SQLiteBackend.open(path))
+    if db_url == MEMORY:
+        from tracker._server.storage.memory import MemoryBackend
+
+        return Store(MemoryBackend())
     if db_url.startswith(("postgresql://", "postgres://")):
         raise UsageError(
             "--db postgresql://...: PostgreSQL support lands in a later release; "
@@ -65,5 +73,6 @@ async def open_storage(db_url: str) -> Store:
         )
     raise UsageError(
         f"--db {db_url!r} is not a database URL this server knows; use sqlite:///PATH "
-        "(e.g. sqlite:///tracker.db, or sqlite:////abs/path/tracker.db)"
+        "(e.g. sqlite:///tracker.db, or sqlite:////abs/path/tracker.db), or memory: for "
+        "a server that keeps nothing"
     )
