@@ -31,7 +31,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--db",
-        help="database URL: sqlite:///PATH, or memory: (kept nothing; default: sqlite:/// + "
+        help="database URL: sqlite:///PATH, or memory: (keeps nothing; default: sqlite:/// + "
         "$XDG_DATA_HOME/tracker/tracker.db, or ~/.local/share/tracker/tracker.db)",
     )
     parser.add_argument(
