@@ -105,3 +105,30 @@ def test_resume_moves_a_torn_tail_aside_instead_of_destroying_it(tmp_path: Path)
     kept = log.with_name(f"run.log.torn-{last_start}")
     assert kept.read_bytes() == tail
     assert tracker.read_run(run.dir).state == "finished"
+
+
+def test_sync_uploads_past_damage_says_what_was_lost_and_exits_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tracker sync sends every intact record after a damaged frame, tells the server which
+    records are lost (its run document counts them), says so and exits 1; a second sync
+    sends nothing again."""
+    from tracker._cli import main
+    from tracker._server._runner import EmbeddedServer
+
+    run, log = run_of_batches(tmp_path)
+    start, end = row_frames(log)[2]
+    flip_byte(log, (start + end) // 2)
+    with EmbeddedServer(f"sqlite:///{tmp_path / 'server.db'}") as server:
+        arguments = ["sync", run.dir, "--base-url", server.url]
+        assert main(arguments) == 1
+        first = capsys.readouterr()
+        assert f"damaged at byte {start}" in first.err
+        assert "100 records after seq" in first.err
+        stored = tracker.Api(server.url).run(f"local/tests/{run.id}")
+        steps = [row["_step"] for row in stored.history(keys=["step"])]
+        assert steps == [*range(200), *range(300, 500)]
+        assert stored.state == "finished"
+        assert tracker.Api(server.url).run(stored.path)._document["metadata"]["records_lost"] == 100
+        assert main(arguments) == 1
+        assert " 0 records sent" in capsys.readouterr().out

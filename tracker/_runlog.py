@@ -173,9 +173,29 @@ class FrameCursor:
         """Open ``path`` for reading, positioned at the first frame."""
         self._fd = os.open(path, os.O_RDONLY)
         self.offset = len(HEADER)
+        self.skipped_at: int | None = None
+        """Where the damage began that the last `next_frame` read past, if it did."""
 
-    def next_frame(self) -> memoryview | None:
-        """The next intact frame's payload, advancing past it; None when there is none yet."""
+    def next_frame(self, resync: bool = False) -> memoryview | None:
+        """The next intact frame's payload, advancing past it; None when there is none yet.
+
+        With ``resync`` (a complete log: a bad frame cannot be one still being written), a
+        damaged stretch is read past to the next intact frame, and `skipped_at` says where
+        it began."""
+        self.skipped_at = None
+        payload = self._frame()
+        if payload is not None or not resync:
+            return payload
+        size = os.fstat(self._fd).st_size
+        rest = os.pread(self._fd, size - self.offset, self.offset)
+        found = _next_intact_frame(rest, 0)
+        if found is None:
+            return None
+        self.skipped_at = self.offset
+        self.offset += found
+        return self._frame()
+
+    def _frame(self) -> memoryview | None:
         header = os.pread(self._fd, _FRAME.size, self.offset)
         if len(header) < _FRAME.size:
             return None

@@ -14,6 +14,7 @@ from tracker._errors import Error, UsageError
 from tracker._names import local_file
 from tracker._reader import StoredRun
 from tracker._rundir import FILES_DIR, LOG_NAME, RUNS_FOLDER
+from tracker._runlog import Damage
 from tracker._settings import Settings, resolve_settings, write_settings_file
 from tracker._wire.errors import TransportError, public_error
 from tracker._wire.protocol import handshake_body
@@ -23,13 +24,20 @@ __all__ = ["SyncReport", "login", "run_dirs_under", "sync_run_dir"]
 
 @dataclass(frozen=True)
 class SyncReport:
-    """What one sync did: the run, its URL, records already stored and now sent, files."""
+    """What one sync did: the run, its URL, records already stored and now sent, files,
+    and the damaged stretches of the run log whose records were lost (`tracker.StoredRun`)."""
 
     path: str
     url: str | None
     records: int
     already_stored: int
     files: int
+    damage: tuple[Damage, ...] = ()
+
+    @property
+    def records_lost(self) -> int:
+        """Records the damage held, which no server will ever have."""
+        return sum(damage.records_lost for damage in self.damage)
 
 
 def run_dirs_under(path: Path) -> list[Path]:
@@ -125,6 +133,7 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
         records=sender.acked_seq + 1 - already,
         already_stored=already,
         files=len(files),
+        damage=stored.damage,
     )
 
 

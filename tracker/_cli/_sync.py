@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,11 @@ def add_parser(commands: Any) -> None:
 
 
 def run_sync(arguments: argparse.Namespace) -> int:
-    """Sync every run directory named; print one line per run."""
+    """Sync every run directory named; print one line per run. Exit status 1 when a run
+    log was damaged (its other records are uploaded all the same)."""
     settings = resolve_settings({"base_url": arguments.base_url, "api_key": arguments.api_key})
     run_dirs = [run_dir for name in arguments.dirs for run_dir in run_dirs_under(Path(name))]
+    code = 0
     for run_dir in run_dirs:
         report = sync_run_dir(run_dir, settings)
         print(
@@ -39,4 +42,13 @@ def run_sync(arguments: argparse.Namespace) -> int:
             f"{report.already_stored} already on the server, {report.files} files"
             + (f"  {report.url}" if report.url else "")
         )
-    return 0
+        for damage in report.damage:
+            code = 1
+            print(
+                f"tracker sync: {run_dir}: its run log is damaged at byte {damage.offset} "
+                f"({damage.length} bytes): the {damage.records_lost} records after seq "
+                f"{damage.seq_before} there are lost (the server knows); everything else is "
+                "on the server",
+                file=sys.stderr,
+            )
+    return code

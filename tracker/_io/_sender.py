@@ -25,6 +25,7 @@ import orjson
 
 from tracker._io._retry import stream_retrying
 from tracker._io._thread import wait_event
+from tracker._records.kinds import LOST, last_seq
 from tracker._runlog import FrameCursor, seq_range
 from tracker._wire.errors import TransportError
 from tracker._wire.protocol import START_PATH, handshake_body, read_answer, run_path
@@ -66,6 +67,13 @@ class StreamTarget:
     def path(self) -> str:
         """The run's API path."""
         return run_path(self.entity, self.project, self.run_id)
+
+
+def _last_seq(line: bytes) -> int:
+    """The last sequence number a record line stands for (a ``lost`` record's span)."""
+    if b',"lost",' in line[:32]:
+        return last_seq(orjson.loads(line))
+    return int(line[1 : line.index(b",")])
 
 
 async def handshake(client: ServerClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -347,11 +355,9 @@ class Sender:
                 end_offset = self._rest_frame[0]
             parts.append(piece)
             size += len(piece)
+            self.sent_seq = _last_seq(piece[piece.rfind(b"\n", 0, len(piece) - 1) + 1 :])
         if not parts:
             return None
-        last = parts[-1]
-        last_line = last[last.rfind(b"\n", 0, len(last) - 1) + 1 :]
-        self.sent_seq = int(last_line[1 : last_line.index(b",")])
         self._inflight.append((self.sent_seq, end_offset, size))
         self._inflight_bytes += size
         return b"".join(parts)
@@ -361,7 +367,7 @@ class Sender:
         cursor = self._cursor
         while True:
             start = cursor.offset
-            payload = cursor.next_frame()
+            payload = cursor.next_frame(resync=self._log_complete())
             if payload is None:
                 return False
             first, last = seq_range(payload)
@@ -372,6 +378,9 @@ class Sender:
         for _ in range(self.sent_seq + 1 - first):  # records of it sent before a reconnect
             position = data.index(b"\n", position) + 1
         self._rest = data[position:]
+        if first > self.sent_seq + 1:  # a damaged stretch of the log held these records
+            lost = {"through": first - 1, "offset": cursor.skipped_at}
+            self._rest = orjson.dumps([self.sent_seq + 1, LOST, lost]) + b"\n" + self._rest
         self._rest_frame = (start, cursor.offset)
         return True
 
@@ -380,7 +389,7 @@ class Sender:
             return False
         cursor = self._cursor
         before = cursor.offset
-        at_end = cursor.next_frame() is None
+        at_end = cursor.next_frame(resync=self._log_complete()) is None
         cursor.offset = before
         return at_end
 

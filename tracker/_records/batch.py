@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from tracker._records.kinds import ROW, check_record, restore_record
+from tracker._records.kinds import ROW, check_record, last_seq, restore_record
 from tracker._records.state import RecordError
 from tracker._wire.limits import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_STEP
 
@@ -34,7 +34,8 @@ class BatchTooLarge(ValueError):
 
 
 def parse_batch(body: bytes) -> ParsedBatch:
-    """Decode a batch and check every record; return the records and their lines.
+    """Decode a batch and check every record (sequence numbers increase by one: a ``lost``
+    record stands for the span it names); return the records and their lines.
 
     Raises:
         RecordError: a line that is not a well-formed record (the message names it).
@@ -120,6 +121,6 @@ def _checked_records(lines: list[str], parsed: list[Any] | None) -> list[list[An
             check_record(record)
         except RecordError as exc:
             raise RecordError(f"line {number}: {exc}") from None
-        expected = seq + 1
+        expected = last_seq(record) + 1
         records.append(record)
     return records

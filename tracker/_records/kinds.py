@@ -29,6 +29,7 @@ __all__ = [
     "EXIT_STATES",
     "FILE",
     "KINDS",
+    "LOST",
     "METRIC",
     "ROW",
     "RUN",
@@ -39,6 +40,7 @@ __all__ = [
     "check_record",
     "decode_record",
     "is_finite_number",
+    "last_seq",
     "payload_index",
     "restore_record",
     "row_data_texts",
@@ -69,6 +71,9 @@ class RecordKind:
     """What the payload is, in words (for messages and docs)."""
     check: Callable[[Record], None]
     apply: Callable[[RunState, Record], None]
+    spans: Callable[[Record], int] | None = None
+    """The last sequence number a record of this kind stands for, when that is not its
+    own (a ``lost`` record stands for the records a damaged run log lost)."""
 
     @property
     def payload_index(self) -> int:
@@ -198,6 +203,31 @@ def _check_exit(record: Record) -> None:
         raise RecordError(f"runtime {payload['runtime']!r:.60} is not a finite number")
 
 
+def _check_lost(record: Record) -> None:
+    payload = record[2]
+    through = payload.get("through") if type(payload) is dict else None
+    if type(through) is not int or not record[0] <= through <= MAX_STEP:
+        raise RecordError(
+            f"the payload's through {through!r:.60} is not the sequence number of the last "
+            "lost record (an int at least this record's)"
+        )
+    offset = payload.get("offset")
+    if offset is not None and (type(offset) is not int or offset < 0):
+        raise RecordError(f"offset {offset!r:.60} is not a byte offset (an int >= 0) or null")
+
+
+def _apply_lost(state: RunState, record: Record) -> None:
+    lost = record[2]["through"] - record[0] + 1
+    state.metadata["records_lost"] = state.metadata.get("records_lost", 0) + lost
+
+
+def _lost_through(record: Record) -> int:
+    payload = record[2]
+    through = payload.get("through") if type(payload) is dict else None
+    # a malformed one stands for itself: the fold's check names what is wrong with it
+    return through if type(through) is int and through >= record[0] else int(record[0])
+
+
 def _apply_exit(state: RunState, record: Record) -> None:
     payload = record[2]
     end = payload.get("end_time")
@@ -214,6 +244,7 @@ SUMMARY_DELETE: Final = "summary_delete"
 METRIC: Final = "metric"
 FILE: Final = "file"
 EXIT: Final = "exit"
+LOST: Final = "lost"
 
 KINDS: Final[dict[str, RecordKind]] = {
     kind.name: kind
@@ -238,9 +269,25 @@ KINDS: Final[dict[str, RecordKind]] = {
         RecordKind(METRIC, (), "a define_metric rule", _check_metric, _apply_metric),
         RecordKind(FILE, (), "a file stored with the run", _check_file, _apply_file),
         RecordKind(EXIT, (), "the end of a session", _check_exit, _apply_exit),
+        # Never in a run log: the sender puts one where a damaged stretch of its run log
+        # held records, so the server learns they are lost instead of waiting for them.
+        RecordKind(
+            LOST,
+            (),
+            "records lost to a damaged run log, through a sequence number",
+            _check_lost,
+            _apply_lost,
+            _lost_through,
+        ),
     )
 }
 """The record kinds this version knows, by name."""
+
+
+def last_seq(record: Record) -> int:
+    """The last sequence number ``record`` stands for: its own, but a ``lost`` record's span."""
+    known = KINDS.get(record[1]) if isinstance(record[1], str) else None
+    return record[0] if known is None or known.spans is None else known.spans(record)
 
 
 def payload_index(kind: str) -> int:

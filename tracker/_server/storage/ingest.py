@@ -15,7 +15,7 @@ from typing import Any, Final
 from tracker._errors import UsageError
 from tracker._records import sampler
 from tracker._records.fold import fold_records
-from tracker._records.kinds import ROW
+from tracker._records.kinds import LOST, ROW, last_seq
 from tracker._records.state import RecordError
 from tracker._server.storage import series
 from tracker._server.storage.backend import BatchWrites, StoredRun
@@ -37,7 +37,13 @@ def check_batch(records: Sequence[Any]) -> None:
         raise BadRequest("bad_batch", "a record of the batch is not a [seq, kind, ...] list")
     seqs = [record[0] for record in records]
     first = seqs[0]
-    if set(map(type, seqs)) != {int} or seqs != list(range(first, first + len(seqs))):
+    if set(map(type, seqs)) != {int} or (
+        seqs != list(range(first, first + len(seqs)))
+        if LOST not in map(_KIND, records)
+        else any(
+            seq != last_seq(record) + 1 for record, seq in zip(records, seqs[1:], strict=False)
+        )
+    ):
         raise BadRequest(
             "bad_batch",
             f"the batch's sequence numbers {seqs[:3]!r:.60}... are not integers increasing "
@@ -59,7 +65,12 @@ def decide(
     if stored is None:
         raise missing(key)
     acked = stored["acked_seq"]
-    skip = max(0, acked + 1 - records[0][0]) if records else 0
+    if LOST not in map(_KIND, records):
+        skip = max(0, acked + 1 - records[0][0]) if records else 0
+    else:
+        skip = 0
+        while skip < len(records) and last_seq(records[skip]) <= acked:
+            skip += 1
     fresh = records[skip:]
     if not fresh:
         return BatchWrites(stored["pk"], acked, {"heartbeat_at": now})
@@ -84,7 +95,7 @@ def decide(
         texts = (
             checked_row_texts(rows) if kept_lines is not None else row_texts(rows.steps, rows.datas)
         )
-    writes = BatchWrites(stored["pk"], int(fresh[-1][0]), fold_fields(run, now, rows_only))
+    writes = BatchWrites(stored["pk"], last_seq(fresh[-1]), fold_fields(run, now, rows_only))
     if rows.steps:
         writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
         writes.texts = texts
