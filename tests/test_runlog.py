@@ -132,3 +132,40 @@ def test_sync_uploads_past_damage_says_what_was_lost_and_exits_one(
         assert tracker.Api(server.url).run(stored.path)._document["metadata"]["records_lost"] == 100
         assert main(arguments) == 1
         assert " 0 records sent" in capsys.readouterr().out
+
+
+def test_two_copies_of_a_run_resumed_apart_never_lose_rows_silently(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run directory copied and resumed in two places: the first copy synced is the run;
+    the second's sync is refused naming the conflict and --run-id, and with --run-id it is
+    stored whole as a run of its own."""
+    import shutil
+
+    from tracker._cli import main
+    from tracker._server._runner import EmbeddedServer
+
+    run_of_batches(tmp_path / "a", batches=1)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for root, value in (("a", 1.0), ("b", 2.0)):
+        resumed = tracker.init(
+            dir=tmp_path / root, project="tests", id="damaged", resume="allow", settings=SILENT
+        )
+        for index in range(50):
+            resumed.log({"step": 100 + index, "copy": value})
+        resumed.finish()
+    with EmbeddedServer(f"sqlite:///{tmp_path / 'server.db'}") as server:
+        url = ["--base-url", server.url]
+        assert main(["sync", str(tmp_path / "a"), *url]) == 0
+        capsys.readouterr()
+        assert main(["sync", str(tmp_path / "b"), *url]) == 2
+        error = capsys.readouterr().err
+        assert "resumed in two places" in error
+        assert "--run-id" in error
+        api = tracker.Api(server.url)
+        copies = {row["copy"] for row in api.run("local/tests/damaged").history(keys=["copy"])}
+        assert copies == {1.0}
+        assert main(["sync", str(tmp_path / "b"), *url, "--run-id", "damaged-b"]) == 0
+        other = api.run("local/tests/damaged-b").history(keys=["step", "copy"])
+        assert len(other) == 150
+        assert {row.get("copy") for row in other[100:]} == {2.0}

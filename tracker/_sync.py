@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracker._errors import Error, UsageError
-from tracker._names import local_file
+from tracker._names import check_run_id, local_file
 from tracker._reader import StoredRun
 from tracker._rundir import FILES_DIR, LOG_NAME, RUNS_FOLDER
 from tracker._runlog import Damage
@@ -57,8 +57,10 @@ def run_dirs_under(path: Path) -> list[Path]:
     return found
 
 
-def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
-    """Upload what the server lacks of one run directory, and its files.
+def sync_run_dir(run_dir: Path, settings: Settings, run_id: str | None = None) -> SyncReport:
+    """Upload what the server lacks of one run directory, and its files; ``run_id`` uploads
+    it as that run instead of its own (a copy of a run directory resumed apart from the
+    one the server has is refused as its run: `LogConflict`).
 
     Raises:
         UsageError: not a run directory, or no server configured.
@@ -78,13 +80,16 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
     if not isinstance(log_id, str):
         raise UsageError(f"{run_dir} was written by a version of tracker that sync cannot read")
     entity = stored.entity if stored.metadata.get("entity_given") else settings.entity
+    run_id = stored.id if run_id is None else check_run_id(run_id, "--run-id")
+    sessions = tuple((int(seq), str(session)) for seq, session in stored.fold.sessions)
     body = handshake_body(
         entity=entity,
         project=stored.project,
-        run_id=stored.id,
+        run_id=run_id,
         log_id=log_id,
         mode="continue",
         heartbeat_interval=settings.heartbeat_interval,
+        sessions=sessions,
     )
     try:
         answer = handshake_now(
@@ -103,9 +108,10 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
         settings.api_key,
         str(answer["entity"]),
         str(answer["project"]),
-        stored.id,
+        run_id,
         log_id,
         settings.heartbeat_interval,
+        sessions,
     )
     sender = Sender(
         target,

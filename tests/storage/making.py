@@ -47,10 +47,11 @@ async def start(
     rewind_to: int | None = None,
     now: float = NOW,
     interval: float = 10.0,
+    sessions: list[list[Any]] | None = None,
 ) -> StartResult:
-    """Handshake for ``key``."""
+    """Handshake for ``key`` (telling the log's writer ``sessions``)."""
     return await store.start_run(
-        StartRequest(key, log_id, mode, fork_from, rewind_to, interval, now)
+        StartRequest(key, log_id, mode, fork_from, rewind_to, interval, now, sessions or [])
     )
 
 

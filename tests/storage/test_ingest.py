@@ -18,7 +18,7 @@ from tracker._records.summary import make_rule
 from tracker._rundir import LOG_NAME
 from tracker._runlog import read_records
 from tracker._server.storage import RunKey, Store, parse_order
-from tracker._server.storage.errors import BadRequest, RunNotFound, SeqGap
+from tracker._server.storage.errors import BadRequest, LogConflict, RunNotFound, SeqGap
 
 from .making import KEY, LOG, LOG2, NOW, history_steps, records, rows, same, start
 
@@ -410,3 +410,39 @@ async def test_a_batch_longer_than_one_insert_keeps_every_row_and_the_last_of_a_
     assert by_step[10] == 450
     assert by_step[250] == 451
     assert all(by_step[step] == step for step in range(450) if step not in (10, 250))
+
+
+def session(seq: int, started: float) -> list[Any]:
+    """A session-opening run record at ``seq``, as a start or a resume writes it."""
+    return records(("run", {"start_time": started}), seq=seq)
+
+
+async def test_a_lost_record_moves_the_ack_past_the_hole_and_counts(store: Store) -> None:
+    """A lost record stands for seqs it through its through: the ack moves past them, the
+    next record follows, and the run's metadata counts them; resending it changes nothing."""
+    await start(store)
+    await store.ingest(KEY, LOG, rows(range(3)), NOW)
+    batch = [[3, "lost", {"through": 9, "offset": 100}], *rows(range(10, 12), seq=10)]
+    assert await store.ingest(KEY, LOG, batch, NOW) == 11
+    assert await store.ingest(KEY, LOG, batch, NOW) == 11
+    assert await history_steps(store) == [0, 1, 2, 10, 11]
+    run = await store.get_run(KEY)
+    assert run is not None
+    assert run["metadata"]["records_lost"] == 7
+
+
+async def test_a_second_copy_of_a_log_resumed_apart_is_refused_not_merged(store: Store) -> None:
+    """Two copies of one log resumed apart (sessions differing at seq 3): the server keeps
+    the first one stored, and refuses the other at its handshake and at ingest."""
+    await start(store, sessions=[[0, "1.0"]])
+    await store.ingest(KEY, LOG, session(0, 1.0) + rows(range(2), seq=1), NOW)
+    # both copies' syncs shake hands before either stores its resumed session
+    await start(store, "continue", sessions=[[0, "1.0"], [3, "2.0"]])
+    await start(store, "continue", sessions=[[0, "1.0"], [3, "3.0"]])
+    assert await store.ingest(KEY, LOG, session(3, 2.0) + rows(range(2, 4), seq=4), NOW) == 5
+    with pytest.raises(LogConflict, match="--run-id"):
+        await store.ingest(KEY, LOG, session(3, 3.0) + rows(range(2, 6), seq=4), NOW)
+    with pytest.raises(LogConflict):
+        await start(store, "continue", sessions=[[0, "1.0"], [3, "3.0"]])
+    assert (await start(store, "continue", sessions=[[0, "1.0"], [3, "2.0"]])).acked_seq == 5
+    assert await history_steps(store) == [0, 1, 2, 3]

@@ -62,6 +62,8 @@ class StreamTarget:
     run_id: str
     log_id: str
     heartbeat_interval: float
+    sessions: tuple[tuple[int, str], ...] = ()
+    """The log's writer sessions, told at each handshake (`tracker._wire.protocol`)."""
 
     @property
     def path(self) -> str:
@@ -234,6 +236,7 @@ class Sender:
                     log_id=target.log_id,
                     mode="continue",
                     heartbeat_interval=target.heartbeat_interval,
+                    sessions=target.sessions,
                 ),
             )
             self._reposition(int(answer["acked_seq"]))

@@ -44,6 +44,7 @@ __all__ = [
     "payload_index",
     "restore_record",
     "row_data_texts",
+    "session_of",
 ]
 
 Record = Sequence[Any]
@@ -144,7 +145,22 @@ def _apply_run(state: RunState, record: Record) -> None:
         state.session_start = float(rest["start_time"])
         state.runtime_offset = float(rest.get("runtime_offset", 0.0))
         state.state, state.exit_code, state.end_time = "running", None, None
+        state.sessions.append([record[0], _session(rest["start_time"])])
     state.metadata.update(rest)
+
+
+def _session(start_time: float) -> str:
+    return repr(float(start_time))
+
+
+def session_of(record: Record) -> list[Any] | None:
+    """``[seq, session]`` when ``record`` opens a writer session (a ``run`` record with
+    ``start_time``): the session is its start time, unique to the process that started or
+    resumed the run, so two copies of a run log resumed apart differ there."""
+    payload = record[2] if record[1] == RUN else None
+    if type(payload) is dict and is_finite_number(payload.get("start_time")):
+        return [record[0], _session(payload["start_time"])]
+    return None
 
 
 def _apply_config(state: RunState, record: Record) -> None:

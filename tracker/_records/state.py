@@ -53,6 +53,8 @@ class RunState:
     runtime: float = 0.0
     session_start: float = 0.0
     runtime_offset: float = 0.0
+    sessions: list[list[Any]] = field(default_factory=list)
+    """``[first seq, session]`` of each writer session (`tracker._records.kinds.session_of`)."""
 
 
 @dataclass

@@ -37,6 +37,7 @@ from tracker._server.storage import RunKey, StartRequest, Store, parse_order
 from tracker._server.storage.errors import (
     BadRequest,
     BadStep,
+    LogConflict,
     RunExists,
     RunNotFound,
     SeqGap,
@@ -139,7 +140,7 @@ def api_error(exc: ApiError | StorageError | RecordError) -> ApiError:
         status = 400
     elif isinstance(exc, RunNotFound):
         status = 404
-    elif isinstance(exc, RunExists | BadStep):
+    elif isinstance(exc, RunExists | BadStep | LogConflict):
         status = 409
     elif isinstance(exc, Unavailable):
         status = 503
@@ -429,6 +430,7 @@ class _Api:
             rewind_to=body.get("rewind_to"),
             heartbeat_interval=DEFAULT_HEARTBEAT_SECONDS if interval is None else interval,
             now=time.time(),
+            sessions=_sessions(body.get("sessions")),
         )
         result = await self._storage.start_run(request_)
         url = self._url(request, key)
@@ -695,6 +697,28 @@ def _run_not_found(key: RunKey) -> ApiError:
         f"run {key.run_id} does not exist in {key.entity}/{key.project}; start it with "
         "POST /api/v1/runs/start first",
     )
+
+
+def _sessions(value: object) -> list[list[Any]]:
+    """The handshake's ``sessions``: ``[[first seq, session], ...]`` in seq order, or none."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and type(pair[0]) is int
+        and 0 <= pair[0] <= MAX_STEP
+        and isinstance(pair[1], str)
+        and len(pair[1]) <= 64
+        for pair in value
+    ):
+        raise ApiError(
+            400,
+            "bad_request",
+            f"sessions={clip(repr(value))} must be a list of [first seq, session] pairs "
+            "(an int >= 0 and a str of at most 64 characters)",
+        )
+    return value
 
 
 def _fork_from(value: object) -> tuple[str, int] | None:

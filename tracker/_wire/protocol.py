@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -57,8 +57,10 @@ def handshake_body(
     heartbeat_interval: float,
     fork_from: tuple[str, int] | None = None,
     rewind_to: int | None = None,
+    sessions: Sequence[Sequence[Any]] = (),
 ) -> dict[str, Any]:
-    """The JSON body of ``POST runs/start``."""
+    """The JSON body of ``POST runs/start``; ``sessions``, the log's writer sessions so far
+    (``[first seq, session]``), let the server tell two copies of one log apart."""
     return {
         "protocol": PROTOCOL,
         "entity": entity,
@@ -69,6 +71,7 @@ def handshake_body(
         "fork_from": None if fork_from is None else {"run_id": fork_from[0], "step": fork_from[1]},
         "rewind_to": rewind_to,
         "heartbeat_interval": heartbeat_interval,
+        "sessions": [list(pair) for pair in sessions],
     }
 
 

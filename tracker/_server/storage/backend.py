@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, TypedDict
+from typing import Any, Protocol, TypeAlias, TypedDict
 
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import RunQuery
@@ -92,6 +92,8 @@ class StoredRun(RunFields):
     run_id: str
     acked_seq: int
     """The highest stored seq of the log `Reader.load_run` was asked about, -1 when none."""
+    sessions: list[list[Any]]
+    """That log's writer sessions stored so far: ``[first seq, session]`` pairs."""
 
 
 @dataclass
@@ -113,6 +115,8 @@ class BatchWrites:
     ones (`tracker._server.storage.series.appended_chunks`)."""
     rebuild: tuple[int, int] | None = None
     """A step range whose series to rebuild from the rows (`Writer.rebuild_series`)."""
+    sessions: list[list[Any]] | None = None
+    """The log's writer sessions once the batch is stored (None: unchanged)."""
 
 
 StoredRow: TypeAlias = tuple[int, float, float, str]

@@ -10,7 +10,8 @@ No error here knows HTTP: the app maps each one to a status (`tracker._server._a
     │   ├── RunNotFound     the run (or a fork's parent) does not exist
     │   ├── RunExists       the run exists and the request needs a new one
     │   ├── BadStep         a fork or rewind step beyond the run's last step
-    │   └── SeqGap          a batch starts past the log's stored seq: resend from ``acked_seq + 1``
+    │   ├── SeqGap          a batch starts past the log's stored seq: resend from ``acked_seq + 1``
+    │   └── LogConflict     two copies of one run log, resumed apart: one is stored, not both
     ├── Unavailable         nothing was changed: try again later
     │   ├── StorageBusy     the database is locked by another process
     │   └── StorageClosed   the storage was closed (the server is stopping)
@@ -25,6 +26,7 @@ from typing import Literal
 __all__ = [
     "BadRequest",
     "BadStep",
+    "LogConflict",
     "Refused",
     "RunExists",
     "RunNotFound",
@@ -91,6 +93,14 @@ class SeqGap(Refused):
         """Say where the log stands: ``acked_seq`` is the highest stored seq."""
         super().__init__(message)
         self.acked_seq = acked_seq
+
+
+class LogConflict(Refused):
+    """A log's writer sessions differ from those stored for it: a copy of the run directory
+    was resumed apart from the copy the server has (Kafka fences such a second producer
+    with its epoch; a session's ``start_time`` is ours)."""
+
+    code = "log_conflict"
 
 
 class Unavailable(StorageError):

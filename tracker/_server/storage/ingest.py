@@ -15,16 +15,16 @@ from typing import Any, Final
 from tracker._errors import UsageError
 from tracker._records import sampler
 from tracker._records.fold import fold_records
-from tracker._records.kinds import LOST, ROW, last_seq
+from tracker._records.kinds import LOST, ROW, RUN, last_seq, session_of
 from tracker._records.state import RecordError
 from tracker._server.storage import series
 from tracker._server.storage.backend import BatchWrites, StoredRun
 from tracker._server.storage.document import RunKey
-from tracker._server.storage.errors import BadRequest, SeqGap
+from tracker._server.storage.errors import BadRequest, LogConflict, SeqGap
 from tracker._server.storage.starts import missing
 from tracker._server.storage.stored import checked_row_texts, fold_fields, fold_state, row_texts
 
-__all__ = ["check_batch", "decide"]
+__all__ = ["check_batch", "check_sessions", "decide"]
 
 _KIND: Final = operator.itemgetter(1)
 
@@ -65,6 +65,7 @@ def decide(
     if stored is None:
         raise missing(key)
     acked = stored["acked_seq"]
+    sessions = _sessions_after(key, log_id, stored, records) if RUN in map(_KIND, records) else None
     if LOST not in map(_KIND, records):
         skip = max(0, acked + 1 - records[0][0]) if records else 0
     else:
@@ -73,7 +74,7 @@ def decide(
             skip += 1
     fresh = records[skip:]
     if not fresh:
-        return BatchWrites(stored["pk"], acked, {"heartbeat_at": now})
+        return BatchWrites(stored["pk"], acked, {"heartbeat_at": now}, sessions=sessions)
     if fresh[0][0] != acked + 1:
         raise SeqGap(
             f"log {log_id} of run {key.run_id}: the batch starts at seq {fresh[0][0]} "
@@ -96,6 +97,7 @@ def decide(
             checked_row_texts(rows) if kept_lines is not None else row_texts(rows.steps, rows.datas)
         )
     writes = BatchWrites(stored["pk"], last_seq(fresh[-1]), fold_fields(run, now, rows_only))
+    writes.sessions = sessions
     if rows.steps:
         writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
         writes.texts = texts
@@ -103,3 +105,55 @@ def decide(
         if steps:
             writes.appended = sampler.series_of(steps, datas)
     return writes
+
+
+def check_sessions(
+    key: RunKey, log_id: str, stored: list[list[Any]], acked: int, given: list[list[Any]]
+) -> None:
+    """Refuse a client whose log had other writer sessions up to ``acked`` than the log the
+    server stored (``stored``; empty: none known, as before the server kept them).
+
+    Raises:
+        LogConflict: a copy of the run directory was resumed apart from the one stored.
+    """
+    if not stored:
+        return
+    mine = [pair for pair in stored if pair[0] <= acked]
+    theirs = [pair for pair in given if pair[0] <= acked]
+    if mine != theirs:
+        raise _conflict(key, log_id, mine, theirs)
+
+
+def _sessions_after(
+    key: RunKey, log_id: str, stored: StoredRun, records: Sequence[Any]
+) -> list[list[Any]] | None:
+    """The log's sessions once the batch's session-opening records are stored (None: no
+    new one); a batch reopening, at a seq already stored, another session than the one
+    stored there comes from another copy of the log.
+
+    Raises:
+        LogConflict: such a record.
+    """
+    known = stored["sessions"]
+    acked = stored["acked_seq"]
+    added = []
+    for record in records:
+        opened = session_of(record)
+        if opened is None:
+            continue
+        if opened[0] > acked:
+            added.append(opened)
+        elif known and opened not in known:
+            raise _conflict(key, log_id, known, [opened])
+    return [*known, *added] if added else None
+
+
+def _conflict(
+    key: RunKey, log_id: str, stored: list[list[Any]], given: list[list[Any]]
+) -> LogConflict:
+    return LogConflict(
+        f"log {log_id} of run {key.run_id} was resumed in two places: the server stored the "
+        f"sessions (first seq, start time) {stored!r:.200} of it, this copy has "
+        f"{given!r:.200}; one copy's records cannot be stored as the other's. Upload this "
+        "copy as a run of its own: tracker sync DIR --run-id NEW_ID"
+    )

@@ -52,6 +52,7 @@ class _Run:
     chunks: dict[str, dict[int, Chunk]] = field(default_factory=dict)
     """Per key, its chunks by first step."""
     streams: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, list[list[Any]]] = field(default_factory=dict)
     files: dict[str, tuple[bytes, FileInfo]] = field(default_factory=dict)
 
 
@@ -154,6 +155,7 @@ class _Session:
         run = self._run(pk)
         stored = _copy(run.stored)
         stored["acked_seq"] = -1 if log_id is None else run.streams.get(log_id, -1)
+        stored["sessions"] = [] if log_id is None else list(run.sessions.get(log_id, []))
         return stored
 
     async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
@@ -257,6 +259,7 @@ class _Session:
             "project": key.project,
             "run_id": key.run_id,
             "acked_seq": -1,
+            "sessions": [],
         }
         if (key.entity, key.project) not in data.projects:
             self._set(data.projects, (key.entity, key.project), fields["created_at"])
@@ -294,6 +297,8 @@ class _Session:
         if writes.rebuild is not None:
             self._rebuild(writes.pk, *writes.rebuild)
         self._set(run.streams, log_id, writes.acked_seq)
+        if writes.sessions is not None:
+            self._set(run.sessions, log_id, writes.sessions)
         self._update(writes.pk, writes.fields)
 
     def _put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:

@@ -453,16 +453,18 @@ class Session:
 def load_run(conn: sqlite3.Connection, key: RunKey, log_id: str | None) -> StoredRun | None:
     rows = _tuples(
         conn,
-        f"SELECT {_RUN_SELECT}, (SELECT acked_seq FROM streams WHERE run_pk = runs.pk "
-        "AND log_id = ?) FROM runs WHERE entity = ? AND project = ? AND run_id = ?",
+        f"SELECT {_RUN_SELECT}, streams.acked_seq, streams.sessions FROM runs LEFT JOIN "
+        "streams ON streams.run_pk = runs.pk AND streams.log_id = ? "
+        "WHERE entity = ? AND project = ? AND run_id = ?",
         (log_id, key.entity, key.project, key.run_id),
     )
     if not rows:
         return None
-    *values, acked = rows[0]
+    *values, acked, sessions = rows[0]
     stored = _stored(values)
     if acked is not None:
         stored["acked_seq"] = int(acked)
+        stored["sessions"] = orjson.loads(sessions)
     return stored
 
 
@@ -486,9 +488,10 @@ def store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> N
     if writes.rebuild is not None:
         _rebuild_series(conn, pk, *writes.rebuild)
     conn.execute(
-        "INSERT INTO streams (run_pk, log_id, acked_seq) VALUES (?, ?, ?) "
-        "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq",
-        (pk, log_id, writes.acked_seq),
+        "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
+        + ("" if writes.sessions is None else ", sessions = excluded.sessions"),
+        (pk, log_id, writes.acked_seq, orjson.dumps(writes.sessions or []).decode()),
     )
     _update_run(conn, pk, writes.fields)
 
@@ -558,6 +561,7 @@ def _stored(values: Sequence[Any]) -> StoredRun:
     stored: Any = dict(zip(_STORED_KEYS, values, strict=True))
     stored["tags"] = orjson.loads(stored["tags"])
     stored["acked_seq"] = -1
+    stored["sessions"] = []
     return stored  # type: ignore[no-any-return]
 
 

@@ -94,5 +94,7 @@ MIGRATIONS: Final = (
     # each series chunk's block extremes (`tracker._server.storage.series.Chunk`); chunks
     # stored before have none, and are summarized when read
     "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
+    # each log's writer sessions, [[first seq, session], ...] (`ingest.sessions_of`)
+    "ALTER TABLE streams ADD COLUMN sessions TEXT NOT NULL DEFAULT '[]'",
 )
 """Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""

@@ -16,7 +16,7 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -40,7 +40,7 @@ from tracker._server.storage.document import (
 )
 from tracker._server.storage.errors import BadRequest, RunExists
 from tracker._server.storage.filters import RunQuery, RunSort, check_page, parse_filters
-from tracker._server.storage.ingest import check_batch, decide
+from tracker._server.storage.ingest import check_batch, check_sessions, decide
 from tracker._server.storage.starts import LOWEST, check_start, fork, missing, rewind
 from tracker._server.storage.stored import (
     new_run_fields,
@@ -77,6 +77,8 @@ class StartRequest:
     """The step to rewind to for mode "rewind"."""
     heartbeat_interval: float
     now: float
+    sessions: list[list[Any]] = field(default_factory=list)
+    """The client's log's writer sessions, ``[first seq, session]`` (empty: none told)."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,10 @@ class Store:
                 session.update({"state": "running", "end_time": None, "exit_code": None})
             await tx.update_run(pk, session)
             started = await tx.load_run(key, request.log_id)
-        assert started is not None, "created or continued above"
+            assert started is not None, "created or continued above"
+            check_sessions(
+                key, request.log_id, started["sessions"], started["acked_seq"], request.sessions
+            )
         return StartResult(
             resumed=stored is not None and mode in _RESUMING,
             last_step=started["last_step"],
