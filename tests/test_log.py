@@ -617,3 +617,19 @@ def test_warning_message_names_define_metric(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"step=2\b.*step_metric"):
         run.log({"a": 1}, step=2)
     run.finish()
+
+
+def test_a_row_of_too_many_keys_is_refused_and_nothing_of_it_logged(tmp_path: Path) -> None:
+    """A row with more keys than a server keeps series for is a UsageError naming the
+    limit and what to do instead; the rows around it are logged."""
+    from tracker._wire.limits import MAX_ROW_KEYS
+
+    run = tracker.init(dir=tmp_path, settings={"silent": True})
+    run.log({"x": 0})
+    with pytest.raises(tracker.UsageError, match=f"at most {MAX_ROW_KEYS}.*as one value"):
+        run.log({f"k{index}": index for index in range(MAX_ROW_KEYS + 1)})
+    run.log({f"k{index}": index for index in range(MAX_ROW_KEYS)})
+    run.log({"x": 2})
+    run.finish()
+    rows = tracker.read_run(run.dir).history()
+    assert [row.get("x") for row in rows] == [0, None, 2]

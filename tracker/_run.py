@@ -38,7 +38,7 @@ from tracker._runfiles import SAVE_POLICIES, RunFiles, find_files
 from tracker._runlog import RunLogReader, RunLogWriter
 from tracker._settings import Settings
 from tracker._status import RunStatus
-from tracker._wire.limits import MAX_RECORD_BYTES, MAX_STEP, MAX_TAG_CHARS
+from tracker._wire.limits import MAX_RECORD_BYTES, MAX_ROW_KEYS, MAX_STEP, MAX_TAG_CHARS
 
 if TYPE_CHECKING:
     from tracker._io._sender import Sender, StreamTarget
@@ -49,6 +49,7 @@ _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 _ROW: Final = kinds.ROW
 _MAX_RECORD: Final = MAX_RECORD_BYTES
+_MAX_KEYS: Final = MAX_ROW_KEYS
 _now = time.time
 # Every ``null`` holds a "u": a memchr for the byte saves most rows the ~0.3 µs search for
 # ``null`` (bytes.find with a 4-byte pattern scans byte by byte on digits).
@@ -298,7 +299,13 @@ class Run:
             UsageError: ``data`` is not a dict of str keys, a value cannot be encoded
                 (nothing of the call is logged), or the run is finished.
         """
-        if step is not None or commit is not None or self._pending or type(data) is not dict:
+        if (
+            step is not None
+            or commit is not None
+            or self._pending
+            or type(data) is not dict
+            or len(data) > _MAX_KEYS
+        ):
             self._log(data, step, commit, block=True)
             return
         outbox = self._outbox
@@ -806,6 +813,12 @@ def _check_row(data: Any) -> dict[str, Any]:
         raise UsageError(
             f"log() takes a dict of str keys, e.g. run.log({{'loss': 0.1}}); "
             f"got {type(data).__name__}"
+        )
+    if len(data) > MAX_ROW_KEYS:
+        raise UsageError(
+            f"log(): the row has {len(data)} keys; a row holds at most {MAX_ROW_KEYS} (each "
+            "key is a series the server keeps): log a big collection as one value (a list), "
+            "as a file with run.save(), or over several steps"
         )
     for key in data:
         if not isinstance(key, str):

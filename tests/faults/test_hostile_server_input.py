@@ -320,6 +320,69 @@ def test_a_client_holding_every_file_descriptor_locks_others_out_only_briefly(
 # -- sequence numbers and log ids ------------------------------------------------------------
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.timeout(90)
+def test_a_client_flooding_its_websocket_keeps_server_memory_flat(
+    tmp_path: Path, figures: Figures
+) -> None:
+    """A client that sends 128 MB of batches as fast as the socket takes them, never
+    waiting for an ack: the server reads only as fast as it stores (two batches in flight,
+    64 MiB over all connections), its memory stays flat, and every batch is stored once."""
+    server = ServerProcess(tmp_path / "server").start()
+    wire = Wire(server.url)
+    batches, per_batch = 64, 500  # 64 batches of 500 rows of 4 KB: 2 MB each
+    payload = "x" * 4000
+
+    async def flood() -> list[int]:
+        log_id = uuid.uuid4().hex
+        wire.start("flood", "flood", log_id)
+        acks: list[int] = []
+        url = f"{server.url}/api/v1/runs/local/flood/flood/stream?log_id={log_id}"
+        async with (
+            aiohttp.ClientSession(headers=CLIENT_HEADERS) as session,
+            session.ws_connect(url, max_msg_size=0) as socket_,
+        ):
+            for batch in range(batches):
+                first = batch * per_batch
+                await socket_.send_bytes(
+                    b"".join(
+                        encode_record((seq, "row", seq, 1.0), {"x": seq, "p": payload}, "row")
+                        for seq in range(first, first + per_batch)
+                    )
+                )
+            while len(acks) < batches:
+                message = await asyncio.wait_for(socket_.receive(), 60)
+                acks.append(int(orjson.loads(message.data)["seq"]))
+        return acks
+
+    try:
+        assert server.process is not None
+        before = _peak_rss_mb(server.process.pid)
+        began = time.monotonic()
+        acks = asyncio.run(flood())
+        figures.seconds = time.monotonic() - began
+        growth = _peak_rss_mb(server.process.pid) - before
+        stored = wire.xs("local/flood/flood")
+        figures.rows_logged = batches * per_batch
+        figures.rows_stored = len(stored)
+        figures.lost = figures.rows_logged - len(stored)
+        figures.rss_growth_mb = growth
+        figures.extra["sent_mb"] = round(batches * per_batch * 4.05 / 1000)
+        assert acks[-1] == batches * per_batch - 1
+        assert sorted(stored) == list(range(batches * per_batch))
+        assert growth < 100, f"the server's peak RSS grew {growth:.0f} MB"
+    finally:
+        wire.close()
+        server.stop()
+
+
 def test_resent_records_with_other_content_change_nothing(fortress: Fortress) -> None:
     """Records resent with other values are skipped, a batch that straddles the stored seq
     stores only its new records, and sequence numbers far ahead are refused (409 with the

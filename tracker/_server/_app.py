@@ -16,6 +16,7 @@ import logging
 import math
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -30,6 +31,7 @@ from tracker._records.batch import BatchTooLarge, ParsedBatch, parse_batch
 from tracker._records.codec import encode_value
 from tracker._records.state import RecordError
 from tracker._server._auth import ApiError, auth_middleware, caller, check_entity
+from tracker._server._budget import ByteBudget
 from tracker._server._dashboard import Dashboard, dashboard_auth
 from tracker._server._guard import guard_middleware
 from tracker._server._params import clip, int_query, json_query
@@ -63,6 +65,11 @@ BODY_GRACE_SECONDS: Final = 10.0
 BODY_MIN_BYTES_PER_SECOND: Final = 4096
 """A body must arrive within BODY_GRACE_SECONDS plus a second per this many bytes received."""
 WS_PING_SECONDS: Final = 10.0
+WS_BATCHES_IN_FLIGHT: Final = 2
+"""Batches of one websocket parsed or being stored at once: one stored while the next is
+parsed; the socket is not read meanwhile."""
+INGEST_BUDGET_BYTES: Final = 64 * 2**20
+"""Batch bytes the server holds at once over every connection (`ByteBudget`)."""
 SWEEP_SECONDS: Final = 1.0
 DEFAULT_HEARTBEAT_SECONDS: Final = 10.0
 """The heartbeat interval of a handshake that names none."""
@@ -327,6 +334,7 @@ class _Api:
         self._storage = storage
         self._base_url = base_url.rstrip("/") if base_url else None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._ingest_budget = ByteBudget(INGEST_BUDGET_BYTES)
 
     def routes(self) -> list[web.RouteDef]:
         """Every endpoint of docs/protocol.md."""
@@ -467,8 +475,11 @@ class _Api:
         self._sockets.add(socket)
         # Batches are pipelined: while the storage writes one (SQLite releases the GIL),
         # the next is parsed. The storage applies them in order and refuses any gap, and
-        # each batch's ack waits for the ack before it, so acks go out in order too.
+        # each batch's ack waits for the ack before it, so acks go out in order too. At most
+        # WS_BATCHES_IN_FLIGHT per connection and INGEST_BUDGET_BYTES in all are held: the
+        # socket is not read meanwhile, and TCP slows the client down.
         previous: asyncio.Task[None] | None = None
+        in_flight: deque[asyncio.Task[None]] = deque()
         try:
             # the only task that calls receive(); shutdown's close() is what aiohttp allows
             async for message in socket:
@@ -476,10 +487,20 @@ class _Api:
                     break
                 try:
                     if message.type is WSMsgType.BINARY:
-                        batch = await _parse(message.data)
+                        while len(in_flight) >= WS_BATCHES_IN_FLIGHT:
+                            await _settle(in_flight.popleft())
+                        size = len(message.data)
+                        await self._ingest_budget.acquire(size)
+                        try:
+                            parsed = await _parse(message.data)
+                        except BaseException:
+                            await self._ingest_budget.release(size)
+                            raise
                         previous = asyncio.ensure_future(
-                            self._ingest_and_ack(socket, key, log_id, batch, previous)
+                            self._ingest_and_ack(socket, key, log_id, parsed, previous, size)
                         )
+                        del parsed, message  # the task holds the batch, and frees it when stored
+                        in_flight.append(previous)
                     else:
                         await self._on_text(key, message)
                 except (ApiError, StorageError) as exc:
@@ -506,9 +527,11 @@ class _Api:
         log_id: str,
         batch: ParsedBatch,
         previous: asyncio.Task[None] | None,
+        size: int,
     ) -> None:
-        """Store one batch, then (after the previous batch's ack) send its ack; a refusal
-        closes the socket, and the client resends from its last ack."""
+        """Store one batch (holding ``size`` bytes of the ingest budget until stored), then
+        (after the previous batch's ack) send its ack; a refusal closes the socket, and the
+        client resends from its last ack."""
         failure: tuple[int, str, str, dict[str, Any]] | None = None
         try:
             acked = await self._ingest(key, log_id, batch)
@@ -518,6 +541,9 @@ class _Api:
         except Exception:
             _logger.exception("internal error on the stream of %s", key)
             failure = (500, "internal", "the server failed; reconnect and resend", {})
+        finally:
+            del batch  # the parsed records go before the budget says they have
+            await self._ingest_budget.release(size)
         await _settle(previous)
         previous = None  # no chain of finished tasks kept for the life of the socket
         if socket.closed:
@@ -553,8 +579,10 @@ class _Api:
         """The HTTP fallback of the stream: one batch, answered with the stored seq."""
         key = self._key(request)
         log_id = _log_id(request.query.get("log_id"), "query parameter log_id")
-        body = await _read_body(request, MAX_BATCH_BYTES, "the batch")
-        acked = await self._ingest(key, log_id, await _parse(body))
+        size = min(request.content_length or MAX_BATCH_BYTES, MAX_BATCH_BYTES)
+        async with self._ingest_budget.holding(size):
+            body = await _read_body(request, MAX_BATCH_BYTES, "the batch")
+            acked = await self._ingest(key, log_id, await _parse(body))
         return _json({"acked_seq": acked})
 
     async def heartbeat(self, request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_PAGE",
     "MAX_RECORD_BYTES",
+    "MAX_ROW_KEYS",
     "MAX_STEP",
     "MAX_TAG_CHARS",
 ]
@@ -30,6 +31,8 @@ MAX_STEP: Final = 2**63 - 1
 as databases store it."""
 MAX_RECORD_BYTES: Final = 16 * 2**20
 """The largest encoded record (a row, a config change): it must fit a batch on its own."""
+MAX_ROW_KEYS: Final = 10_000
+"""The most keys one history row may have: each key is a series the server keeps."""
 MAX_BATCH_BYTES: Final = MAX_RECORD_BYTES
 """The largest batch the server takes in one message or request; a client's batches
 (``batch_max_bytes``) may not be larger."""
