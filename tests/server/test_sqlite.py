@@ -17,6 +17,7 @@ from tracker._records.codec import encode_record
 from tracker._records.kinds import decode_record
 from tracker._server.storage import RunKey, StartRequest, Store, open_storage
 from tracker._server.storage.errors import SchemaTooNew, StorageClosed, StorageFailed
+from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 
@@ -76,7 +77,7 @@ async def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
     finally:
         await second.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -163,8 +164,9 @@ async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: 
     await start(store)
     await store.ingest(KEY, LOG, row_records(rows[:200]), NOW)
     await store.close()
-    with sqlite3.connect(path) as conn:
+    with sqlite3.connect(path) as conn:  # back to version 1: no extremes, no sessions
         conn.execute("ALTER TABLE series DROP COLUMN extremes")
+        conn.execute("ALTER TABLE streams DROP COLUMN sessions")
         conn.execute("UPDATE schema_version SET version = 1")
     store, fresh = await opened(path), await opened(fresh_path)
     try:
@@ -180,4 +182,4 @@ async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: 
         await store.close()
         await fresh.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)

@@ -25,6 +25,7 @@ import orjson
 from tracker._bench._fingerprint import Machine
 from tracker._bench._git import CiContext, Commit
 from tracker._bench._stats import describe
+from tracker._wire.limits import MAX_TAG_CHARS
 
 __all__ = [
     "FORMAT",
@@ -41,7 +42,6 @@ JOB_TYPE: Final = "benchmark"
 SAMPLES_FILE: Final = "benchmark-samples.json"
 TIME: Final = "time"
 """The measure of wall-clock timings; counters (``instructions``) name themselves."""
-_TAG_MAX: Final = 64
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,9 @@ class ResultSet:
         """``benchmark``, ``branch:NAME``, ``pr:N`` and ``machine:ID`` (each at most 64 chars)."""
         tags = [JOB_TYPE, f"machine:{self.machine.id}"]
         if self.context.branch:
-            tags.append(f"branch:{self.context.branch}"[:_TAG_MAX])
+            tags.append(f"branch:{self.context.branch}"[:MAX_TAG_CHARS])
         if self.context.pr:
-            tags.append(f"pr:{self.context.pr}"[:_TAG_MAX])
+            tags.append(f"pr:{self.context.pr}"[:MAX_TAG_CHARS])
         return tags
 
     def config(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from aiohttp import ClientPayloadError, WSCloseCode, WSMsgType, web
 
 import tracker
 from tracker._errors import UsageError
-from tracker._names import check_file_name, check_run_id
+from tracker._names import check_file_name
 from tracker._records.batch import BatchTooLarge, ParsedBatch, parse_batch
 from tracker._records.codec import encode_value
 from tracker._records.state import RecordError
@@ -34,7 +34,7 @@ from tracker._server._auth import ApiError, auth_middleware, caller, check_entit
 from tracker._server._budget import ByteBudget
 from tracker._server._dashboard import Dashboard, dashboard_auth
 from tracker._server._guard import guard_middleware
-from tracker._server._params import clip, int_query, json_query
+from tracker._server._params import checked_name, clip, int_query, json_query, project_of
 from tracker._server.storage import RunKey, StartRequest, Store, parse_order
 from tracker._server.storage.errors import (
     BadRequest,
@@ -291,14 +291,6 @@ def _exact(value: Any, what: str) -> web.Response:
     return web.Response(body=encode_value(value, what), content_type="application/json")
 
 
-def _name(value: object, what: str) -> str:
-    """An entity, project or run id, else 400 ``bad_name``."""
-    try:
-        return check_run_id(value, what)
-    except UsageError as exc:
-        raise ApiError(400, "bad_name", str(exc)) from None
-
-
 def _file_name(value: str) -> str:
     """A stored file name (`tracker._names.check_file_name`), else 400 ``bad_name``."""
     try:
@@ -385,9 +377,9 @@ class _Api:
     def _key(self, request: web.Request) -> RunKey:
         info = request.match_info
         return RunKey(
-            _name(info["entity"], "entity"),
-            _name(info["project"], "project"),
-            _name(info["run_id"], "run_id"),
+            checked_name(info["entity"], "entity"),
+            checked_name(info["project"], "project"),
+            checked_name(info["run_id"], "run_id"),
         )
 
     def _url(self, request: web.Request, key: RunKey) -> str:
@@ -424,10 +416,10 @@ class _Api:
                 versions=[PROTOCOL],
             )
         entity = body.get("entity")
-        entity = caller().entity if entity is None else _name(entity, "entity")
+        entity = caller().entity if entity is None else checked_name(entity, "entity")
         check_entity(entity)
-        project = _name(_field(body, "project"), "project")
-        key = RunKey(entity, project, _name(_field(body, "run_id"), "run_id"))
+        project = checked_name(_field(body, "project"), "project")
+        key = RunKey(entity, project, checked_name(_field(body, "run_id"), "run_id"))
         mode = _field(body, "mode")
         interval = body.get("heartbeat_interval")
         request_ = StartRequest(
@@ -627,14 +619,13 @@ class _Api:
     async def projects(self, request: web.Request) -> web.Response:
         """The projects of an entity (default: the caller's)."""
         entity = request.query.get("entity") or caller().entity
-        entity = _name(entity, "entity")
+        entity = checked_name(entity, "entity")
         check_entity(entity)
         return _json({"projects": await self._storage.list_projects(entity)})
 
     async def runs(self, request: web.Request) -> web.Response:
         """One page of a project's runs, filtered and ordered."""
-        info = request.match_info
-        entity, project = _name(info["entity"], "entity"), _name(info["project"], "project")
+        entity, project = project_of(request)
         filters = json_query(request, "filters", {}, "bad_filter", '{"state": "finished"}')
         sort = parse_order(request.query.get("order") or "-created_at")
         limit = int_query(request, "limit", 100, 1, MAX_PAGE)
@@ -759,4 +750,4 @@ def _fork_from(value: object) -> tuple[str, int] | None:
             "bad_request",
             'fork_from must be {"run_id": "PARENT", "step": N}; got ' + clip(repr(value)),
         )
-    return _name(value["run_id"], "fork_from.run_id"), value["step"]
+    return checked_name(value["run_id"], "fork_from.run_id"), value["step"]

@@ -27,10 +27,8 @@ from tracker._bench._compare import DEFAULT_ALPHA, compare, lower_is_better
 from tracker._bench._detect import DEFAULT_THRESHOLD
 from tracker._bench._history import History, benchmark_units, branches, history
 from tracker._bench._results import JOB_TYPE, SAMPLES_FILE, Benchmark, BenchRun, decode_samples
-from tracker._errors import UsageError
-from tracker._names import check_run_id
 from tracker._server._auth import ApiError
-from tracker._server._params import clip
+from tracker._server._params import checked_name, clip, project_of
 from tracker._server.storage import RunKey, Store, parse_order
 
 __all__ = ["BenchmarkViews"]
@@ -85,7 +83,7 @@ class BenchmarkViews:
 
     async def series(self, request: web.Request) -> web.Response:
         """The benchmarks and branches of a project, and one benchmark's history on a branch."""
-        entity, project = _names_of(request)
+        entity, project = project_of(request)
         threshold = _fraction(request, "threshold", DEFAULT_THRESHOLD)
         runs = await self._runs(entity, project)
         units = benchmark_units(runs)
@@ -113,7 +111,7 @@ class BenchmarkViews:
 
     async def samples(self, request: web.Request) -> web.Response:
         """One benchmark's raw samples in two runs, and the rank test's verdict on them."""
-        entity, project = _names_of(request)
+        entity, project = project_of(request)
         threshold = _fraction(request, "threshold", DEFAULT_THRESHOLD)
         benchmark = request.query.get("benchmark", "")
         run_ids = [part for part in request.query.get("runs", "").split(",") if part]
@@ -125,7 +123,7 @@ class BenchmarkViews:
             )
         found = []
         for run_id in run_ids:
-            key = RunKey(entity, project, _checked(run_id, "run id in runs"))
+            key = RunKey(entity, project, checked_name(run_id, "run id in runs"))
             document = await self._storage.get_run(key)
             run = None
             if document is not None:
@@ -241,17 +239,3 @@ def _fraction(request: web.Request, name: str, default: float) -> float:
             f"query parameter {name}={clip(text)!r} must be a number from 0 to 10",
         )
     return value
-
-
-def _checked(name: str, what: str) -> str:
-    """``name`` if it is a valid entity, project or run id, else a 400 naming ``what``."""
-    try:
-        return check_run_id(name, what)
-    except UsageError as exc:
-        raise ApiError(400, "bad_name", str(exc)) from None
-
-
-def _names_of(request: web.Request) -> tuple[str, str]:
-    """The entity and project of the request's path, checked."""
-    info = request.match_info
-    return _checked(info["entity"], "entity"), _checked(info["project"], "project")

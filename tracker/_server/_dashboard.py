@@ -20,13 +20,11 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tracker._errors import UsageError
-from tracker._names import check_run_id
 from tracker._records.codec import encode_value
 from tracker._server._auth import ApiError
 from tracker._server._benchmarks import BenchmarkViews
 from tracker._server._pages import PAGE_ROUTES, Pages
-from tracker._server._params import int_query, json_query
+from tracker._server._params import checked_name, int_query, json_query, project_of
 from tracker._server.storage import RunDocument, RunKey, Store, parse_sort
 from tracker._server.storage.errors import StorageError
 from tracker._wire.limits import MAX_PAGE, MAX_STEP
@@ -104,7 +102,7 @@ class Dashboard:
 
     async def runs(self, request: web.Request) -> web.Response:
         """One page of a project's runs, filtered and sorted on any column, exactly encoded."""
-        entity, project = _project(request)
+        entity, project = project_of(request)
         filters = json_query(request, "filters", {}, "bad_filter", '{"state": "running"}')
         sort = json_query(request, "sort", ["created_at"], "bad_order", '["summary", "loss"]')
         descending = request.query.get("desc", "1") != "0"
@@ -121,8 +119,8 @@ class Dashboard:
 
     async def series(self, request: web.Request) -> web.Response:
         """A run's numeric history as chart columns (NaN and ±inf as null), downsampled."""
-        entity, project = _project(request)
-        key = RunKey(entity, project, _name(request.match_info["run_id"], "run_id"))
+        entity, project = project_of(request)
+        key = RunKey(entity, project, checked_name(request.match_info["run_id"], "run_id"))
         text = request.query.get("keys")
         keys = None if text is None else [part for part in text.split(",") if part]
         min_step = int_query(request, "min_step", None, -MAX_STEP, MAX_STEP)
@@ -136,7 +134,7 @@ class Dashboard:
         ``runs=A,B`` names the runs, ``after=10,-1`` the last step the page holds of each
         (default -1: all of it), ``samples`` caps the points of one key in one event.
         """
-        entity, project = _project(request)
+        entity, project = project_of(request)
         run_ids = _run_ids(request.query.get("runs", ""))
         after = _steps(request.query.get("after"), len(run_ids))
         samples = int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
@@ -217,18 +215,6 @@ def _slim(document: RunDocument) -> dict[str, Any]:
     return {name: value for name, value in document.items() if name not in _LIST_FIELDS_LEFT_OUT}
 
 
-def _name(value: str, what: str) -> str:
-    try:
-        return check_run_id(value, what)
-    except UsageError as exc:
-        raise ApiError(400, "bad_name", str(exc)) from None
-
-
-def _project(request: web.Request) -> tuple[str, str]:
-    info = request.match_info
-    return _name(info["entity"], "entity"), _name(info["project"], "project")
-
-
 def _run_ids(text: str) -> list[str]:
     run_ids = list(dict.fromkeys(part for part in text.split(",") if part))
     if not run_ids or len(run_ids) > MAX_LIVE_RUNS:
@@ -238,7 +224,7 @@ def _run_ids(text: str) -> list[str]:
             f"query parameter runs={text[:120]!r} must name 1 to {MAX_LIVE_RUNS} run ids, "
             "separated by commas",
         )
-    return [_name(run_id, "run id in runs") for run_id in run_ids]
+    return [checked_name(run_id, "run id in runs") for run_id in run_ids]
 
 
 def _steps(text: str | None, count: int) -> list[int]:

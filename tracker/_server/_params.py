@@ -1,5 +1,5 @@
-"""Request parameters read the same way by every endpoint: bounded integers, JSON, clipped
-echoes."""
+"""Request parameters read the same way by every endpoint: names, bounded integers, JSON,
+clipped echoes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tracker._errors import UsageError
+from tracker._names import check_run_id
 from tracker._server._auth import ApiError
 
-__all__ = ["clip", "int_query", "json_query"]
+__all__ = ["checked_name", "clip", "int_query", "json_query", "project_of"]
 
 
 def clip(text: str, limit: int = 120) -> str:
@@ -58,3 +60,17 @@ def json_query(request: web.Request, name: str, default: Any, code: str, example
             code,
             f"query parameter {name}={clip(repr(text))} is not JSON; send one like {example}",
         ) from None
+
+
+def checked_name(value: object, what: str) -> str:
+    """An entity, project or run id (`tracker._names.check_run_id`), else 400 ``bad_name``."""
+    try:
+        return check_run_id(value, what)
+    except UsageError as exc:
+        raise ApiError(400, "bad_name", str(exc)) from None
+
+
+def project_of(request: web.Request) -> tuple[str, str]:
+    """The entity and project of the request's path, checked."""
+    info = request.match_info
+    return checked_name(info["entity"], "entity"), checked_name(info["project"], "project")

@@ -111,12 +111,13 @@ def check_sessions(
     key: RunKey, log_id: str, stored: list[list[Any]], acked: int, given: list[list[Any]]
 ) -> None:
     """Refuse a client whose log had other writer sessions up to ``acked`` than the log the
-    server stored (``stored``; empty: none known, as before the server kept them).
+    server stored (``stored``; empty: none known, as before the server kept them). A client
+    that tells none (``given`` empty: a live run, whose log is its own) is not checked.
 
     Raises:
         LogConflict: a copy of the run directory was resumed apart from the one stored.
     """
-    if not stored:
+    if not stored or not given:
         return
     mine = [pair for pair in stored if pair[0] <= acked]
     theirs = [pair for pair in given if pair[0] <= acked]
@@ -128,8 +129,8 @@ def _sessions_after(
     key: RunKey, log_id: str, stored: StoredRun, records: Sequence[Any]
 ) -> list[list[Any]] | None:
     """The log's sessions once the batch's session-opening records are stored (None: no
-    new one); a batch reopening, at a seq already stored, another session than the one
-    stored there comes from another copy of the log.
+    new one); a batch reopening, at a seq already stored, another resumed session than the
+    one stored there comes from another copy of the log (copies share the first session).
 
     Raises:
         LogConflict: such a record.
@@ -143,7 +144,7 @@ def _sessions_after(
             continue
         if opened[0] > acked:
             added.append(opened)
-        elif known and opened not in known:
+        elif opened[0] > 0 and known and opened not in known:  # a resume, not the start
             raise _conflict(key, log_id, known, [opened])
     return [*known, *added] if added else None
 

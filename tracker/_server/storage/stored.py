@@ -36,7 +36,7 @@ __all__ = [
     "run_document",
 ]
 
-_IDENTITY: Final = frozenset({"pk", "entity", "project", "run_id", "acked_seq"})
+_IDENTITY: Final = frozenset({"pk", "entity", "project", "run_id", "acked_seq", "sessions"})
 """The `StoredRun` keys that are not `RunFields`."""
 _FLAT_ENOUGH: Final = 200
 """A stored row text with at most this many brackets cannot nest past the exact
