@@ -22,7 +22,7 @@ from .conftest import FAST_RETRIES, Figures, ServerProcess
 
 pytestmark = pytest.mark.faults
 
-GRACE_SECONDS = 10.0  # tracker._server._app.BODY_GRACE_SECONDS
+GRACE_SECONDS = 10.0  # tracker._server._http.BODY_GRACE_SECONDS
 ATTACKER = "127.0.0.2"  # another client address on loopback
 
 

@@ -11,8 +11,19 @@ from aiohttp import web
 from tracker._errors import UsageError
 from tracker._names import check_run_id
 from tracker._server._auth import ApiError
+from tracker._server.storage import RunKey
+from tracker._wire.protocol import LOG_ID
 
-__all__ = ["checked_name", "clip", "int_query", "json_query", "project_of"]
+__all__ = [
+    "checked_name",
+    "clip",
+    "int_query",
+    "json_query",
+    "log_id_param",
+    "project_of",
+    "run_key",
+    "run_not_found",
+]
 
 
 def clip(text: str, limit: int = 120) -> str:
@@ -74,3 +85,30 @@ def project_of(request: web.Request) -> tuple[str, str]:
     """The entity and project of the request's path, checked."""
     info = request.match_info
     return checked_name(info["entity"], "entity"), checked_name(info["project"], "project")
+
+
+def run_key(request: web.Request) -> RunKey:
+    """The run the request's path names, checked."""
+    entity, project = project_of(request)
+    return RunKey(entity, project, checked_name(request.match_info["run_id"], "run_id"))
+
+
+def run_not_found(key: RunKey) -> ApiError:
+    """404 ``run_not_found``: the run has had no handshake."""
+    return ApiError(
+        404,
+        "run_not_found",
+        f"run {key.run_id} does not exist in {key.entity}/{key.project}; start it with "
+        "POST /api/v1/runs/start first",
+    )
+
+
+def log_id_param(value: object, what: str) -> str:
+    """A log id (32 lowercase hex characters), else 400 ``bad_request``."""
+    if not isinstance(value, str) or not LOG_ID.match(value):
+        raise ApiError(
+            400,
+            "bad_request",
+            f"{what}={clip(repr(value))} is not a log id: give 32 lowercase hex characters",
+        )
+    return value
