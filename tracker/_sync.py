@@ -13,7 +13,7 @@ from pathlib import Path
 from tracker._errors import Error, UsageError
 from tracker._names import local_file
 from tracker._reader import StoredRun
-from tracker._rundir import FILES_DIR, LOG_NAME, RUNS_FOLDER
+from tracker._rundir import FILES_DIR, LOG_NAME, RUNS_FOLDER, resolve_run_path
 from tracker._settings import Settings, resolve_settings, write_settings_file
 from tracker._wire.errors import TransportError, public_error
 from tracker._wire.protocol import handshake_body
@@ -33,10 +33,13 @@ class SyncReport:
 
 
 def run_dirs_under(path: Path) -> list[Path]:
-    """``path`` itself when it is a run directory, else the run directories inside it (or
-    inside its `RUNS_FOLDER`, for the ``dir`` of an init)."""
+    """``path`` itself when it is a run directory (or its files folder, ``run.dir``), else
+    the run directories inside it (or inside its `RUNS_FOLDER`, for the ``dir`` of an
+    init)."""
     if (path / LOG_NAME).is_file():
         return [path]
+    if path.name == FILES_DIR and (path.parent / LOG_NAME).is_file():
+        return [path.parent]
     if (path / RUNS_FOLDER).is_dir():
         path = path / RUNS_FOLDER
     found = sorted(
@@ -50,7 +53,8 @@ def run_dirs_under(path: Path) -> list[Path]:
 
 
 def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
-    """Upload what the server lacks of one run directory, and its files.
+    """Upload what the server lacks of one run directory (or its files folder), and its
+    files.
 
     Raises:
         UsageError: not a run directory, or no server configured.
@@ -65,6 +69,7 @@ def sync_run_dir(run_dir: Path, settings: Settings) -> SyncReport:
         raise UsageError(
             "no server configured; pass --base-url, set TRACKER_BASE_URL, or run `tracker login`"
         )
+    run_dir = resolve_run_path(run_dir)
     stored = StoredRun(run_dir)
     log_id = stored.metadata.get("log_id")
     if not isinstance(log_id, str):
