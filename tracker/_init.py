@@ -205,7 +205,9 @@ def init(
     return run
 
 
-def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+def log(
+    data: dict[str, Any] | None = None, step: int | None = None, commit: bool | None = None
+) -> None:
     """`Run.log()` on the current run.
 
     Raises:

@@ -300,7 +300,10 @@ class Run:
     # -- logging --------------------------------------------------------------------
 
     def log(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """Log a history row; returns at once (the caller never waits on disk or network).
 
@@ -308,12 +311,20 @@ class Run:
         commits it and advances the step; ``commit=False`` only merges; a ``step``
         above the current one commits the pending row and makes ``d`` pending at
         ``step``; the current step merges; a lower step is dropped with a warning.
+        ``log()`` or ``log({})`` commits the pending row; with none, it does nothing.
+        Values may be media (`tracker.Image`, ...): stored as run files, referenced.
 
         Raises:
             UsageError: ``data`` is not a dict of str keys, a value cannot be encoded
                 (nothing of the call is logged), or the run is finished.
         """
-        if step is not None or commit is not None or self._pending or type(data) is not dict:
+        if (
+            step is not None
+            or commit is not None
+            or self._pending
+            or type(data) is not dict
+            or not data
+        ):
             self._log(data, step, commit, block=True)
             return
         outbox = self._outbox
@@ -393,7 +404,10 @@ class Run:
             self._upload(record["name"], target)
 
     async def alog(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """`log()` for async code: when the queue is full under the ``"block"`` policy it
         awaits room without blocking the event loop (asyncio or trio)."""
@@ -460,7 +474,10 @@ class Run:
         return True
 
     def _commit_pending(self) -> None:
-        """Commit the pending row at the current step and advance. Caller holds the lock."""
+        """Commit the pending row at the current step and advance; nothing pending, nothing
+        happens (as in W&B). Caller holds the lock."""
+        if not self._pending:
+            return
         row, self._pending = self._pending, {}
         step = self._step
         self._step = step + 1
@@ -943,6 +960,8 @@ def check_tags(value: object, what: str) -> tuple[str, ...]:
 
 
 def _check_row(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
     if not isinstance(data, Mapping):
         raise UsageError(
             f"log() takes a dict of str keys, e.g. run.log({{'loss': 0.1}}); "
@@ -971,12 +990,18 @@ class DisabledRun(Run):
     """A Run of ``mode="disabled"``: the same API, nothing written, every call a cheap no-op."""
 
     def log(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """Do nothing: the run is disabled."""
 
     async def alog(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """Do nothing: the run is disabled."""
 
