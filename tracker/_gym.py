@@ -72,8 +72,8 @@ def _wrap_record_video() -> None:
         @functools.wraps(original_close)
         def close_video_recorder(self: Any, *args: Any, **kwargs: Any) -> Any:
             recorder = getattr(self, "video_recorder", None)
-            enabled = recorder is not None and getattr(recorder, "enabled", True)
-            path = getattr(recorder, "path", None) if enabled else None
+            recording = recorder is not None and getattr(self, "recording", False)
+            path = getattr(recorder, "path", None) if recording else None  # 0.29 calls it twice
             result = original_close(self, *args, **kwargs)
             _log_video(path)
             return result

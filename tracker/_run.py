@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from tracker._watch import Watches
 
 __all__ = ["DisabledRun", "Run", "RunIdentity", "RunStart", "check_tags"]
+
+logger = logging.getLogger(__name__)
 
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
@@ -806,7 +809,10 @@ class Run:
         if self._lifecycle is _LIVE:
             hooks, self._before_finish = self._before_finish, []
             for hook in hooks:
-                hook()
+                try:
+                    hook()
+                except Exception:  # mirroring TensorBoard, say: the run still finishes
+                    logger.exception("tracker: a step of finishing run %s failed", self._id)
         outbox = self._outbox
         with outbox.lock:
             if self._lifecycle is not _LIVE:

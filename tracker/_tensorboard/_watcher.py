@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tracker._errors import Error
 from tracker._media import Histogram, Image
+from tracker._media._histogram import MAX_BINS
 from tracker._names import check_file_name
 from tracker._tensorboard._events import Histogram as EventHistogram
 from tracker._tensorboard._events import decode_event
@@ -104,24 +105,29 @@ class Watcher:
             now = time.monotonic()
             for tail in self._tails.values():
                 for data in tail.reader.read():
-                    try:
-                        event = decode_event(data)
-                    except ProtoError as exc:
-                        logger.warning(
-                            "tracker: %s: an event is left out: %s", tail.reader.path, exc
-                        )
-                        continue
-                    if not event.values:
-                        continue
-                    tail.grown_at = now
-                    if tail.step is not None and event.step != tail.step:
-                        self._log(tail)
-                    tail.step = event.step
-                    for tag, value in event.values.items():
-                        key = f"{tail.namespace}/{tag}" if tail.namespace else tag
-                        tail.values[key] = _value(value)
+                    self._gather(tail, data, now)
                 if tail.values and (final or now - tail.grown_at >= QUIET_SECONDS):
                     self._log(tail)
+
+    def _gather(self, tail: _Tail, data: bytes, now: float) -> None:
+        """Add one event's values to its file's row (logging the row of the step before)."""
+        try:
+            event = decode_event(data)
+        except ProtoError as exc:
+            logger.warning("tracker: %s: an event is left out: %s", tail.reader.path, exc)
+            return
+        if not event.values:
+            return
+        tail.grown_at = now
+        if tail.step is not None and event.step != tail.step:
+            self._log(tail)
+        tail.step = event.step
+        for tag, value in event.values.items():
+            key = f"{tail.namespace}/{tag}" if tail.namespace else tag
+            try:
+                tail.values[key] = _value(value)
+            except Error as exc:  # an image tracker cannot read, say
+                logger.warning("tracker: TensorBoard value %r is left out: %s", key, exc)
 
     def _discover(self) -> None:
         """Start tailing the new event files under the watched folders."""
@@ -168,7 +174,17 @@ class Watcher:
 def _value(value: float | EventHistogram | bytes) -> Any:
     """What a row holds for an event value: a float, a `Histogram`, an `Image`."""
     if isinstance(value, EventHistogram):
-        return Histogram(np_histogram=(value.counts, value.edges))
+        return Histogram(np_histogram=_rebinned(value.counts, value.edges))
     if isinstance(value, bytes):
         return Image._from_encoded(value)
     return value
+
+
+def _rebinned(counts: list[float], edges: list[float]) -> tuple[list[float], list[float]]:
+    """At most `MAX_BINS` bins: TensorBoard's default buckets (hundreds, most empty) are
+    merged in runs of equal length, each keeping the sum of its counts."""
+    if len(counts) <= MAX_BINS:
+        return counts, edges
+    width = -(-len(counts) // MAX_BINS)
+    merged = [sum(counts[index : index + width]) for index in range(0, len(counts), width)]
+    return merged, [*edges[:-1:width], edges[-1]]

@@ -36,6 +36,7 @@ _writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _installed = False
 _WRAPPED = "_tracker_wrapped"
+_SECOND_FLUSH_SECONDS = 0.05
 
 
 def watch_writers(watcher: Watcher) -> None:
@@ -59,14 +60,22 @@ def forget_watcher(watcher: Watcher) -> None:
 
 
 def flush_writers() -> None:
-    """Flush every writer made while a run mirrored TensorBoard, so its events are on disk."""
+    """Flush every writer made while a run mirrored TensorBoard, so its events are on disk.
+
+    tensorboardX hands each event to a thread of its own that writes it into the file's
+    buffer, and its flush() does not wait for that thread: an event added just before
+    is written by the thread a moment later. So the writers are flushed twice, a moment
+    apart."""
     with _lock:
         writers = list(_writers)
-    for writer in writers:
-        try:
-            writer.flush()
-        except Exception as exc:  # a closed or broken writer: what it wrote is on disk
-            logger.debug("tracker: flushing %r failed: %s", writer, exc)
+    for attempt in range(2 if writers else 0):
+        if attempt:
+            time.sleep(_SECOND_FLUSH_SECONDS)
+        for writer in writers:
+            try:
+                writer.flush()
+            except Exception as exc:  # a closed or broken writer: what it wrote is on disk
+                logger.debug("tracker: flushing %r failed: %s", writer, exc)
 
 
 def _made(writer: Any, logdir: Any, since: float) -> None:
