@@ -3,20 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import tracker
 from tracker._server._runner import EmbeddedServer
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    """A keyless server on loopback over a fresh SQLite file."""
-    with EmbeddedServer(f"sqlite:///{tmp_path / 'tracker.db'}") as running:
-        yield running
 
 
 def _runs(server: EmbeddedServer, tmp_path: Path) -> list[tracker.Run]:

@@ -4,96 +4,53 @@
 
 from __future__ import annotations
 
-import os
+import functools
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tracker import _process
 from tracker._errors import UsageError
-from tracker._records.summary import MetricRule
 from tracker._run import Run
 
 __all__ = ["define_metric", "log_code", "save", "unwatch", "watch"]
 
-
-def _current(what: str) -> Run:
-    run = _process.current()
-    if run is None:
-        raise UsageError(f"tracker.{what}(): no active run; call tracker.init() first")
-    return run
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def define_metric(
-    name: str,
-    step_metric: str | None = None,
-    summary: str | None = None,
-    goal: str | None = None,
-    hidden: bool | None = False,
-    *,
-    step_sync: bool | None = None,
-    overwrite: bool | None = None,
-) -> MetricRule:
-    """`Run.define_metric()` on the current run.
+def _on_the_current_run(
+    method: Callable[Concatenate[Run, P], T], *, without_run: Any = UsageError
+) -> Callable[P, T]:
+    """``method`` called on `tracker.run`, with the method's signature (less ``self``) and
+    its name; with no current run it raises `UsageError`, or returns ``without_run``."""
+    name = method.__name__
 
-    Raises:
-        UsageError: there is no current run, or a bad argument.
-    """
-    return _current("define_metric").define_metric(
-        name,
-        step_metric=step_metric,
-        summary=summary,
-        goal=goal,
-        hidden=hidden,
-        step_sync=step_sync,
-        overwrite=overwrite,
+    @functools.wraps(method)
+    def on_current_run(*args: P.args, **kwargs: P.kwargs) -> T:
+        run = _process.current()
+        if run is None:
+            if without_run is UsageError:
+                raise UsageError(f"tracker.{name}(): no active run; call tracker.init() first")
+            return without_run  # type: ignore[no-any-return]
+        bound: Callable[P, T] = getattr(run, name)  # a DisabledRun's own, for one
+        return bound(*args, **kwargs)
+
+    signature = inspect.signature(method)
+    on_current_run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
     )
+    on_current_run.__doc__ = (
+        f"`Run.{name}()` on the current run (`tracker.run`)"
+        + (": UsageError when there is none." if without_run is UsageError else "; none: nothing.")
+        + f"\n\n{inspect.getdoc(method) or ''}"
+    )
+    del on_current_run.__wrapped__  # help() shows the signature above, without ``self``
+    return on_current_run
 
 
-def save(
-    glob_str: str | os.PathLike[str],
-    base_path: str | os.PathLike[str] | None = None,
-    policy: str = "live",
-) -> list[str]:
-    """`Run.save()` on the current run.
-
-    Raises:
-        UsageError: there is no current run, or nothing matches.
-    """
-    return _current("save").save(glob_str, base_path=base_path, policy=policy)
-
-
-def watch(
-    models: Any,
-    criterion: Any = None,
-    log: str | None = "gradients",
-    log_freq: int = 1000,
-    idx: int | None = None,
-    log_graph: bool = False,
-) -> None:
-    """`Run.watch()` on the current run.
-
-    Raises:
-        UsageError: there is no current run, or a model is not a torch module.
-    """
-    _current("watch").watch(models, criterion, log, log_freq, idx, log_graph)
-
-
-def unwatch(models: Any = None) -> None:
-    """`Run.unwatch()` on the current run; does nothing when there is none."""
-    run = _process.current()
-    if run is not None:
-        run.unwatch(models)
-
-
-def log_code(
-    root: str | os.PathLike[str] | None = ".",
-    name: str | None = None,
-    include_fn: Callable[..., bool] | None = None,
-    exclude_fn: Callable[..., bool] | None = None,
-) -> list[str]:
-    """`Run.log_code()` on the current run.
-
-    Raises:
-        UsageError: there is no current run, or ``root`` is not a folder.
-    """
-    return _current("log_code").log_code(root, name, include_fn, exclude_fn)
+define_metric = _on_the_current_run(Run.define_metric)
+save = _on_the_current_run(Run.save)
+watch = _on_the_current_run(Run.watch)
+unwatch = _on_the_current_run(Run.unwatch, without_run=None)
+log_code = _on_the_current_run(Run.log_code)

@@ -348,8 +348,8 @@ class Run:
             try:
                 line = _dumps((seq, _ROW, step, now, data), default=default, option=_NEWLINE)
             except TypeError:  # media values, or a value that cannot be logged
-                self._log_unusual(seq, step, now, data)
-                return
+                line = self._encode_unusual(seq, step, now, data)
+                seq = self._seq  # after the media's file records
             else:
                 if _U in line and line.find(b"null") >= 0:
                     line = encode_exact((seq, _ROW, step, now), data, "log()")
@@ -365,22 +365,16 @@ class Run:
         finally:
             lock.release()
 
-    def _log_unusual(self, seq: int, step: int, now: float, data: dict[str, Any]) -> None:
-        """The fast path's row when orjson refused a value: bind media values (their files
-        are written first, their ``file`` records follow the row), or name the bad value.
-        Caller holds the lock."""
+    def _encode_unusual(self, seq: int, step: int, now: float, data: dict[str, Any]) -> bytes:
+        """The fast path's row when orjson refused a value: its media values bound (their
+        files written, their ``file`` records appended first, the row numbered after
+        them), or the bad value named. Caller holds the lock."""
         binder = self._binder.reset(step)
         line = encode_exact((seq, _ROW, step, now), data, "log()", binder)
-        stored = self._write_media(binder.files)
-        outbox = self._outbox
-        outbox.data += line
-        outbox.count += 1
-        if outbox.writer_asleep:
-            outbox.writer_asleep = False
-            outbox.wake()
-        self._seq = seq + 1
-        self._step = step + 1
-        self._record_media(stored)
+        if not binder.files:
+            return line
+        self._record_media(self._write_media(binder.files))
+        return encode_exact((self._seq, _ROW, step, now), data, "log()", binder.reset(step))
 
     def _write_media(self, files: list[MediaFile]) -> list[tuple[Path, dict[str, Any]]]:
         """Write the files of a row's media values into the run's files; each target and
@@ -719,7 +713,7 @@ class Run:
             from tracker._watch import Watches
 
             self._watches = Watches(self)
-        self._watches.watch(models, criterion, log, log_freq, idx, log_graph)
+        self._watches.watch(models, log, log_freq, idx, log_graph)
 
     def unwatch(self, models: Any = None) -> None:
         """Stop watching ``models`` (a module or a list), or every watched model."""

@@ -71,15 +71,9 @@ class RunInfo(abc.ABC):
         return self._info().get("notes")
 
     @abc.abstractmethod
-    def history(
-        self,
-        keys: Sequence[str] | None = None,
-        min_step: int | None = None,
-        max_step: int | None = None,
-        samples: int | None = None,
-        pandas: bool = False,
-    ) -> Any:
-        """The history rows in step order (each kind of run object reads its own)."""
+    def history(self, *args: Any, **kwargs: Any) -> Any:
+        """The history rows in step order (each kind of run object reads its own: see
+        `tracker.StoredRun.history`)."""
 
     def scan_history(
         self,

@@ -46,13 +46,7 @@ class Watches:
         run._before_finish.append(self.unwatch)
 
     def watch(
-        self,
-        models: Any,
-        criterion: Any = None,
-        log: str | None = "gradients",
-        log_freq: int = 1000,
-        idx: int | None = None,
-        log_graph: bool = False,
+        self, models: Any, log: str | None, log_freq: int, idx: int | None, log_graph: bool
     ) -> None:
         """Hook ``models`` (a torch module or a list of them); see `tracker.Run.watch`."""
         if log not in _LOG_CHOICES:

@@ -66,3 +66,12 @@ def test_the_callback_needs_a_run_and_a_good_log_freq(offline: Start) -> None:
     offline()
     with pytest.raises(tracker.UsageError, match="log_freq"):
         TrackerCallback(log_freq=0)
+
+
+def test_only_the_rank_zero_process_logs(offline: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a process whose RANK is not 0 the callback logs nothing."""
+    run = offline()
+    monkeypatch.setenv("RANK", "1")
+    _fit(TrackerCallback(log_freq="batch"), epochs=1)
+    run.finish()
+    assert tracker.read_run(run.dir).history() == []

@@ -1,36 +1,9 @@
-"""Fixtures of the media tests: offline runs in a temporary folder, a real server."""
+"""Helpers of the media tests: reading back the PNGs tracker writes, without Pillow."""
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-
-import tracker
-from tracker._server._runner import EmbeddedServer
-
-SILENT = {"silent": True}
-
-
-@pytest.fixture
-def offline(tmp_path: Path) -> Callable[..., tracker.Run]:
-    """Start an offline run under the test's folder: ``offline(**init_kwargs)``."""
-
-    def start(**kwargs: Any) -> tracker.Run:
-        return tracker.init(project="media", dir=tmp_path, settings=SILENT, **kwargs)
-
-    return start
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    """A keyless server on loopback over a fresh SQLite file."""
-    with EmbeddedServer(f"sqlite:///{tmp_path / 'tracker.db'}") as running:
-        yield running
 
 
 def png_pixels(content: bytes) -> tuple[int, int, int, bytes]:

@@ -11,14 +11,19 @@ import os
 from typing import Any, Final
 
 from tracker._errors import UsageError
-from tracker._media._base import Media, MediaFile, file_reference, read_source
+from tracker._media._base import (
+    FileMedia,
+    array_of,
+    check_caption,
+    read_source,
+)
 
 __all__ = ["Audio"]
 
 _FILE_FORMATS: Final = frozenset({"wav", "mp3", "ogg", "flac", "m4a", "aac", "opus"})
 
 
-class Audio(Media):
+class Audio(FileMedia):
     """Sound to log: ``run.log({"sample": tracker.Audio(wave, sample_rate=16000)})``.
 
     Args:
@@ -33,12 +38,13 @@ class Audio(Media):
             cannot be read.
     """
 
+    _log_type = "audio-file"
+    _folder = "audio"
+
     def __init__(
         self, data_or_path: Any, sample_rate: int | None = None, caption: str | None = None
     ) -> None:
-        if caption is not None and not isinstance(caption, str):
-            raise UsageError(f"Audio(caption={caption!r}): a caption is a str")
-        self.caption = caption
+        self.caption = check_caption(caption, "Audio")
         self.sample_rate = sample_rate
         if isinstance(data_or_path, (str, os.PathLike)):
             self._content, self._format = read_source(data_or_path, "Audio")
@@ -53,28 +59,14 @@ class Audio(Media):
                 f"Audio(sample_rate={sample_rate!r}): samples need their rate, a positive int "
                 "(e.g. sample_rate=16000)"
             )
-        module = type(data_or_path).__module__
-        if module.startswith("torch") and hasattr(data_or_path, "detach"):
-            data_or_path = data_or_path.detach().cpu().numpy()
-        elif module != "numpy" or not hasattr(data_or_path, "ndim"):
-            raise UsageError(
-                f"Audio() got a {type(data_or_path).__qualname__}; pass samples as a numpy "
-                "array, or the path of an audio file"
-            )
-        self._format = "wav"
-        self._content = _wav(data_or_path, sample_rate)
-
-    def _reference(self, key: str, step: int) -> tuple[dict[str, Any], list[MediaFile]]:
-        return file_reference(
-            "audio-file",
-            "audio",
-            key,
-            step,
-            self._content,
-            self._format,
-            sample_rate=self.sample_rate,
-            caption=self.caption,
+        samples = array_of(
+            data_or_path, "Audio", "samples as a numpy array, or the path of an audio file"
         )
+        self._format = "wav"
+        self._content = _wav(samples, sample_rate)
+
+    def _fields(self) -> dict[str, Any]:
+        return {"sample_rate": self.sample_rate, "caption": self.caption}
 
     def __repr__(self) -> str:
         return f"<tracker.Audio {self._format}>"

@@ -15,11 +15,20 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from tracker._errors import UsageError
 
-__all__ = ["Media", "MediaFile", "file_reference", "media_key", "read_source"]
+__all__ = [
+    "FileMedia",
+    "Media",
+    "MediaFile",
+    "array_of",
+    "check_caption",
+    "file_reference",
+    "media_key",
+    "read_source",
+]
 
 _KEY_CHARS: Final = 200
 """The most characters of a key a media file name keeps (names hold 512 at most)."""
@@ -44,6 +53,26 @@ class Media(abc.ABC):
     def _reference(self, key: str, step: int) -> tuple[dict[str, Any], list[MediaFile]]:
         """What the row holds for this value logged at ``key`` and ``step``, and the files
         to store with it."""
+
+
+class FileMedia(Media):
+    """A media value stored as one file: its W&B ``_type``, its folder under ``media/``,
+    and the fields its reference adds (`_fields`)."""
+
+    _log_type: ClassVar[str]
+    _folder: ClassVar[str]
+    _content: bytes
+    _format: str
+    """The file's extension."""
+
+    def _fields(self) -> dict[str, Any]:
+        """The reference's fields besides the file's (None values are left out)."""
+        return {}
+
+    def _reference(self, key: str, step: int) -> tuple[dict[str, Any], list[MediaFile]]:
+        return file_reference(
+            self._log_type, self._folder, key, step, self._content, self._format, **self._fields()
+        )
 
 
 def media_key(path: list[str | int]) -> str:
@@ -93,3 +122,28 @@ def read_source(source: str | os.PathLike[str], what: str) -> tuple[bytes, str]:
     except OSError as exc:
         raise UsageError(f"{what}({str(source)!r}): cannot read it: {exc}") from None
     return content, path.suffix.lower().lstrip(".")
+
+
+def check_caption(caption: object, what: str) -> str | None:
+    """``caption`` if it is a str or None.
+
+    Raises:
+        UsageError: it is something else.
+    """
+    if caption is not None and not isinstance(caption, str):
+        raise UsageError(f"{what}(caption={caption!r}): a caption is a str")
+    return caption
+
+
+def array_of(value: Any, what: str, expected: str) -> Any:
+    """``value`` as a numpy array when it is one or a torch tensor (detached, on the CPU).
+
+    Raises:
+        UsageError: it is neither; the message says what ``what`` takes (``expected``).
+    """
+    module = type(value).__module__
+    if module.startswith("torch") and hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    if module == "numpy" and hasattr(value, "ndim"):
+        return value
+    raise UsageError(f"{what}() got a {type(value).__qualname__}; pass {expected}")

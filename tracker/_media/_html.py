@@ -6,12 +6,12 @@ import os
 from typing import Any
 
 from tracker._errors import UsageError
-from tracker._media._base import Media, MediaFile, file_reference, read_source
+from tracker._media._base import FileMedia, read_source
 
 __all__ = ["Html"]
 
 
-class Html(Media):
+class Html(FileMedia):
     """HTML to log: ``run.log({"report": tracker.Html("<h1>Done</h1>")})``.
 
     Args:
@@ -25,7 +25,11 @@ class Html(Media):
         UsageError: the data is not text, a readable file object or an existing path.
     """
 
+    _log_type = "html-file"
+    _folder = "html"
+
     def __init__(self, data: Any, inject: bool = True, data_is_not_path: bool = False) -> None:
+        self._format = "html"
         if isinstance(data, os.PathLike) or (
             isinstance(data, str)
             and not data_is_not_path
@@ -34,7 +38,7 @@ class Html(Media):
         ):
             self._content, _ = read_source(data, "Html")
         elif isinstance(data, str):
-            self._content = data.encode("utf-8", "surrogatepass")
+            self._content = data.encode("utf-8", "replace")  # a lone surrogate becomes "?"
         elif callable(getattr(data, "read", None)):
             text = data.read()
             self._content = text.encode("utf-8") if isinstance(text, str) else bytes(text)
@@ -43,9 +47,6 @@ class Html(Media):
                 f"Html() got a {type(data).__qualname__}; pass HTML text, a file object, or "
                 "the path of an .html file"
             )
-
-    def _reference(self, key: str, step: int) -> tuple[dict[str, Any], list[MediaFile]]:
-        return file_reference("html-file", "html", key, step, self._content, "html")
 
     def __repr__(self) -> str:
         return f"<tracker.Html {len(self._content)} bytes>"

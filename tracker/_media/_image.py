@@ -12,7 +12,12 @@ import os
 from typing import TYPE_CHECKING, Any, Final
 
 from tracker._errors import UsageError
-from tracker._media._base import Media, MediaFile, file_reference, read_source
+from tracker._media._base import (
+    FileMedia,
+    array_of,
+    check_caption,
+    read_source,
+)
 from tracker._media._png import encode_png, image_size
 
 if TYPE_CHECKING:
@@ -27,7 +32,7 @@ _ACCEPTED: Final = (
 )
 
 
-class Image(Media):
+class Image(FileMedia):
     """An image to log: ``run.log({"sample": tracker.Image(array, caption="step 3")})``.
 
     Args:
@@ -44,6 +49,9 @@ class Image(Media):
         UsageError: the data is of another type or shape, or the file cannot be read.
     """
 
+    _log_type = "image-file"
+    _folder = "images"
+
     def __init__(
         self,
         data_or_path: Any,
@@ -52,9 +60,7 @@ class Image(Media):
         file_type: str | None = None,
         normalize: bool = True,
     ) -> None:
-        if caption is not None and not isinstance(caption, str):
-            raise UsageError(f"Image(caption={caption!r}): a caption is a str")
-        self.caption = caption
+        self.caption = check_caption(caption, "Image")
         self._format = "png"
         size: tuple[int, int] | None
         module = type(data_or_path).__module__
@@ -69,15 +75,11 @@ class Image(Media):
             size = image_size(self._content)
         elif module.startswith("PIL"):
             self._content, size = _from_pil(data_or_path, mode)
-        elif module.startswith("torch") and hasattr(data_or_path, "detach"):
-            array = data_or_path.detach().cpu().numpy()
-            if array.ndim == 3:  # torch images are channels first
+        else:
+            array = array_of(data_or_path, "Image", _ACCEPTED)
+            if module.startswith("torch") and array.ndim == 3:  # torch images: channels first
                 array = array.transpose(1, 2, 0)
             self._content, size = _from_array(array, normalize)
-        elif module == "numpy" and hasattr(data_or_path, "ndim"):
-            self._content, size = _from_array(data_or_path, normalize)
-        else:
-            raise UsageError(f"Image() got a {type(data_or_path).__qualname__}; pass {_ACCEPTED}")
         self.width: int | None = None if size is None else size[0]
         self.height: int | None = None if size is None else size[1]
 
@@ -95,19 +97,13 @@ class Image(Media):
         image.height = None if size is None else size[1]
         return image
 
-    def _reference(self, key: str, step: int) -> tuple[dict[str, Any], list[MediaFile]]:
-        return file_reference(
-            "image-file",
-            "images",
-            key,
-            step,
-            self._content,
-            self._format,
-            format=self._format,
-            width=self.width,
-            height=self.height,
-            caption=self.caption,
-        )
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "format": self._format,
+            "width": self.width,
+            "height": self.height,
+            "caption": self.caption,
+        }
 
     def __repr__(self) -> str:
         return f"<tracker.Image {self.width}x{self.height} {self._format}>"

@@ -11,7 +11,12 @@ import os
 from typing import Any, Final
 
 from tracker._errors import UsageError
-from tracker._media._base import Media, MediaFile, file_reference, read_source
+from tracker._media._base import (
+    FileMedia,
+    array_of,
+    check_caption,
+    read_source,
+)
 from tracker._media._gif import encode_gif
 from tracker._media._image import to_uint8
 from tracker._media._png import image_size
@@ -21,7 +26,7 @@ __all__ = ["Video"]
 _FILE_FORMATS: Final = frozenset({"gif", "mp4", "webm", "ogg"})
 
 
-class Video(Media):
+class Video(FileMedia):
     """A video to log: ``run.log({"rollout": tracker.Video("episode-3.mp4")})``.
 
     Args:
@@ -38,6 +43,9 @@ class Video(Media):
             cannot be read.
     """
 
+    _log_type = "video-file"
+    _folder = "videos"
+
     def __init__(
         self,
         data_or_path: Any,
@@ -45,9 +53,7 @@ class Video(Media):
         fps: float | None = None,
         format: str | None = None,
     ) -> None:
-        if caption is not None and not isinstance(caption, str):
-            raise UsageError(f"Video(caption={caption!r}): a caption is a str")
-        self.caption = caption
+        self.caption = check_caption(caption, "Video")
         self.width: int | None = None
         self.height: int | None = None
         if isinstance(data_or_path, (str, os.PathLike)):
@@ -66,31 +72,14 @@ class Video(Media):
                 f"Video(format={format!r}): frames are stored as 'gif'; write an {format} "
                 "file yourself and log its path to keep that format"
             )
-        module = type(data_or_path).__module__
-        if module.startswith("torch") and hasattr(data_or_path, "detach"):
-            data_or_path = data_or_path.detach().cpu().numpy()
-        elif module != "numpy" or not hasattr(data_or_path, "ndim"):
-            raise UsageError(
-                f"Video() got a {type(data_or_path).__qualname__}; pass the path of a video "
-                "file, or frames as a numpy array or torch tensor (T x C x H x W)"
-            )
-        frames = _tile(data_or_path)
+        expected = "the path of a video file, or frames as a numpy array or torch tensor"
+        frames = _tile(array_of(data_or_path, "Video", expected + " (T x C x H x W)"))
         self._format = "gif"
         self._content = encode_gif(frames, 4.0 if fps is None else float(fps))
         self.height, self.width = int(frames.shape[1]), int(frames.shape[2])
 
-    def _reference(self, key: str, step: int) -> tuple[dict[str, Any], list[MediaFile]]:
-        return file_reference(
-            "video-file",
-            "videos",
-            key,
-            step,
-            self._content,
-            self._format,
-            width=self.width,
-            height=self.height,
-            caption=self.caption,
-        )
+    def _fields(self) -> dict[str, Any]:
+        return {"width": self.width, "height": self.height, "caption": self.caption}
 
     def __repr__(self) -> str:
         return f"<tracker.Video {self._format}>"
