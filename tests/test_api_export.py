@@ -61,4 +61,4 @@ def test_history_as_a_dataframe_and_scan_history_of_every_row(
     assert scanned == [{"_step": 1, "acc": 0.2}, {"_step": 2, "acc": 0.4}, {"_step": 3, "acc": 0.6}]
     stored = tracker.read_run(local.dir)
     assert list(stored.scan_history()) == list(remote.scan_history()) == remote.history()
-    assert stored.summary._json_dict == remote.summary._json_dict
+    assert stored.summary == remote.summary._json_dict

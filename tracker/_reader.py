@@ -21,7 +21,7 @@ from tracker._records.history import history_frame, read_history
 from tracker._records.state import RecordError, Rows, RunState
 from tracker._records.summary import MetricRule
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
-from tracker._runinfo import RunInfo, RunSummary
+from tracker._runinfo import RunInfo
 from tracker._runlog import Damage, RunLogReader
 
 __all__ = ["StoredRun", "read_run"]
@@ -134,9 +134,9 @@ class StoredRun(RunInfo):
         return self.fold.files
 
     @property
-    def summary(self) -> RunSummary:
-        """The run summary as the live run showed it: a dict, with W&B's ``_json_dict``."""
-        return RunSummary(self.fold.summary.as_dict())
+    def summary(self) -> dict[str, Any]:
+        """The run summary as the live run showed it."""
+        return self.fold.summary.as_dict()
 
     @property
     def metric_rules(self) -> tuple[MetricRule, ...]:
