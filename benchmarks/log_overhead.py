@@ -212,15 +212,15 @@ class TrackerBench:
             project="bench",
             settings={"silent": True, "fsync_policy": fsync_policy},
         )
-        if self._last_dir is not None and Path(run.dir) == self._last_dir:
+        if self._last_dir is not None and Path(run.dir).parent == self._last_dir:
             self.notes.append(f"init() returned the previous run {run.dir} after its finish()")
-        self._last_dir = Path(run.dir)
+        self._last_dir = Path(run.dir).parent
         return run
 
     def close_and_verify(self, run: RunLike, expected: int) -> bool:
         """Finish ``run``, check it holds ``expected`` rows, then delete its directory."""
         run.finish(quiet=True)
-        run_dir = Path(run.dir)
+        run_dir = Path(run.dir).parent
         ok = verify_run(run_dir, self.pool_file, expected, self.notes)
         shutil.rmtree(run_dir, ignore_errors=True)
         return ok
@@ -232,7 +232,7 @@ class TrackerBench:
     def discard(self, run: RunLike) -> None:
         """Finish ``run`` and delete its directory, unread."""
         run.finish(quiet=True)
-        shutil.rmtree(Path(run.dir), ignore_errors=True)
+        shutil.rmtree(Path(run.dir).parent, ignore_errors=True)
 
     def latency(self, n: int) -> dict[str, Any]:
         """Per-call cost of ``n`` timed calls after a warm-up, and RSS growth over them (MB)."""
@@ -276,7 +276,7 @@ class TrackerBench:
         start = time.perf_counter()
         run.finish(quiet=True)
         seconds = time.perf_counter() - start
-        run_dir = Path(run.dir)
+        run_dir = Path(run.dir).parent
         verified = verify_run(run_dir, self.pool_file, n, self.notes)
         shutil.rmtree(run_dir, ignore_errors=True)
         return {"finish_seconds": seconds, "verified": verified}

@@ -103,7 +103,7 @@ def measure(rows: int, root: Path) -> dict[str, Any]:
     flushed = time.perf_counter()
     status = _common.status_dict(run)
     run.finish(quiet=True)
-    log_path = Path(run.dir) / "run.log"
+    log_path = Path(run.dir).parent / "run.log"
     return {
         "rows": part * SAMPLES,
         "samples": samples,

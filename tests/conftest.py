@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
+import tracker
 from tracker import _process
+from tracker._server._runner import EmbeddedServer
 
 # CI draws the same examples every run, so a submission is judged on what was tested;
 # local runs keep exploring new ones.
@@ -34,3 +37,22 @@ def _no_live_runs() -> Iterator[None]:
     for run in _process.live_runs():
         run.finish(quiet=True)
     _process.set_current(None)
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tracker.Run]:
+    """Start a silent offline run under the test's folder, which is also the working
+    directory: ``offline(**init_kwargs)``."""
+    monkeypatch.chdir(tmp_path)
+
+    def start(**kwargs: Any) -> tracker.Run:
+        return tracker.init(project="tests", dir=tmp_path, settings={"silent": True}, **kwargs)
+
+    return start
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    """A keyless server on loopback over a fresh SQLite file."""
+    with EmbeddedServer(f"sqlite:///{tmp_path / 'tracker.db'}") as running:
+        yield running

@@ -428,7 +428,7 @@ def write_run(tmp_path: Path) -> tuple[tracker.Run, Path, list[tuple[int, int]]]
             run.log({"i": step, "x": step / 4, "nan": math.nan})
         assert run.flush(timeout=10)
     run.finish()
-    log = Path(run.dir) / "run.log"
+    log = Path(run.dir).parent / "run.log"
     spans = frame_spans(log)
     assert spans[-1][1] == log.stat().st_size
     return run, log, spans

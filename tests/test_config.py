@@ -310,10 +310,30 @@ def test_unencodable_value_is_usage_error() -> None:
         Config().model = object()
 
 
-def test_nested_non_str_key_is_usage_error() -> None:
-    """A nested dict with a non-str key cannot be encoded and is refused, naming the key."""
-    with pytest.raises(UsageError, match="config key 'schedule'"):
-        Config().schedule = {1: 0.1}
+def test_nested_int_keys_are_stored_as_str_as_wandb_does() -> None:
+    """Int keys of nested dicts (numpy ints too, in lists of dicts too) become str keys."""
+    config = Config()
+    config.schedule = {1: 0.1, np.int64(10): {20: "x"}}
+    config.update({"stages": [{0: "warmup"}]})
+    assert config.as_dict() == {
+        "schedule": {"1": 0.1, "10": {"20": "x"}},
+        "stages": [{"0": "warmup"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": {(1, 2): 3}}, r"config\['model'\]\['a'\] has the key \(1, 2\) of type tuple"),
+        ({"layers": [{None: 1}]}, r"config\['model'\]\['layers'\]\[0\] has the key None"),
+        ({1: "a", "1": "b"}, r"config\['model'\] has the keys 1 and '1', both stored as '1'"),
+    ],
+)
+def test_a_bad_nested_key_is_usage_error_saying_where_it_is(value: Any, message: str) -> None:
+    """A nested key that is neither str nor int, or an int key clashing with a str key, is
+    refused with the path to the dict holding it."""
+    with pytest.raises(UsageError, match=message):
+        Config().update({"model": value})
 
 
 def test_value_over_10_mb_is_usage_error() -> None:

@@ -17,7 +17,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails w
 run = tracker.init(dir=sys.argv[1], settings={"silent": True, "batch_linger_seconds": 0.001})
 run.log({"x": -1})
 run.flush()
-size = os.path.getsize(os.path.join(run.dir, "run.log"))
+size = os.path.getsize(os.path.join(os.path.dirname(run.dir), "run.log"))
 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 3000, resource.RLIM_INFINITY))
 began = time.monotonic()
 for index in range(2000):

@@ -172,7 +172,7 @@ def test_a_name_in_the_run_log_never_escapes_the_run_files(tmp_path: Path) -> No
     run = tracker.init(dir=tmp_path / "runs", settings=SILENT)
     run.save(str(source))
     run.finish()
-    run_dir = Path(run.dir)
+    run_dir = Path(run.dir).parent
     (run_dir / "files" / "link").symlink_to(tmp_path)
     writer = RunLogWriter(run_dir / "run.log")
     seq = tracker.read_run(run_dir).next_seq

@@ -261,9 +261,9 @@ BAD_INIT_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
         "config_include_keys and config_exclude_keys",
     ),
     ({"config": "missing-config.yaml"}, "missing-config.yaml"),
-    ({"tensorboard": True}, "tensorboard"),
-    ({"sync_tensorboard": True}, "sync_tensorboard"),
-    ({"monitor_gym": True}, "monitor_gym"),
+    ({"tensorboard": "yes"}, "tensorboard"),
+    ({"sync_tensorboard": 3}, "sync_tensorboard"),
+    ({"monitor_gym": "yes"}, "monitor_gym"),
     ({"fork_from": "bad"}, "fork_from"),
     ({"resume_from": "abc?_step=x"}, "resume_from"),
     ({"fork_from": "a1?_step=1", "resume_from": "b2?_step=2"}, "fork_from and resume_from"),
@@ -383,7 +383,7 @@ def test_save_copies_file_into_run_files(tmp_path: Path) -> None:
     source.write_text("weights", encoding="utf-8")
     run = tracker.init(dir=tmp_path / "runs", settings=SILENT)
     stored_paths = run.save(str(source))
-    target = Path(run.dir) / "files" / "model.txt"
+    target = Path(run.dir) / "model.txt"
     assert stored_paths == [str(target)]
     assert target.read_text(encoding="utf-8") == "weights"
     run.finish()
@@ -400,7 +400,7 @@ def test_save_glob_with_base_path_keeps_sub_paths(tmp_path: Path) -> None:
     run = tracker.init(dir=tmp_path / "runs", settings=SILENT)
     run.save(str(base / "**" / "*.pt"), base_path=str(base))
     run.finish()
-    files = Path(run.dir) / "files"
+    files = Path(run.dir)
     stored = tracker.read_run(run.dir).files()
     assert [file.name for file in stored] == ["a/x.pt", "b/c/y.pt"]
     assert (files / "a" / "x.pt").is_file()
@@ -531,7 +531,7 @@ def test_resume_none_with_existing_id_starts_new_run_dir(tmp_path: Path) -> None
     stored = tracker.read_run(run.dir)
     assert rows(stored, "other") == [(0, 1)]
     assert rows(stored, "loss") == []
-    assert tracker.read_run(tmp_path).dir == Path(run.dir)
+    assert tracker.read_run(tmp_path).dir == Path(run.dir).parent
 
 
 def test_resume_of_run_live_in_another_process_is_usage_error(tmp_path: Path) -> None:
@@ -620,7 +620,7 @@ def test_environment_variables_are_honoured(
     assert run.project == "envproject"
     assert run.tags == ("a", "b")
     assert run.id == "envid"
-    assert Path(run.dir).parent == tmp_path / "envdir" / "tracker-runs"
+    assert Path(run.dir).parent.parent == tmp_path / "envdir" / "tracker-runs"
     run.finish()
     stored = tracker.read_run(tmp_path / "envdir")
     assert (stored.project, stored.id, stored.tags) == ("envproject", "envid", ("a", "b"))
@@ -676,7 +676,7 @@ def test_dir_is_the_folder_that_holds_the_runs_folder(tmp_path: Path) -> None:
             run.log({"a": 1})
     finally:
         os.chdir(PACKAGE_ROOT)
-    assert Path(run.dir).parent == tmp_path / "tracker-runs"
+    assert Path(run.dir).parent.parent == tmp_path / "tracker-runs"
     assert tracker.read_run(tmp_path).history(keys=["a"]) == [{"_step": 0, "a": 1}]
 
 

@@ -495,7 +495,7 @@ def test_status_after_flush_counts_every_record(tmp_path: Path) -> None:
     run.summary["best"] = 1
     assert run.flush(timeout=10)
     status = run.status()
-    on_disk = sum(1 for _ in read_records(Path(run.dir) / "run.log"))
+    on_disk = sum(1 for _ in read_records(Path(run.dir).parent / "run.log"))
     assert status.queued == 0
     assert status.dropped == 0
     assert status.written == on_disk

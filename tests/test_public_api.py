@@ -13,23 +13,34 @@ def test_public_names_are_pinned() -> None:
     assert tracker.__all__ == [
         "Api",
         "ApiRun",
+        "Audio",
         "AuthenticationError",
         "CommError",
         "Config",
         "Error",
+        "Histogram",
+        "Html",
+        "Image",
         "Run",
         "RunFile",
         "RunStatus",
         "Settings",
         "StoredRun",
         "Summary",
+        "Table",
         "UsageError",
+        "Video",
         "ainit",
+        "define_metric",
         "finish",
         "init",
         "log",
+        "log_code",
         "login",
         "read_run",
+        "save",
+        "unwatch",
+        "watch",
     ]
 
 
@@ -58,11 +69,10 @@ def test_error_tree() -> None:
 
 
 def test_import_loads_no_network_or_event_loop_modules() -> None:
-    """`import tracker` loads neither aiohttp nor asyncio, yaml or anyio (they load on use)."""
-    code = (
-        "import sys, tracker; "
-        "print(','.join(m for m in ('aiohttp', 'asyncio', 'yaml', 'anyio') if m in sys.modules))"
-    )
+    """`import tracker` loads neither aiohttp nor asyncio, yaml, anyio, numpy, torch nor PIL
+    (they load on use)."""
+    modules = ("aiohttp", "asyncio", "yaml", "anyio", "numpy", "torch", "PIL")
+    code = f"import sys, tracker; print(','.join(m for m in {modules!r} if m in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )

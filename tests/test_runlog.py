@@ -36,7 +36,7 @@ def run_of_batches(tmp_path: Path, batches: int = 5, rows: int = 100) -> tuple[t
             run.log({"step": batch * rows + index, "x": index / 7})
         assert run.flush(timeout=10)
     run.finish()
-    return run, Path(run.dir) / "run.log"
+    return run, Path(run.dir).parent / "run.log"
 
 
 def flip_byte(log: Path, offset: int) -> None:

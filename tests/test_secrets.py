@@ -83,7 +83,7 @@ def test_a_key_on_the_scripts_command_line_is_not_stored_with_the_run(tmp_path: 
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    run_dir = Path(result.stdout.strip())
+    run_dir = Path(result.stdout.strip()).parent  # run.dir is the run's files folder
     stored = tracker.read_run(run_dir).metadata["args"]
     assert stored == ["--api-key", R, "--lr", "0.1", f"DB_PASSWORD={R}", R]
     log = (run_dir / "run.log").read_bytes()

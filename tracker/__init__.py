@@ -15,9 +15,11 @@ from typing import Any
 from tracker import _process
 from tracker._api import Api, ApiRun
 from tracker._config import Config
+from tracker._current import define_metric, log_code, save, unwatch, watch
 from tracker._errors import AuthenticationError, CommError, Error, UsageError
 from tracker._files import RunFile
 from tracker._init import ainit, finish, init, log
+from tracker._media import Audio, Histogram, Html, Image, Table, Video
 from tracker._reader import StoredRun, read_run
 from tracker._records.summary import Summary
 from tracker._run import Run
@@ -28,23 +30,34 @@ from tracker._sync import login
 __all__ = [
     "Api",
     "ApiRun",
+    "Audio",
     "AuthenticationError",
     "CommError",
     "Config",
     "Error",
+    "Histogram",
+    "Html",
+    "Image",
     "Run",
     "RunFile",
     "RunStatus",
     "Settings",
     "StoredRun",
     "Summary",
+    "Table",
     "UsageError",
+    "Video",
     "ainit",
+    "define_metric",
     "finish",
     "init",
     "log",
+    "log_code",
     "login",
     "read_run",
+    "save",
+    "unwatch",
+    "watch",
 ]
 
 __version__ = "0.1.0"
@@ -52,17 +65,23 @@ __version__ = "0.1.0"
 for _public in (
     Api,
     ApiRun,
+    Audio,
     AuthenticationError,
     CommError,
     Config,
     Error,
+    Histogram,
+    Html,
+    Image,
     Run,
     RunFile,
     RunStatus,
     Settings,
     StoredRun,
     Summary,
+    Table,
     UsageError,
+    Video,
 ):
     _public.__module__ = "tracker"
 del _public

@@ -16,7 +16,7 @@ from tracker._errors import UsageError
 from tracker._files import RunFile
 from tracker._records.codec import decode_value
 from tracker._records.history import check_keys, history_frame
-from tracker._runinfo import RunInfo
+from tracker._runinfo import RunInfo, RunSummary
 from tracker._settings import resolve_settings
 from tracker._wire.errors import TransportError, public_error
 from tracker._wire.protocol import run_path
@@ -168,9 +168,9 @@ class ApiRun(RunInfo):
         return dict(self._document.get("config") or {})
 
     @property
-    def summary(self) -> dict[str, Any]:
-        """The run's summary."""
-        return dict(self._document.get("summary") or {})
+    def summary(self) -> RunSummary:
+        """The run's summary: a dict, with W&B's ``_json_dict`` too."""
+        return RunSummary(self._document.get("summary") or {})
 
     @property
     def url(self) -> str | None:

@@ -227,9 +227,10 @@ class Config(Mapping[str, Any]):
         """Validate every item, then apply them all and report the changed ones once."""
         with self._lock:
             changed: dict[str, Any] = {}
-            for key, value in items.items():
+            for key, original in items.items():
                 _check_key(key)
                 what = f"config key {key!r}"
+                value = _with_str_keys(original, [key])
                 encoded = encode_value(value, what)
                 if len(encoded) > MAX_CONFIG_VALUE_BYTES:
                     raise UsageError(
@@ -268,6 +269,49 @@ def _check_key(key: object) -> None:
         for part in reversed(key.split(".")):
             nested = f"{{{part!r}: {nested}}}"
         raise UsageError(f"config key {key!r} contains '.'; use nested dicts instead: {nested}")
+
+
+def _with_str_keys(value: Any, path: list[Any]) -> Any:
+    """``value`` with the int keys of its nested dicts made str, as W&B stores them
+    (``{1: "a"}`` becomes ``{"1": "a"}``); ``value`` itself when it has none.
+
+    Raises:
+        UsageError: a nested key of another type, or an int key that clashes with a str
+            key; the message says where it is nested.
+    """
+    if isinstance(value, Mapping):
+        if all(type(key) is str for key in value):
+            items = {key: _with_str_keys(item, [*path, key]) for key, item in value.items()}
+            changed = any(items[key] is not item for key, item in value.items())
+            return items if changed or not isinstance(value, dict) else value
+        converted: dict[str, Any] = {}
+        originals: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, bool) or not (
+                isinstance(key, (str, int)) or hasattr(key, "__index__")
+            ):
+                where = "config" + "".join(f"[{part!r}]" for part in path)
+                raise UsageError(
+                    f"{where} has the key {key!r} of type {type(key).__name__}; keys of "
+                    "nested dicts must be str (int keys are stored as str): convert it, e.g. "
+                    f"str({key!r})"
+                )
+            name = key if isinstance(key, str) else str(key.__index__())
+            if name in converted:
+                where = "config" + "".join(f"[{part!r}]" for part in path)
+                raise UsageError(
+                    f"{where} has the keys {originals[name]!r} and {key!r}, both stored as "
+                    f"{name!r}; keep one of them"
+                )
+            originals[name] = key
+            converted[name] = _with_str_keys(item, [*path, name])
+        return converted
+    if isinstance(value, (list, tuple)):
+        items_list = [_with_str_keys(item, [*path, index]) for index, item in enumerate(value)]
+        if all(new is old for new, old in zip(items_list, value, strict=True)):
+            return value
+        return items_list if isinstance(value, list) else tuple(items_list)
+    return value
 
 
 def _same_value(old: Any, new: Any, what: str) -> bool:

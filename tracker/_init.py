@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import os
+import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,22 +76,32 @@ def init(
     resume: bool | str | None = None,
     force: bool | None = None,
     tensorboard: bool | None = None,
-    sync_tensorboard: bool | None = None,
+    sync_tensorboard: bool | str | os.PathLike[str] | None = None,
     monitor_gym: bool | None = None,
     save_code: bool | None = None,
     id: str | None = None,
     fork_from: str | None = None,
     resume_from: str | None = None,
     settings: Settings | Mapping[str, Any] | None = None,
+    **unknown: Any,
 ) -> Run:
     """Start a run (or return the active one) and make it `tracker.run`.
 
     Takes the keyword parameters of ``wandb.init`` (v0.18); docs/reference.md says
-    what each does. With no server configured the run is offline, in ``dir``.
+    what each does. With no server configured the run is offline, in ``dir``. Other
+    keyword arguments (from newer W&B releases) are ignored with a warning naming them.
 
     Raises:
         UsageError: a bad argument, or a resume rule that does not hold.
     """
+    if unknown:
+        warnings.warn(
+            f"tracker.init(): ignoring {', '.join(f'{key}=' for key in sorted(unknown))}: "
+            "not a parameter of wandb.init v0.18, which tracker takes "
+            "(docs/coming-from-wandb.md lists them)",
+            UserWarning,
+            stacklevel=2,
+        )
     for label, value in (
         ("job_type", job_type),
         ("project", project),
@@ -106,21 +118,20 @@ def init(
         ("force", force),
         ("save_code", save_code),
         ("tensorboard", tensorboard),
-        ("sync_tensorboard", sync_tensorboard),
         ("monitor_gym", monitor_gym),
     ):
         if flag is not None and not isinstance(flag, bool):
             raise UsageError(f"init({label}={flag!r}) takes True, False or None")
-    for label, flag in (
-        ("tensorboard", tensorboard),
-        ("sync_tensorboard", sync_tensorboard),
-        ("monitor_gym", monitor_gym),
-    ):
-        if flag:
-            raise UsageError(
-                f"init({label}=True) is not supported yet: mirroring TensorBoard and gym videos "
-                "comes in a later release; log the values with run.log() meanwhile"
-            )
+    if sync_tensorboard is not None and not isinstance(sync_tensorboard, (bool, str, os.PathLike)):
+        raise UsageError(
+            f"init(sync_tensorboard={sync_tensorboard!r}) takes True, False, None or the "
+            "folder of the TensorBoard logs to mirror"
+        )
+    if monitor_gym and importlib.util.find_spec("gymnasium") is None:
+        raise UsageError(
+            "init(monitor_gym=True) records the videos of gymnasium's RecordVideo, but "
+            "gymnasium is not installed: pip install 'gymnasium[other]'"
+        )
     if not isinstance(reinit, (bool, str, type(None))) or reinit not in _REINIT:
         raise UsageError(
             f"init(reinit={reinit!r}): use False, True, 'return_previous', 'finish_previous' "
@@ -178,13 +189,25 @@ def init(
         run._on_finish.append(capture_argparse(functools.partial(_capture_args, run)))
     if save_code:
         _save_main_script(run)
+    if run.mode != "disabled":
+        if sync_tensorboard or tensorboard:
+            from tracker._tensorboard import sync_tensorboard as mirror
+
+            root = sync_tensorboard if not isinstance(sync_tensorboard, bool) else None
+            mirror(run, None if root is None else Path(root))
+        if monitor_gym:
+            from tracker._gym import record_gym_videos
+
+            record_gym_videos(run)
     _process.remember(run, current=policy != "create_new")
     if captures:
         captures[-1].runs.append(run)
     return run
 
 
-def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+def log(
+    data: dict[str, Any] | None = None, step: int | None = None, commit: bool | None = None
+) -> None:
     """`Run.log()` on the current run.
 
     Raises:

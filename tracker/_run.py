@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -27,14 +28,21 @@ from tracker._errors import UsageError
 from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
 from tracker._lifecycle import Lifecycle, exit_state
+from tracker._media import MediaBinder, MediaFile
 from tracker._records import kinds
-from tracker._records.codec import check_size, default, encode_exact, encode_record
+from tracker._records.codec import (
+    check_size,
+    decode_value,
+    default,
+    encode_exact,
+    encode_record,
+)
 from tracker._records.fold import fold_records
 from tracker._records.history import RESERVED_KEYS
 from tracker._records.state import RunState
 from tracker._records.summary import MetricRule, Summary, make_rule
 from tracker._rundir import FILES_DIR, LOG_NAME, RunLock
-from tracker._runfiles import SAVE_POLICIES, RunFiles, find_files
+from tracker._runfiles import SAVE_POLICIES, RunFiles, code_files, find_files
 from tracker._runlog import RunLogReader, RunLogWriter
 from tracker._settings import Settings
 from tracker._status import RunStatus
@@ -42,8 +50,11 @@ from tracker._wire.limits import MAX_RECORD_BYTES, MAX_ROW_KEYS, MAX_STEP, MAX_T
 
 if TYPE_CHECKING:
     from tracker._io._sender import Sender, StreamTarget
+    from tracker._watch import Watches
 
 __all__ = ["DisabledRun", "Run", "RunIdentity", "RunStart", "check_tags"]
+
+logger = logging.getLogger(__name__)
 
 _dumps = orjson.dumps
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
@@ -122,8 +133,12 @@ class Run:
         self._seq = start.start_seq
         self._pending: dict[str, Any] = {}
         self._files = None if run_dir is None else RunFiles(run_dir / FILES_DIR)
+        self._before_finish: list[Callable[[], None]] = []
+        """Called by `finish()` while the run is still live (they may log a last row)."""
         self._on_finish: list[Callable[[], None]] = []
         """Called as the run starts finishing, before its last records are written."""
+        self._binder = MediaBinder()  # used under the outbox lock
+        self._watches: Watches | None = None
         self._lifecycle = _LIVE
         self._outbox = Outbox(
             settings.queue_max_events,
@@ -247,8 +262,11 @@ class Run:
 
     @property
     def dir(self) -> str:
-        """The run directory (empty in disabled mode)."""
-        return "" if self._run_dir is None else str(self._run_dir)
+        """The run's files folder, ``<run directory>/files``, as W&B's ``run.dir``: files
+        written there are stored with the run (recorded and, online, uploaded when it
+        finishes). `read_run` and ``tracker sync`` take it for the run directory. Empty in
+        disabled mode."""
+        return "" if self._run_dir is None else str(self._run_dir / FILES_DIR)
 
     @property
     def url(self) -> str | None:
@@ -286,7 +304,10 @@ class Run:
     # -- logging --------------------------------------------------------------------
 
     def log(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """Log a history row; returns at once (the caller never waits on disk or network).
 
@@ -294,6 +315,8 @@ class Run:
         commits it and advances the step; ``commit=False`` only merges; a ``step``
         above the current one commits the pending row and makes ``d`` pending at
         ``step``; the current step merges; a lower step is dropped with a warning.
+        ``log()`` or ``log({})`` commits the pending row; with none, it does nothing.
+        Values may be media (`tracker.Image`, ...): stored as run files, referenced.
 
         Raises:
             UsageError: ``data`` is not a dict of str keys, a value cannot be encoded
@@ -304,7 +327,7 @@ class Run:
             or commit is not None
             or self._pending
             or type(data) is not dict
-            or len(data) > _MAX_KEYS
+            or not 0 < len(data) <= _MAX_KEYS
         ):
             self._log(data, step, commit, block=True)
             return
@@ -325,8 +348,9 @@ class Run:
             now = _now()
             try:
                 line = _dumps((seq, _ROW, step, now, data), default=default, option=_NEWLINE)
-            except TypeError:
-                line = encode_exact((seq, _ROW, step, now), data, "log()")
+            except TypeError:  # media values, or a value that cannot be logged
+                line = self._encode_unusual(seq, step, now, data)
+                seq = self._seq  # after the media's file records
             else:
                 if _U in line and line.find(b"null") >= 0:
                     line = encode_exact((seq, _ROW, step, now), data, "log()")
@@ -342,8 +366,46 @@ class Run:
         finally:
             lock.release()
 
+    def _encode_unusual(self, seq: int, step: int, now: float, data: dict[str, Any]) -> bytes:
+        """The fast path's row when orjson refused a value: its media values bound (their
+        files written, their ``file`` records appended first, the row numbered after
+        them), or the bad value named. Caller holds the lock."""
+        binder = self._binder.reset(step)
+        line = encode_exact((seq, _ROW, step, now), data, "log()", binder)
+        if not binder.files:
+            return line
+        self._record_media(self._write_media(binder.files))
+        return encode_exact((self._seq, _ROW, step, now), data, "log()", binder.reset(step))
+
+    def _write_media(self, files: list[MediaFile]) -> list[tuple[Path, dict[str, Any]]]:
+        """Write the files of a row's media values into the run's files; each target and
+        its ``file`` record payload.
+
+        Raises:
+            UsageError: a file cannot be written (nothing of the row is logged then).
+        """
+        if not files or self._files is None:
+            return []
+        try:
+            return [self._files.write(file.name, file.content) for file in files]
+        except OSError as exc:
+            raise UsageError(
+                f"log(): cannot store a media file in {self._files.folder}: {exc}; nothing "
+                "of this call was logged"
+            ) from exc
+
+    def _record_media(self, stored: list[tuple[Path, dict[str, Any]]]) -> None:
+        """The ``file`` records of written media files, and their uploads. Caller holds
+        the lock."""
+        for target, record in stored:
+            self._emit(kinds.FILE, record)
+            self._upload(record["name"], target)
+
     async def alog(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """`log()` for async code: when the queue is full under the ``"block"`` policy it
         awaits room without blocking the event loop (asyncio or trio)."""
@@ -381,7 +443,8 @@ class Run:
         with outbox.lock:
             if self._lifecycle is not _LIVE:
                 raise self._not_live("run.log()")
-            encode_record((), row, "log()")  # all of the call, or nothing of it
+            binder = self._binder.reset(self._step if target is None else target)
+            encoded = encode_record((), row, "log()", binder)  # all of the call, or nothing
             if target is not None and target < self._step:
                 warnings.warn(
                     f"tracker: log(step={target}) dropped: the run is already at step "
@@ -396,6 +459,9 @@ class Run:
             wants_room = (commits_pending or commits_now) and not block
             if wants_room and outbox.is_full() and not outbox.drop_when_full:
                 return False
+            if binder.bound:
+                row = decode_value(encoded)  # the row holding the media's references
+                self._record_media(self._write_media(binder.files))
             if commits_pending:
                 self._commit_pending()
             if target is not None:
@@ -406,7 +472,10 @@ class Run:
         return True
 
     def _commit_pending(self) -> None:
-        """Commit the pending row at the current step and advance. Caller holds the lock."""
+        """Commit the pending row at the current step and advance; nothing pending, nothing
+        happens (as in W&B). Caller holds the lock."""
+        if not self._pending:
+            return
         row, self._pending = self._pending, {}
         step = self._step
         self._step = step + 1
@@ -492,15 +561,26 @@ class Run:
         step_metric: str | None = None,
         summary: str | None = None,
         goal: str | None = None,
-        hidden: bool = False,
+        hidden: bool | None = False,
+        *,
+        step_sync: bool | None = None,
+        overwrite: bool | None = None,
     ) -> MetricRule:
         """Shape how the keys matching ``name`` (a key or a glob like ``"val/*"``) are shown
         and summarised: ``summary`` is ``"min"``, ``"max"``, ``"mean"``, ``"first"``,
         ``"last"`` or ``"none"``, comma-separated allowed.
 
+        ``step_sync`` and ``overwrite`` are W&B's and accepted: every row keeps the keys it
+        was logged with, and a later rule for the same name replaces the earlier one.
+
         Raises:
-            UsageError: a bad name, summary, goal or step_metric.
+            UsageError: a bad name, summary, goal, step_metric, hidden, step_sync or
+                overwrite.
         """
+        for label, flag in (("step_sync", step_sync), ("overwrite", overwrite)):
+            if flag is not None and not isinstance(flag, bool):
+                raise UsageError(f"define_metric({label}={flag!r}) takes True, False or None")
+        hidden = False if hidden is None else hidden
         rule = make_rule(name, step_metric=step_metric, summary=summary, goal=goal, hidden=hidden)
         with self._outbox.lock:
             if self._lifecycle is not _LIVE:
@@ -575,6 +655,71 @@ class Run:
             self._store_file(source, name, policy)
             for source, name in find_files(glob_str, base_path)
         ]
+
+    def log_code(
+        self,
+        root: str | os.PathLike[str] | None = ".",
+        name: str | None = None,
+        include_fn: Callable[..., bool] | None = None,
+        exclude_fn: Callable[..., bool] | None = None,
+    ) -> list[str]:
+        """Store the code under ``root`` with the run, as files ``code/<path>`` (W&B makes
+        an artifact of it; here they are run files).
+
+        Args:
+            root: the folder to walk (default: the working directory).
+            name: accepted for W&B compatibility (the name of W&B's artifact).
+            include_fn: ``include_fn(path, root)`` (or ``include_fn(path)``) says which
+                files to store; default: those ending in ``.py``.
+            exclude_fn: says which files to leave out; default: hidden folders, virtual
+                environments, ``__pycache__`` and run folders (``tracker-runs``,
+                ``wandb``).
+
+        Returns:
+            The paths of the stored copies.
+        """
+        if self._lifecycle is not _LIVE:
+            raise self._not_live("run.log_code()")
+        return [
+            self._store_file(source, stored, "now")
+            for source, stored in code_files(root or ".", include_fn, exclude_fn)
+        ]
+
+    def watch(
+        self,
+        models: Any,
+        criterion: Any = None,
+        log: str | None = "gradients",
+        log_freq: int = 1000,
+        idx: int | None = None,
+        log_graph: bool = False,
+    ) -> None:
+        """Log histograms of a torch model's gradients and/or parameters every
+        ``log_freq`` backward/forward passes, as W&B's ``watch``.
+
+        Args:
+            models: a ``torch.nn.Module`` or a list of them.
+            criterion: accepted for W&B compatibility.
+            log: ``"gradients"`` (default), ``"parameters"``, ``"all"`` or None.
+            log_freq: log every this many calls (per parameter for gradients).
+            idx: the number of the first model (its keys get ``graph_N/`` when N > 0).
+            log_graph: accepted; graphs are not drawn here (a warning says so).
+
+        Raises:
+            UsageError: a model is not a torch module, or a bad ``log`` or ``log_freq``.
+        """
+        if self._lifecycle is not _LIVE:
+            raise self._not_live("run.watch()")
+        if self._watches is None:
+            from tracker._watch import Watches
+
+            self._watches = Watches(self)
+        self._watches.watch(models, log, log_freq, idx, log_graph)
+
+    def unwatch(self, models: Any = None) -> None:
+        """Stop watching ``models`` (a module or a list), or every watched model."""
+        if self._watches is not None:
+            self._watches.unwatch(models)
 
     def _store_file(self, source: Path, name: str, policy: str) -> str:
         if self._files is None:
@@ -656,6 +801,13 @@ class Run:
         await anyio.to_thread.run_sync(self.finish, exit_code, quiet)
 
     def _finish(self, state: str, exit_code: int | None, quiet: bool | None) -> None:
+        if self._lifecycle is _LIVE:
+            hooks, self._before_finish = self._before_finish, []
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:  # mirroring TensorBoard, say: the run still finishes
+                    logger.exception("tracker: a step of finishing run %s failed", self._id)
         outbox = self._outbox
         with outbox.lock:
             if self._lifecycle is not _LIVE:
@@ -809,6 +961,8 @@ def check_tags(value: object, what: str) -> tuple[str, ...]:
 
 
 def _check_row(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
     if not isinstance(data, Mapping):
         raise UsageError(
             f"log() takes a dict of str keys, e.g. run.log({{'loss': 0.1}}); "
@@ -843,12 +997,18 @@ class DisabledRun(Run):
     """A Run of ``mode="disabled"``: the same API, nothing written, every call a cheap no-op."""
 
     def log(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """Do nothing: the run is disabled."""
 
     async def alog(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+        self,
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+        commit: bool | None = None,
     ) -> None:
         """Do nothing: the run is disabled."""
 

@@ -99,13 +99,15 @@ def _point_latest(root: Path, name: str) -> None:
 
 
 def resolve_run_path(path: str | os.PathLike[str]) -> Path:
-    """The run directory meant by ``path``: a run directory, its run log, or the latest run
-    of a ``dir`` (of init's, or its `RUNS_FOLDER`)."""
+    """The run directory meant by ``path``: a run directory, its run log, its files folder
+    (``run.dir``), or the latest run of a ``dir`` (of init's, or its `RUNS_FOLDER`)."""
     candidate = Path(path)
     if candidate.is_file() and candidate.name == LOG_NAME:
         return candidate.parent
     if (candidate / LOG_NAME).is_file():
         return candidate
+    if candidate.name == FILES_DIR and (candidate.parent / LOG_NAME).is_file():
+        return candidate.parent
     for root in (candidate, candidate / RUNS_FOLDER):
         if (root / _LATEST / LOG_NAME).is_file():
             return (root / _LATEST).resolve()

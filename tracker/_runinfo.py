@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["RunInfo"]
+__all__ = ["RunInfo", "RunSummary"]
+
+
+class RunSummary(dict[str, Any]):
+    """A stored run's summary: a dict, with W&B's ``_json_dict`` (the plain dict) too, which
+    export scripts read (``run.summary._json_dict``)."""
+
+    @property
+    def _json_dict(self) -> dict[str, Any]:
+        return dict(self)
 
 
 class RunInfo(abc.ABC):
@@ -60,6 +69,22 @@ class RunInfo(abc.ABC):
     def notes(self) -> str | None:
         """The run's notes, if any."""
         return self._info().get("notes")
+
+    @abc.abstractmethod
+    def history(self, *args: Any, **kwargs: Any) -> Any:
+        """The history rows in step order (each kind of run object reads its own: see
+        `tracker.StoredRun.history`)."""
+
+    def scan_history(
+        self,
+        keys: Sequence[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every history row in step order, unsampled, as W&B's ``scan_history`` yields
+        them (``page_size`` is accepted for compatibility: the rows come in one read)."""
+        yield from self.history(keys=keys, min_step=min_step, max_step=max_step)
 
     @property
     def start_time(self) -> float:

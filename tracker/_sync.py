@@ -13,7 +13,7 @@ from pathlib import Path
 from tracker._errors import Error, UsageError
 from tracker._names import check_run_id, local_file
 from tracker._reader import StoredRun
-from tracker._rundir import FILES_DIR, LOG_NAME, RUNS_FOLDER
+from tracker._rundir import FILES_DIR, LOG_NAME, RUNS_FOLDER, resolve_run_path
 from tracker._runlog import Damage
 from tracker._settings import Settings, resolve_settings, write_settings_file
 from tracker._wire.errors import TransportError, public_error
@@ -41,10 +41,13 @@ class SyncReport:
 
 
 def run_dirs_under(path: Path) -> list[Path]:
-    """``path`` itself when it is a run directory, else the run directories inside it (or
-    inside its `RUNS_FOLDER`, for the ``dir`` of an init)."""
+    """``path`` itself when it is a run directory (or its files folder, ``run.dir``), else
+    the run directories inside it (or inside its `RUNS_FOLDER`, for the ``dir`` of an
+    init)."""
     if (path / LOG_NAME).is_file():
         return [path]
+    if path.name == FILES_DIR and (path.parent / LOG_NAME).is_file():
+        return [path.parent]
     if (path / RUNS_FOLDER).is_dir():
         path = path / RUNS_FOLDER
     found = sorted(
@@ -58,9 +61,9 @@ def run_dirs_under(path: Path) -> list[Path]:
 
 
 def sync_run_dir(run_dir: Path, settings: Settings, run_id: str | None = None) -> SyncReport:
-    """Upload what the server lacks of one run directory, and its files; ``run_id`` uploads
-    it as that run instead of its own (a copy of a run directory resumed apart from the
-    one the server has is refused as its run: `LogConflict`).
+    """Upload what the server lacks of one run directory (or its files folder), and its
+    files; ``run_id`` uploads it as that run instead of its own (a copy of a run directory
+    resumed apart from the one the server has is refused as its run: `LogConflict`).
 
     Raises:
         UsageError: not a run directory, or no server configured.
@@ -75,6 +78,7 @@ def sync_run_dir(run_dir: Path, settings: Settings, run_id: str | None = None) -
         raise UsageError(
             "no server configured; pass --base-url, set TRACKER_BASE_URL, or run `tracker login`"
         )
+    run_dir = resolve_run_path(run_dir)
     stored = StoredRun(run_dir)
     log_id = stored.metadata.get("log_id")
     if not isinstance(log_id, str):

@@ -95,7 +95,7 @@ def test_connections_that_die_young_still_carry_the_whole_run(
         run.log({"x": x, "loss": 1 / (x + 1)})
     assert run.flush(timeout=100), run.status()
     run.finish()
-    log = Path(run.dir) / "run.log"
+    log = Path(run.dir).parent / "run.log"
     figures.reconnects = proxy.connections - 1
     figures.extra.update(transport=transport, connections=proxy.connections)
     goodput = log.stat().st_size / proxy.bytes_up  # the run log holds every record once

@@ -156,7 +156,7 @@ async def test_summary_equals_the_clients_fold(store: Store, tmp_path: Path) -> 
     run.log({"loss": 0.01})
     run.finish()
     expected = run.summary.as_dict()
-    log = list(read_records(Path(run.dir) / LOG_NAME))
+    log = list(read_records(Path(run.dir).parent / LOG_NAME))
     await start(store)
     for begin in range(0, len(log), 7):  # in several batches
         await store.ingest(KEY, LOG, log[begin : begin + 7], NOW)

@@ -112,7 +112,7 @@ def upload(results: ResultSet, settings: Settings) -> Upload:
     return Upload(
         run_id,
         stored=True,
-        where=run.url or run.dir,
+        where=run.url or str(Path(run.dir).parent),  # the run directory, not its files
         complete=status.connection in ("offline", "done"),
     )
 

@@ -4,13 +4,15 @@ orjson writes NaN and ±inf as ``null`` and refuses ints beyond 64 bits. A recor
 holding such values keeps ``null`` (or the int's decimal string) in place and
 carries a sidecar list of ``[path, kind]`` pairs after its payload, so the
 reader restores them exactly and user data can never be mistaken for a marker.
-numpy and torch values are converted to Python numbers and lists.
+numpy and torch values are converted to Python numbers and lists. The exact path takes
+a ``convert`` hook for the values it does not know (how `log()` binds media values to
+their row, `tracker._media`), called only once orjson has refused a value.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -19,6 +21,8 @@ from tracker._errors import UsageError
 from tracker._wire.limits import MAX_RECORD_BYTES
 
 __all__ = [
+    "NOT_CONVERTED",
+    "Convert",
     "check_size",
     "decode_value",
     "default",
@@ -42,6 +46,10 @@ _ACCEPTED = (
 _SPECIAL_FLOATS: Final = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 Path = list[str | int]
+Convert = Callable[[Any, Path], Any]
+"""A hook of the exact path: the plain value for a value at a path, or `NOT_CONVERTED`."""
+NOT_CONVERTED: Final[Any] = object()
+"""What a `Convert` hook returns for a value it does not convert."""
 
 
 def default(value: Any) -> Any:
@@ -56,8 +64,11 @@ def default(value: Any) -> Any:
     raise TypeError(type(value).__qualname__)
 
 
-def encode_record(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
-    """Encode ``[*head, payload]`` as one newline-terminated JSON line, exactly.
+def encode_record(
+    head: tuple[Any, ...], payload: Any, what: str, convert: Convert | None = None
+) -> bytes:
+    """Encode ``[*head, payload]`` as one newline-terminated JSON line, exactly; values
+    orjson refuses go through ``convert`` when given (see `encode_exact`).
 
     Raises:
         UsageError: a value cannot be encoded; the message names ``what`` and the key.
@@ -68,13 +79,19 @@ def encode_record(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
         line = b""  # fall through to the precise path, which names the culprit
     if line and line.find(b"null") < 0:
         return check_size(line, what)
-    return encode_exact(head, payload, what)
+    return encode_exact(head, payload, what, convert)
 
 
-def encode_exact(head: tuple[Any, ...], payload: Any, what: str) -> bytes:
-    """The slow path of `encode_record`: normalise, note special values, encode."""
+def encode_exact(
+    head: tuple[Any, ...], payload: Any, what: str, convert: Convert | None = None
+) -> bytes:
+    """The slow path of `encode_record`: normalise, note special values, encode.
+
+    ``convert`` is offered each value that is not JSON, numpy or torch (and each list),
+    with its path; what it returns in its place is encoded instead.
+    """
     specials: list[list[Any]] = []
-    plain = _normalize(payload, [], specials, what, 0)
+    plain = _normalize(payload, [], specials, what, 0, convert)
     record = (*head, plain, specials) if specials else (*head, plain)
     return check_size(orjson.dumps(record, option=_NEWLINE), what)
 
@@ -136,7 +153,14 @@ def _get(node: Any, path: list[Any]) -> Any:
     return node
 
 
-def _normalize(value: Any, path: Path, specials: list[list[Any]], what: str, depth: int) -> Any:
+def _normalize(
+    value: Any,
+    path: Path,
+    specials: list[list[Any]],
+    what: str,
+    depth: int,
+    convert: Convert | None = None,
+) -> Any:
     """Return ``value`` as plain JSON types, recording NaN, ±inf and big ints in ``specials``."""
     if value is None or value is True or value is False:
         return value
@@ -170,21 +194,25 @@ def _normalize(value: Any, path: Path, specials: list[list[Any]], what: str, dep
                     "keys must be str (convert it, e.g. str(key))"
                 )
             _check_text(key, path, what)
-            out[key] = _normalize(item, [*path, key], specials, what, depth + 1)
+            out[key] = _normalize(item, [*path, key], specials, what, depth + 1, convert)
         return out
     if isinstance(value, (list, tuple)):
+        if convert is not None and (converted := convert(value, path)) is not NOT_CONVERTED:
+            return _normalize(converted, path, specials, what, depth, None)
         return [
-            _normalize(item, [*path, index], specials, what, depth + 1)
+            _normalize(item, [*path, index], specials, what, depth + 1, convert)
             for index, item in enumerate(value)
         ]
     try:
         converted = default(value)
     except TypeError:
+        if convert is not None and (converted := convert(value, path)) is not NOT_CONVERTED:
+            return _normalize(converted, path, specials, what, depth, None)
         raise UsageError(
             f"{what}: the value at {_render(path)} has type {type(value).__qualname__}, "
             f"which cannot be logged; {_ACCEPTED}"
         ) from None
-    return _normalize(converted, path, specials, what, depth)
+    return _normalize(converted, path, specials, what, depth, convert)
 
 
 def _check_text(text: str, path: Path, what: str) -> None:

@@ -27,9 +27,40 @@ export function formatNumber(value) {
   return String(Number(value.toPrecision(4)));
 }
 
+const MEDIA_TYPES = new Set([
+  "image-file",
+  "images/separated",
+  "histogram",
+  "table-file",
+  "video-file",
+  "audio-file",
+  "html-file",
+]);
+
+/** Whether a value is the reference of a logged media value (W&B's `{"_type": ...}`). */
+export function isMedia(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value) && MEDIA_TYPES.has(value._type);
+}
+
+/** A media reference as short text, e.g. "image 28×28", "table 3×100". */
+function mediaLabel(value) {
+  const size = value.width && value.height ? ` ${value.width}×${value.height}` : "";
+  switch (value._type) {
+    case "histogram":
+      return `histogram (${value.values.length} bins)`;
+    case "table-file":
+      return `table ${value.ncols}×${value.nrows}`;
+    case "images/separated":
+      return `${value.count} images${size}`;
+    default:
+      return `${value._type.replace("-file", "")}${size}`;
+  }
+}
+
 /** Any config or summary value, as short text. */
 export function formatValue(value) {
   if (value === null || value === undefined) return "";
+  if (isMedia(value)) return mediaLabel(value);
   if (typeof value === "number" || typeof value === "bigint") return formatNumber(value);
   if (typeof value === "string") return value;
   if (typeof value === "boolean") return String(value);
@@ -78,8 +109,10 @@ export function formatBytes(size) {
   return `${index ? size.toFixed(1) : size} ${units[index]}`;
 }
 
-/** The leaves of nested plain objects, as [[key, key, ...], value] pairs in key order. */
+/** The leaves of nested plain objects (a media reference is one), as [[key, key, ...], value]
+ * pairs in key order. */
 export function flatten(value, prefix = []) {
+  if (isMedia(value)) return prefix.length ? [[prefix, value]] : [];
   if (value === null || typeof value !== "object" || Array.isArray(value) || !Object.keys(value).length) {
     return prefix.length ? [[prefix, value]] : [];
   }

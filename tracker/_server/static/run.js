@@ -3,6 +3,7 @@
 import { ApiError, getExact, getJson, path, request } from "./api.js";
 import { ChartGrid } from "./charts.js";
 import { el, flatten, formatBytes, formatDuration, formatTime, formatValue } from "./format.js";
+import { MediaPanels } from "./media.js";
 import { stateBadge } from "./runs.js";
 
 /** Draw the page of a run into `main`. */
@@ -18,6 +19,7 @@ class RunPage {
     this.main = main;
     this.api = `/api/v1/runs/${path(entity, project, runId)}`;
     this.charts = new ChartGrid(entity, project, { onRun: (document) => this.update(document) });
+    this.media = new MediaPanels(this.api);
   }
 
   async load() {
@@ -75,6 +77,12 @@ class RunPage {
         el("h2", { id: "charts-heading" }, "Charts"),
         this.charts.element,
       ),
+      (this.mediaSection = el(
+        "section",
+        { "aria-labelledby": "media-heading", hidden: true },
+        el("h2", { id: "media-heading" }, "Media"),
+        this.media.element,
+      )),
       el(
         "div",
         { class: "columns-2" },
@@ -107,6 +115,16 @@ class RunPage {
     this.render();
     this.charts.setRuns([this.run]);
     this.loadFiles();
+    this.loadMedia();
+  }
+
+  async loadMedia() {
+    try {
+      this.mediaSection.hidden = !(await this.media.show(this.run.summary));
+    } catch (error) {
+      this.mediaSection.hidden = false;
+      this.media.element.replaceChildren(el("p", { class: "error" }, `Could not read the media: ${error.message}`));
+    }
   }
 
   /** A live change of the run (state, timing, summary) or an edit's answer. */
