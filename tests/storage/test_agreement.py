@@ -106,3 +106,44 @@ def test_memory_answers_as_sqlite(ops: list[tuple[str, Any]]) -> None:
         memory = asyncio.run(answers("memory", Path(folder)))
         sqlite = asyncio.run(answers("sqlite", Path(folder)))
     assert repr(memory) == repr(sqlite)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 3), row_data), min_size=1, max_size=120
+    ),  # (step increment, data)
+    st.integers(1, 40),
+    st.one_of(st.none(), st.sampled_from([["a"], ["b", "c"]])),
+)
+def test_read_run_samples_as_every_backend_does(
+    rows: list[tuple[int, dict[str, Any]]], samples: int, keys: list[str] | None
+) -> None:
+    """A run's history sampled by read_run (its run log) keeps exactly the rows the server's
+    backends keep for the same samples and keys: one sampler (tracker._records.sampler)."""
+    import tracker
+    from tracker._rundir import LOG_NAME
+    from tracker._runlog import read_records
+
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sampler, "BLOCK", 2)  # several blocks in these short series
+        run = tracker.init(dir=folder, mode="offline", settings={"silent": True})
+        step = -1
+        for increment, data in rows:
+            step += increment
+            run.log(data, step=step)
+        run.finish()
+        local = tracker.read_run(run.dir).history(keys=keys, samples=samples)
+        log = list(read_records(Path(run.dir).parent / LOG_NAME))
+
+        async def served(backend: str) -> list[Any]:
+            store = Store(await BACKENDS[backend](Path(folder) / backend))
+            try:
+                await start(store)
+                await store.ingest(KEY, LOG, log, NOW)
+                return await store.history(KEY, keys, None, None, samples)
+            finally:
+                await store.close()
+
+        for backend in BACKENDS:
+            assert repr(asyncio.run(served(backend))) == repr(local), backend
