@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from exact import same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,22 +21,6 @@ from tracker._records.kinds import decode_record
 
 HEAD = (0, "row", 0, 1.0)
 META = ("_step", "_timestamp", "_runtime")
-
-
-def same(left: Any, right: Any) -> bool:
-    """Deep equality that also checks types (int stays int, bool stays bool), treats
-    NaN as equal to NaN and tells 0.0 from -0.0."""
-    if type(left) is not type(right):
-        return False
-    if isinstance(left, float):
-        if math.isnan(left):
-            return math.isnan(right)
-        return left == right and math.copysign(1.0, left) == math.copysign(1.0, right)
-    if isinstance(left, list):
-        return len(left) == len(right) and all(map(same, left, right))
-    if isinstance(left, dict):
-        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
-    return bool(left == right)
 
 
 def round_trip(value: Any) -> Any:

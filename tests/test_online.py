@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exact import same
 from server_process import ServerProcess, free_port
 
 import tracker
@@ -46,16 +47,6 @@ def python(arguments: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _same(left: Any, right: Any) -> bool:
-    if isinstance(left, float) and isinstance(right, float) and math.isnan(left):
-        return math.isnan(right)
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(_same, left, right))
-    return type(left) is type(right) and left == right
-
-
 def test_rows_stream_to_the_server_and_read_back_exactly(
     server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -76,7 +67,7 @@ def test_rows_stream_to_the_server_and_read_back_exactly(
     history = stored.history()
     assert [row["_step"] for row in history] == [0, 1, 2]
     for logged, read in zip(rows, history, strict=True):
-        assert _same({k: v for k, v in read.items() if not k.startswith("_")}, logged)
+        assert same({k: v for k, v in read.items() if not k.startswith("_")}, logged)
     assert stored.state == "finished"
     assert stored.config["lr"] == 0.1
     assert math.isnan(stored.config["nan"])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
+from exact import same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,19 +33,6 @@ def fold(ops: list[Op], summary: Summary | None = None) -> Summary:
 def stored(summary: Summary) -> Summary:
     """The summary after a trip through its exactly encoded state, as a server stores it."""
     return Summary.from_state(decode_value(encode_value(summary.to_state(), "state")))
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality where NaN equals NaN and types must match (1 is not 1.0, True is not 1)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 SHAPED: list[Op] = [

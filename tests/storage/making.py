@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,16 +73,3 @@ async def stored_run(store: Store, pairs: list[tuple[int, dict[str, Any]]]) -> N
 async def history_steps(store: Store, key: RunKey = KEY) -> list[int]:
     """The steps of the run's stored rows."""
     return [row["_step"] for row in await store.history(key, None, None, None, None)]
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality where NaN equals NaN and types must match (1 is not 1.0, True is not 1)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)

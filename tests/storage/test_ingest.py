@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exact import same
 
 from tracker._init import init
 from tracker._reader import read_run
@@ -20,7 +21,7 @@ from tracker._runlog import read_records
 from tracker._server.storage import RunKey, Store, parse_order
 from tracker._server.storage.errors import BadRequest, LogConflict, RunNotFound, SeqGap
 
-from .making import KEY, LOG, LOG2, NOW, history_steps, records, rows, same, start
+from .making import KEY, LOG, LOG2, NOW, history_steps, records, rows, start
 
 pytestmark = pytest.mark.anyio
 
