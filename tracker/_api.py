@@ -15,7 +15,6 @@ import orjson
 from tracker._errors import UsageError
 from tracker._files import RunFile
 from tracker._records.codec import decode_value
-from tracker._records.history import check_keys, history_frame
 from tracker._runinfo import RunInfo, RunSummary
 from tracker._settings import resolve_settings
 from tracker._wire.errors import TransportError, public_error
@@ -199,6 +198,8 @@ class ApiRun(RunInfo):
             samples: at most about this many rows, keeping each key's extremes.
             pandas: return a pandas DataFrame (pandas must be installed).
         """
+        from tracker._records.history import check_keys, history_frame  # reads only
+
         wanted = check_keys(keys)
         params = {}
         if wanted is not None:

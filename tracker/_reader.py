@@ -17,7 +17,6 @@ from tracker._errors import UsageError
 from tracker._files import RunFile
 from tracker._names import local_file
 from tracker._records.fold import fold_records
-from tracker._records.history import history_frame, read_history
 from tracker._records.state import RecordError, Rows, RunState
 from tracker._records.summary import MetricRule
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
@@ -160,6 +159,8 @@ class StoredRun(RunInfo):
             samples: at most about this many rows, keeping each key's extremes.
             pandas: return a pandas DataFrame (pandas must be installed).
         """
+        from tracker._records.history import history_frame, read_history  # reads only
+
         rows = read_history(self._rows, keys, min_step, max_step, samples)
         return history_frame(rows) if pandas else rows
 

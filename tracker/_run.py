@@ -38,7 +38,7 @@ from tracker._records.codec import (
     encode_record,
 )
 from tracker._records.fold import fold_records
-from tracker._records.history import RESERVED_KEYS
+from tracker._records.kinds import RESERVED_KEYS
 from tracker._records.state import RunState
 from tracker._records.summary import MetricRule, Summary, make_rule
 from tracker._rundir import FILES_DIR, LOG_NAME, RunLock

@@ -11,13 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from tracker._errors import UsageError
+from tracker._records.kinds import RESERVED_KEYS
 from tracker._records.sampler import Extremes, Series, sample_steps, series_of, union_steps
 from tracker._records.state import Rows
 
-__all__ = ["RESERVED_KEYS", "check_keys", "history_frame", "read_history", "shape_row"]
-
-RESERVED_KEYS = ("_step", "_timestamp", "_runtime")
-"""The keys every history row carries; no logged key may use them."""
+__all__ = ["check_keys", "history_frame", "read_history", "shape_row"]
 
 
 def check_keys(keys: Sequence[str] | None) -> list[str] | None:

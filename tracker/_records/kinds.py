@@ -31,6 +31,7 @@ __all__ = [
     "KINDS",
     "LOST",
     "METRIC",
+    "RESERVED_KEYS",
     "ROW",
     "RUN",
     "SUMMARY_DELETE",
@@ -49,6 +50,8 @@ __all__ = [
 
 Record = Sequence[Any]
 
+RESERVED_KEYS: Final = ("_step", "_timestamp", "_runtime")
+"""The keys every history row carries; no logged key may use them."""
 EXIT_STATES: Final = frozenset({"finished", "failed", "killed", "crashed"})
 """The states an ``exit`` record may set."""
 
