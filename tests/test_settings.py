@@ -157,6 +157,8 @@ def test_every_resume_policy_is_accepted(resume: str | bool | None) -> None:
         ("batch_max_bytes", 1024),
         ("batch_linger_seconds", 0.0),
         ("silent", True),
+        ("console", "off"),
+        ("console", "redirect"),
     ],
 )
 def test_boundary_and_choice_values_are_accepted(field: str, value: Any) -> None:
@@ -223,6 +225,8 @@ def test_retry_initial_equal_to_max_is_accepted() -> None:
         ("queue_full_policy", "wait", "use block or drop"),
         ("transport", "grpc", "use websocket or http"),
         ("fsync_policy", "always", "use flush, batch or never"),
+        ("console", "wrap", "is not a console capture mode; use auto, off or redirect"),
+        ("console", True, "is not a console capture mode; use auto, off or redirect"),
     ],
 )
 def test_bad_value_names_the_field_and_accepted_values(
@@ -303,6 +307,7 @@ def test_replace_unknown_field_suggests_close_match() -> None:
         ("TRACKER_RESUME", "allow", "resume", "allow"),
         ("TRACKER_DIR", "/tmp/runs", "root_dir", "/tmp/runs"),
         ("TRACKER_SILENT", "1", "silent", True),
+        ("TRACKER_CONSOLE", "redirect", "console", "redirect"),
     ],
 )
 def test_each_environment_variable_sets_its_field(
@@ -330,6 +335,7 @@ def test_environment_table_covers_every_documented_variable() -> None:
         "TRACKER_RESUME",
         "TRACKER_DIR",
         "TRACKER_SILENT",
+        "TRACKER_CONSOLE",
     }
     names = {field.name for field in dataclasses.fields(Settings)}
     assert set(ENVIRONMENT_VARIABLES.values()) <= names
@@ -430,6 +436,11 @@ def test_tracker_silent_parses_boolean_words(
         ("TRACKER_BASE_URL", "localhost:8080", "TRACKER_BASE_URL='localhost:8080' is not a"),
         ("TRACKER_RESUME", "maybe", "TRACKER_RESUME='maybe' is not a resume policy; use auto"),
         ("TRACKER_SILENT", "maybe", "TRACKER_SILENT='maybe' is not a boolean; use 1, true"),
+        (
+            "TRACKER_CONSOLE",
+            "tee",
+            "TRACKER_CONSOLE='tee' is not a console capture mode; use auto, off or redirect",
+        ),
     ],
 )
 def test_bad_environment_value_names_the_variable(

@@ -49,6 +49,7 @@ from tracker._status import RunStatus
 from tracker._wire.limits import MAX_RECORD_BYTES, MAX_ROW_KEYS, MAX_STEP, MAX_TAG_CHARS
 
 if TYPE_CHECKING:
+    from tracker._console import ConsoleBuffer, ConsoleCapture
     from tracker._io._sender import Sender, StreamTarget
     from tracker._watch import Watches
 
@@ -190,8 +191,13 @@ class Run:
             if self.config:
                 self._emit(kinds.CONFIG, self.config.as_dict())
         self.config._on_change = self._record_config
+        self._console: ConsoleCapture | None = None
         if run_dir is not None:
             self._summary.sync_with(self._fold_summary)
+            if settings.console != "off":
+                from tracker._console import ConsoleCapture
+
+                self._console = ConsoleCapture(settings.console, self._ship_console)
 
     # -- identity -----------------------------------------------------------------
 
@@ -505,6 +511,18 @@ class Run:
         self._outbox.put(encode_record((self._seq, kind), payload, f"{kind} record"))
         self._seq += 1
 
+    def _ship_console(self, buffer: ConsoleBuffer, final: bool) -> bool:
+        """Append the captured console text as ``console`` records (the I/O thread's call);
+        False when the outbox has no room now: the text waits in its bounded buffer."""
+        with self._outbox.lock:
+            if self._outbox.closing or self._lifecycle is Lifecycle.FORKED:
+                return True
+            if not final and self._outbox.is_full():
+                return False
+            for payload in buffer.take(final):
+                self._emit(kinds.CONSOLE, payload)
+        return True
+
     def _emit_checked(self, kind: str, payload: Any, what: str) -> None:
         """Append a control record from a user call; the run must be live."""
         with self._outbox.lock:
@@ -817,9 +835,14 @@ class Run:
                 self._commit_pending()
         for callback in self._on_finish:
             callback()
+        if self._console is not None:
+            self._console.stop()
         stored_again = [] if self._files is None else self._files.store_again()
         deadline = time.monotonic() + self._settings.finish_timeout
         with outbox.lock:
+            if self._console is not None:
+                for payload in self._console.buffer.take(final=True):
+                    self._emit(kinds.CONSOLE, payload)
             for _, record in stored_again:
                 self._emit(kinds.FILE, record)
             end = _now()
@@ -889,6 +912,8 @@ class Run:
         self._lifecycle = Lifecycle.FORKED
         if self._lock_file is not None:
             self._lock_file.release()
+        if self._console is not None:
+            self._console.remove_in_child()
 
     # -- context managers -----------------------------------------------------------
 

@@ -53,6 +53,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = types.MappingProxyType(
         "TRACKER_RESUME": "resume",
         "TRACKER_DIR": "root_dir",
         "TRACKER_SILENT": "silent",
+        "TRACKER_CONSOLE": "console",
     }
 )
 """Environment variable -> Settings field; the one table the reference docs are built from."""
@@ -216,6 +217,7 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "retry_initial_wait_seconds": _seconds(allow_zero=False, example="0.5"),
     "retry_max_wait_seconds": _seconds(allow_zero=False, example="60"),
     "fsync_policy": _choice("fsync policy", ("flush", "batch", "never"), optional=False),
+    "console": _choice("console capture mode", ("auto", "off", "redirect"), optional=False),
 }
 """Field -> check returning the normalized value; each check raises _Invalid."""
 
@@ -269,6 +271,9 @@ class Settings:
         retry_initial_wait_seconds, retry_max_wait_seconds: backoff bounds of retries.
         fsync_policy: "flush" (fsync on flush()/finish()), "batch" (after every write)
             or "never".
+        console: capture the program's stdout and stderr into the run: "auto" (wrap
+            ``sys.stdout``/``sys.stderr``), "redirect" (file descriptors 1 and 2, so
+            C extensions and child processes are captured too) or "off".
     """
 
     mode: str | None = None
@@ -297,6 +302,7 @@ class Settings:
     retry_initial_wait_seconds: float = 0.5
     retry_max_wait_seconds: float = 60.0
     fsync_policy: str = "flush"
+    console: str = "auto"
 
     def __post_init__(self) -> None:
         """Validate every field and store its normalized value (tuple tags, float seconds)."""

@@ -25,6 +25,8 @@ from tracker._wire.limits import MAX_STEP
 
 __all__ = [
     "CONFIG",
+    "CONSOLE",
+    "CONSOLE_STREAMS",
     "EXIT",
     "EXIT_STATES",
     "FILE",
@@ -57,6 +59,8 @@ EXIT_STATES: Final = frozenset({"finished", "failed", "killed", "crashed"})
 
 _INT64 = range(-(2**63), 2**63)
 _FLOAT_MAX: Final = int(sys.float_info.max)
+CONSOLE_STREAMS: Final = ("stdout", "stderr")
+"""The console streams a ``console`` record may be of."""
 _TEXT_FIELDS: Final = ("name", "group", "job_type", "notes")
 _NUMBER_FIELDS: Final = ("start_time", "runtime_offset", "created_at")
 
@@ -247,6 +251,22 @@ def _lost_through(record: Record) -> int:
     return through if type(through) is int and through >= record[0] else int(record[0])
 
 
+def _check_console(record: Record) -> None:
+    payload = record[2]
+    if type(payload) is not dict:
+        raise RecordError("the payload is not a dict (a JSON object) of console text")
+    if not is_finite_number(payload.get("time")):
+        raise RecordError(f"time {payload.get('time')!r:.60} is not a finite number (unix seconds)")
+    if payload.get("stream") not in CONSOLE_STREAMS:
+        raise RecordError(f"stream {payload.get('stream')!r:.60} is not stdout or stderr")
+    if type(payload.get("text")) is not str:
+        raise RecordError(f"text {payload.get('text')!r:.60} is not a string")
+
+
+def _apply_console(state: RunState, record: Record) -> None:
+    """Console text leaves the run's state alone: it is read as the run's console log."""
+
+
 def _apply_exit(state: RunState, record: Record) -> None:
     payload = record[2]
     end = payload.get("end_time")
@@ -264,6 +284,7 @@ METRIC: Final = "metric"
 FILE: Final = "file"
 EXIT: Final = "exit"
 LOST: Final = "lost"
+CONSOLE: Final = "console"
 
 KINDS: Final[dict[str, RecordKind]] = {
     kind.name: kind
@@ -297,6 +318,13 @@ KINDS: Final[dict[str, RecordKind]] = {
             _check_lost,
             _apply_lost,
             _lost_through,
+        ),
+        RecordKind(
+            CONSOLE,
+            (),
+            "console text: time, stream (stdout or stderr), whole lines (docs/run-log.md)",
+            _check_console,
+            _apply_console,
         ),
     )
 }
