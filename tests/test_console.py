@@ -177,11 +177,15 @@ def test_an_uncaught_exception_is_in_the_console_log(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def capturing(offline: Callable[..., tracker.Run]) -> Callable[..., tracker.Run]:
-    """Start an offline run that captures the console: ``capturing(mode="auto")``."""
+def capturing(tmp_path: Path) -> Callable[..., tracker.Run]:
+    """Start an offline run that captures the console: ``capturing(mode="auto")`` (a run of
+    its own each time, even when one is live)."""
 
     def start(mode: str = "auto") -> tracker.Run:
-        return offline(settings={"silent": True, "console": mode})
+        settings = {"silent": True, "console": mode}
+        return tracker.init(
+            project="tests", dir=tmp_path, mode="offline", settings=settings, reinit="create_new"
+        )
 
     return start
 
@@ -264,18 +268,22 @@ def test_a_stream_replaced_meanwhile_stays(
 def test_nested_redirects_restore_the_descriptors(
     capturing: Callable[..., tracker.Run], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Two redirecting runs finished outer first: descriptor 1 ends where it started."""
+    """Two redirecting runs, finished in either order: descriptor 1 ends where it started,
+    nothing written is lost on the way, and finished last-first each captured its part."""
     before = os.fstat(1).st_ino
-    outer = capturing("redirect")
-    inner = capturing("redirect")
-    os.write(1, b"to both\n")
-    outer.finish()
-    os.write(1, b"to the inner\n")
-    inner.finish()
-    assert os.fstat(1).st_ino == before
-    assert capfd.readouterr().out == "to both\nto the inner\n"
-    assert texts(console_of(inner), "stdout") == ["to both", "to the inner"]
-    assert texts(console_of(outer), "stdout") == ["to both"]
+    for order in ("inner first", "outer first"):
+        outer = capturing("redirect")
+        inner = capturing("redirect")
+        os.write(1, f"{order}\n".encode())
+        first, second = (inner, outer) if order == "inner first" else (outer, inner)
+        first.finish()
+        os.write(1, b"then the second\n")
+        second.finish()
+        assert os.fstat(1).st_ino == before
+        assert capfd.readouterr().out == f"{order}\nthen the second\n"
+        assert texts(console_of(second), "stdout") == [order, "then the second"]
+        if order == "inner first":
+            assert texts(console_of(first), "stdout") == [order]
 
 
 def test_printing_on_the_io_thread_does_not_deadlock(
@@ -397,12 +405,13 @@ def test_huge_output_is_bounded_and_what_is_dropped_is_counted(
     assert set(texts(lines, "stdout")) == {line}
 
 
-def test_a_bad_console_setting_is_refused(offline: Callable[..., tracker.Run]) -> None:
+def test_a_bad_console_setting_is_refused(capturing: Callable[..., tracker.Run]) -> None:
     """An unknown console mode is an error naming the setting and the modes there are."""
     with pytest.raises(
-        UsageError, match=r"console='wrap' is not a console capture mode; use auto, off or redirect"
+        UsageError,
+        match=r"settings\['console'\]='wrap' is not a console capture mode; use auto, off or redirect",
     ):
-        offline(settings={"console": "wrap"})
+        capturing("wrap")
 
 
 # --- the buffer and reading ------------------------------------------------------------

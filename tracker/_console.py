@@ -121,9 +121,12 @@ class ConsoleBuffer:
                 self._size -= len(oldest)
                 self._dropped += _utf8_size(oldest)
                 continue
-            keep = oldest[len(oldest) - self._max :]
-            keep = keep[keep.find("\n") + 1 :] or keep
-            self._dropped += _utf8_size(oldest[: len(oldest) - len(keep)])
+            cut = len(oldest) - self._max
+            line_start = oldest.find("\n", cut - 1) + 1  # keep whole lines when there are
+            if 0 < line_start < len(oldest):
+                cut = line_start
+            keep = oldest[cut:]
+            self._dropped += _utf8_size(oldest[:cut])
             chunks[0] = (stamp, name, keep)
             self._size = len(keep)
 
