@@ -28,6 +28,7 @@ from tracker._io._thread import wait_event
 from tracker._records.kinds import LOST, last_seq
 from tracker._runlog import FrameCursor, seq_range
 from tracker._wire.errors import TransportError
+from tracker._wire.limits import MAX_FILE_BYTES
 from tracker._wire.protocol import START_PATH, handshake_body, read_answer, run_path
 
 if TYPE_CHECKING:
@@ -412,15 +413,36 @@ class Sender:
             self.notify()
 
     async def _send_uploads(self) -> None:
+        """PUT the queued files, each read from disk as it is sent; a file over the server's
+        limit is left out with an error (it stays in the run directory), never failing the
+        stream of the run's records."""
         while self._uploads:
             name, path = self._uploads[0]
-            if path.is_file():
-                await self.client.request(
-                    "PUT",
-                    f"{self.target.path}/files/{quote(name)}",  # '?', '#', '%' stay in the name
-                    data=path.read_bytes(),
-                    content_type="application/octet-stream",
+            size = path.stat().st_size if path.is_file() else None
+            if size is not None and size > MAX_FILE_BYTES:
+                logger.error(
+                    "tracker: file %r is %d bytes, over the limit of %d (MAX_FILE_BYTES) for a "
+                    "file stored with a run: it is not uploaded and stays at %s; split it into "
+                    "smaller files and save those to store it",
+                    name,
+                    size,
+                    MAX_FILE_BYTES,
+                    path,
                 )
+            elif size is not None:
+                try:
+                    await self.client.request(
+                        "PUT",
+                        f"{self.target.path}/files/{quote(name)}",  # '?', '#', '%' stay in the name
+                        data=path,
+                        content_type="application/octet-stream",
+                    )
+                except TransportError as exc:
+                    if exc.status != 413:
+                        raise
+                    logger.error(
+                        "tracker: file %r is not uploaded (it stays at %s): %s", name, path, exc
+                    )
             self._uploads.popleft()
 
     def _write_watermark(self, *, force: bool = False) -> None:

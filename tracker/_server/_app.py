@@ -32,8 +32,8 @@ from tracker._server._http import (
     error_middleware,
     exact_answer,
     json_answer,
-    read_body,
     read_json,
+    spool_body,
 )
 from tracker._server._ingest import Ingest
 from tracker._server._params import (
@@ -47,6 +47,7 @@ from tracker._server._params import (
     run_not_found,
 )
 from tracker._server.storage import RunKey, StartRequest, Store, parse_order
+from tracker._server.storage.errors import FileReplaced
 from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP
 from tracker._wire.protocol import PROTOCOL
 
@@ -209,34 +210,58 @@ class _Api:
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     async def put_file(self, request: web.Request) -> web.Response:
-        """Store a run file from the raw body."""
+        """Store a run file from the raw body, spooled to disk as it arrives (never whole in
+        memory); nothing is stored of a body refused."""
         key = run_key(request)
         name = _file_name(request.match_info["name"])
-        content = await read_body(request, MAX_FILE_BYTES, f"file {name!r}")
-        await self._storage.put_file(key, name, content, time.time())
+        with self._storage.spool() as upload:
+            await spool_body(
+                request,
+                upload,
+                MAX_FILE_BYTES,
+                f"file {name!r}",
+                "keep it in the run directory, or split it into smaller files and save those",
+            )
+            await self._storage.put_file(key, name, upload, time.time())
         return web.Response(status=204)
 
-    async def get_file(self, request: web.Request) -> web.Response:
-        """A run file's bytes, as a download (never rendered by a browser)."""
+    async def get_file(self, request: web.Request) -> web.StreamResponse:
+        """A run file's bytes, as a download (never rendered by a browser), streamed a chunk
+        at a time."""
         key = run_key(request)
         name = _file_name(request.match_info["name"])
-        content = await self._storage.get_file(key, name)
-        if content is None:
+        found = await self._storage.open_file(key, name)
+        if found is None:
             raise ApiError(
                 404,
                 "file_not_found",
                 f"run {key.run_id} in {key.entity}/{key.project} has no file {name!r}; "
                 "list its files with GET .../files",
             )
+        info, chunks = found
         filename = quote(name.rpartition("/")[2], safe="")
-        return web.Response(
-            body=content,
-            content_type="application/octet-stream",
+        response = web.StreamResponse(
             headers={
+                "Content-Type": "application/octet-stream",
                 "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
                 "X-Content-Type-Options": "nosniff",
-            },
+            }
         )
+        response.content_length = info["size"]
+        await response.prepare(request)
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except FileReplaced as exc:
+            # the answer is under way: all that can be said is to cut it short
+            _logger.warning("%s", exc.message)
+            request.protocol.force_close()
+            return response
+        except ConnectionError:
+            _logger.debug("client left while downloading %r of %s", name, key)
+            return response
+        await response.write_eof()
+        return response
 
     async def files(self, request: web.Request) -> web.Response:
         """The run's files: name, size, sha256, updated_at."""

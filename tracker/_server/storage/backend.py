@@ -37,6 +37,12 @@ The contract:
   become `tracker._server.storage.errors` (`StorageBusy` when locked, `StorageFailed`
   otherwise; `StorageClosed` after `close`); nothing is read from or written to another
   run than the one named.
+- **Files.** A file arrives as a `tracker._server.storage.spool.SpooledFile` (on disk, its
+  size and SHA-256 known) and is stored and read back in chunks of
+  `tracker._server.storage.spool.FILE_CHUNK_BYTES`, so neither an upload nor a download
+  ever holds a whole file in memory (a backend that keeps everything in memory, the
+  memory backend, holds its bytes). A replaced file's chunks are all replaced in the
+  transaction that replaces it.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from typing import Any, Protocol, TypeAlias, TypedDict
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import RunQuery
 from tracker._server.storage.series import Chunk, SeriesColumns
+from tracker._server.storage.spool import SpooledFile
 
 __all__ = ["Backend", "BatchWrites", "Reader", "RunFields", "StoredRow", "StoredRun", "Writer"]
 
@@ -163,8 +170,12 @@ class Reader(Protocol):
     async def list_files(self, pk: int) -> list[FileInfo]:
         """The run's files by name."""
 
-    async def read_file(self, pk: int, name: str) -> bytes | None:
-        """A file's bytes, or None."""
+    async def read_file(
+        self, pk: int, name: str, first: int, count: int
+    ) -> tuple[FileInfo, list[bytes]] | None:
+        """The file's info and its chunks ``first`` to ``first + count - 1`` (chunk ``i``
+        holds bytes ``i * FILE_CHUNK_BYTES`` on, fewer chunks past the end), or None when the
+        run has no such file."""
 
     async def key_entity(self, digest: str) -> str | None:
         """The entity of the API key whose SHA-256 is ``digest``, or None."""
@@ -206,8 +217,10 @@ class Writer(Reader, Protocol):
         """Mark running runs silent for ``intervals`` heartbeat intervals (and at least
         ``at_least`` seconds) as crashed, updated at ``now``; how many."""
 
-    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
-        """Store a file of the run, replacing one of the same name."""
+    async def put_file(self, pk: int, name: str, content: SpooledFile, now: float) -> None:
+        """Store a file of the run (its size and SHA-256 those of ``content``), replacing
+        one of the same name and all its chunks; ``content`` stays open until the
+        transaction ends."""
 
     async def put_api_key(self, digest: str, entity: str, now: float) -> None:
         """Let the key whose SHA-256 is ``digest`` act as ``entity`` (replacing a binding)."""
@@ -215,6 +228,11 @@ class Writer(Reader, Protocol):
 
 class Backend(Protocol):
     """A database the store runs on."""
+
+    @property
+    def spool_dir(self) -> str:
+        """The folder uploads are spooled in before they are stored (`SpooledFile`): beside
+        the database when it is a file, so an upload never fills a RAM-backed ``/tmp``."""
 
     def write(self) -> AbstractAsyncContextManager[Writer]:
         """A write transaction (see the module's contract)."""

@@ -14,7 +14,8 @@ No error here knows HTTP: the app maps each one to a status (`tracker._server._a
     │   └── LogConflict     two copies of one run log, resumed apart: one is stored, not both
     ├── Unavailable         nothing was changed: try again later
     │   ├── StorageBusy     the database is locked by another process
-    │   └── StorageClosed   the storage was closed (the server is stopping)
+    │   ├── StorageClosed   the storage was closed (the server is stopping)
+    │   └── FileReplaced    a file changed while it was read: read it again
     └── StorageFailed       the database failed: look at the server's disk and log
         └── SchemaTooNew    the database was written by a newer tracker
 """
@@ -26,6 +27,7 @@ from typing import Literal
 __all__ = [
     "BadRequest",
     "BadStep",
+    "FileReplaced",
     "LogConflict",
     "Refused",
     "RunExists",
@@ -117,6 +119,12 @@ class StorageClosed(Unavailable):
     """The storage is closed: the server is stopping or restarting."""
 
     code = "storage_closed"
+
+
+class FileReplaced(Unavailable):
+    """A file was replaced or deleted while its chunks were read: read it again."""
+
+    code = "file_replaced"
 
 
 class StorageFailed(StorageError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from tracker._server.storage.series import (
     rebuild_range,
     rebuilt_chunks,
 )
+from tracker._server.storage.spool import FILE_CHUNK_BYTES, SpooledFile
 from tracker._server.storage.stored import run_document
 
 __all__ = ["MemoryBackend"]
@@ -110,6 +112,11 @@ class MemoryBackend:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageClosed("the in-memory database is closed; make a new one")
+
+    @property
+    def spool_dir(self) -> str:
+        """See `Backend.spool_dir`: the system's temporary folder (there is no database file)."""
+        return tempfile.gettempdir()
 
     async def close(self) -> None:
         """Drop everything; later calls raise `StorageClosed`."""
@@ -232,10 +239,16 @@ class _Session:
         files = self._run(pk).files
         return [dict(files[name][1]) for name in sorted(files)]  # type: ignore[misc]
 
-    async def read_file(self, pk: int, name: str) -> bytes | None:
-        """See `Reader.read_file`."""
+    async def read_file(
+        self, pk: int, name: str, first: int, count: int
+    ) -> tuple[FileInfo, list[bytes]] | None:
+        """See `Reader.read_file`: slices of the bytes kept."""
         stored = self._run(pk).files.get(name)
-        return None if stored is None else stored[0]
+        if stored is None:
+            return None
+        content, info = stored
+        starts = range(first * FILE_CHUNK_BYTES, len(content), FILE_CHUNK_BYTES)[:count]
+        return info.copy(), [content[start : start + FILE_CHUNK_BYTES] for start in starts]
 
     async def key_entity(self, digest: str) -> str | None:
         """See `Reader.key_entity`."""
@@ -377,10 +390,16 @@ class _Session:
             await self.update_run(pk, {"state": "crashed", "updated_at": now})
         return len(silent)
 
-    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
-        """See `Writer.put_file`."""
-        info: FileInfo = {"name": name, "size": len(content), "sha256": digest, "updated_at": now}
-        self._set(self._run(pk).files, name, (content, info))
+    async def put_file(self, pk: int, name: str, content: SpooledFile, now: float) -> None:
+        """See `Writer.put_file`: the bytes kept whole, as everything here is."""
+        data = b"".join(content.chunks())
+        info: FileInfo = {
+            "name": name,
+            "size": len(data),
+            "sha256": content.sha256,
+            "updated_at": now,
+        }
+        self._set(self._run(pk).files, name, (data, info))
 
     async def put_api_key(self, digest: str, entity: str, now: float) -> None:
         """See `Writer.put_api_key`."""

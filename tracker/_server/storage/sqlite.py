@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -207,6 +208,14 @@ class SQLiteBackend:
             except sqlite3.Error as exc:  # the writer's backstop checkpoint still bounds the WAL
                 _logger.warning("cannot checkpoint the database %s: %s", self.path, exc)
             self._stopping.wait(CHECKPOINT_SECONDS)
+
+    @property
+    def spool_dir(self) -> str:
+        """See `Backend.spool_dir`: the database's folder (the system's temporary folder for
+        ``:memory:``)."""
+        if self.path == ":memory:":
+            return tempfile.gettempdir()
+        return os.path.dirname(os.path.abspath(self.path))
 
     def _check_open(self) -> None:
         if self._closed:

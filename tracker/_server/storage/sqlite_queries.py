@@ -28,6 +28,7 @@ from tracker._server.storage.series import (
     rebuild_range,
     rebuilt_chunks,
 )
+from tracker._server.storage.spool import SpooledFile
 from tracker._server.storage.stored import run_document
 
 __all__ = ["ROWS_PER_INSERT", "Job", "Lane", "Session", "load_run", "store_batch"]
@@ -306,14 +307,26 @@ class Session:
             ]
         )
 
-    async def read_file(self, pk: int, name: str) -> bytes | None:
+    async def read_file(
+        self, pk: int, name: str, first: int, count: int
+    ) -> tuple[FileInfo, list[bytes]] | None:
         """See `Reader.read_file`."""
 
-        def job(conn: sqlite3.Connection) -> bytes | None:
+        def job(conn: sqlite3.Connection) -> tuple[FileInfo, list[bytes]] | None:
             row = conn.execute(
-                "SELECT content FROM files WHERE run_pk = ? AND name = ?", (pk, name)
+                "SELECT size, sha256, updated_at FROM files WHERE run_pk = ? AND name = ?",
+                (pk, name),
             ).fetchone()
-            return None if row is None else bytes(row[0])
+            if row is None:
+                return None
+            size, sha256, updated = row
+            info: FileInfo = {"name": name, "size": size, "sha256": sha256, "updated_at": updated}
+            chunks = conn.execute(
+                "SELECT data FROM file_chunks WHERE run_pk = ? AND name = ? AND idx >= ? "
+                "AND idx < ? ORDER BY idx",
+                (pk, name, first, first + count),
+            )
+            return info, [bytes(data) for (data,) in chunks]
 
         return await self.flush(job)
 
@@ -427,17 +440,23 @@ class Session:
             )
         )
 
-    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
-        """See `Writer.put_file`."""
-        self._later(
-            lambda conn: conn.execute(
-                "INSERT INTO files (run_pk, name, content, size, sha256, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_pk, name) DO UPDATE SET "
-                "content = excluded.content, size = excluded.size, sha256 = excluded.sha256, "
-                "updated_at = excluded.updated_at",
-                (pk, name, content, len(content), digest, now),
+    async def put_file(self, pk: int, name: str, content: SpooledFile, now: float) -> None:
+        """See `Writer.put_file`: a row per chunk, read from the spool on the writer thread."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO files (run_pk, name, size, sha256, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_pk, name) DO UPDATE SET "
+                "size = excluded.size, sha256 = excluded.sha256, updated_at = excluded.updated_at",
+                (pk, name, content.size, content.sha256, now),
             )
-        )
+            conn.execute("DELETE FROM file_chunks WHERE run_pk = ? AND name = ?", (pk, name))
+            conn.executemany(
+                "INSERT INTO file_chunks (run_pk, name, idx, data) VALUES (?, ?, ?, ?)",
+                ((pk, name, index, chunk) for index, chunk in enumerate(content.chunks())),
+            )
+
+        self._later(job)
 
     async def put_api_key(self, digest: str, entity: str, now: float) -> None:
         """See `Writer.put_api_key`."""

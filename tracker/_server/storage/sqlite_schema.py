@@ -4,12 +4,15 @@ Tables: projects; runs (metadata, config, summary, the summary's fold state, sta
 heartbeat, last step, parent); streams (per run and log id, the highest stored sequence
 number: what makes resends harmless); history (one row per step, the values in exact
 JSON); series (per run and key, chunks of packed steps and values with their block
-extremes); files (bytes in the database); api_keys (SHA-256 hashes).
+extremes); files (name, size, SHA-256) and file_chunks (their bytes, `FILE_CHUNK_BYTES` a
+row); api_keys (SHA-256 hashes).
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from tracker._server.storage.spool import FILE_CHUNK_BYTES
 
 __all__ = ["MIGRATIONS"]
 
@@ -96,5 +99,28 @@ MIGRATIONS: Final = (
     "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
     # each log's writer sessions, [[first seq, session], ...] (`ingest.sessions_of`)
     "ALTER TABLE streams ADD COLUMN sessions TEXT NOT NULL DEFAULT '[]'",
+    # files in chunks of FILE_CHUNK_BYTES (`tracker._server.storage.spool`), never one value
+    # of their whole size; the files stored before are cut into chunks
+    f"""
+    CREATE TABLE file_chunks (
+        run_pk BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        idx BIGINT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_pk, name, idx),
+        FOREIGN KEY (run_pk, name) REFERENCES files (run_pk, name) ON DELETE CASCADE
+    );
+    WITH RECURSIVE pieces (run_pk, name, idx) AS (
+        SELECT run_pk, name, 0 FROM files WHERE size > 0
+        UNION ALL
+        SELECT p.run_pk, p.name, p.idx + 1 FROM pieces AS p JOIN files AS f
+        ON f.run_pk = p.run_pk AND f.name = p.name WHERE (p.idx + 1) * {FILE_CHUNK_BYTES} < f.size
+    )
+    INSERT INTO file_chunks (run_pk, name, idx, data)
+    SELECT p.run_pk, p.name, p.idx,
+        substr(f.content, p.idx * {FILE_CHUNK_BYTES} + 1, {FILE_CHUNK_BYTES})
+    FROM pieces AS p JOIN files AS f ON f.run_pk = p.run_pk AND f.name = p.name;
+    ALTER TABLE files DROP COLUMN content
+    """,
 )
 """Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""

@@ -38,9 +38,10 @@ from tracker._server.storage.document import (
     RunDocument,
     RunKey,
 )
-from tracker._server.storage.errors import BadRequest, RunExists
+from tracker._server.storage.errors import BadRequest, FileReplaced, RunExists
 from tracker._server.storage.filters import RunQuery, RunSort, check_page, parse_filters
 from tracker._server.storage.ingest import check_batch, check_sessions, decide
+from tracker._server.storage.spool import FILE_CHUNK_BYTES, SpooledFile
 from tracker._server.storage.starts import LOWEST, check_start, fork, missing, rewind
 from tracker._server.storage.stored import (
     new_run_fields,
@@ -58,8 +59,10 @@ CRASH_AT_LEAST_SECONDS: Final = 3.0
 """...and for at least this long."""
 EDITABLE: Final = ("tags", "notes")
 _THREAD_RECORDS: Final = 2000
-"""Reads of more rows than this (files of more KiB) are decoded (hashed) in a worker
-thread, so the event loop keeps serving while they take milliseconds."""
+"""Reads of more rows than this are decoded in a worker thread, so the event loop keeps
+serving while they take milliseconds."""
+_CHUNKS_PER_READ: Final = 4
+"""File chunks (`FILE_CHUNK_BYTES` each) a download reads per snapshot."""
 _RESUMING: Final = ("allow", "continue", "must", "rewind")
 
 
@@ -349,15 +352,19 @@ class Store:
 
     # -- files and keys ------------------------------------------------------------------
 
-    async def put_file(self, key: RunKey, name: str, content: bytes, now: float) -> None:
-        """Store a file of the run, replacing one of the same name.
+    def spool(self) -> SpooledFile:
+        """An empty spool for an upload, in the backend's `Backend.spool_dir`; close it."""
+        return SpooledFile(self.backend.spool_dir)
+
+    async def put_file(self, key: RunKey, name: str, content: SpooledFile, now: float) -> None:
+        """Store the spooled ``content`` as a file of the run, replacing one of the same name
+        (the app refused it as it arrived if it is over `tracker._wire.limits.MAX_FILE_BYTES`).
 
         Raises:
             RunNotFound: the run does not exist.
         """
-        data, digest = await _off_loop(len(content) // 1024, lambda: _with_digest(content))
         async with self.backend.write() as tx:
-            await tx.put_file(await _pk(tx, key), name, data, digest, now)
+            await tx.put_file(await _pk(tx, key), name, content, now)
 
     async def list_files(self, key: RunKey) -> list[FileInfo]:
         """The run's files by name: ``name``, ``size``, ``sha256``, ``updated_at``.
@@ -368,14 +375,53 @@ class Store:
         async with self.backend.read() as snap:
             return await snap.list_files(await _pk(snap, key))
 
-    async def get_file(self, key: RunKey, name: str) -> bytes | None:
-        """A file's bytes, or None when the run has no such file.
+    async def open_file(
+        self, key: RunKey, name: str
+    ) -> tuple[FileInfo, AsyncIterator[bytes]] | None:
+        """A file's info and its bytes in chunks, each read in a snapshot of its own (a slow
+        download holds no read open), or None when the run has no such file. Iterating
+        raises `FileReplaced` if the file changes meanwhile.
 
         Raises:
             RunNotFound: the run does not exist.
         """
         async with self.backend.read() as snap:
-            return await snap.read_file(await _pk(snap, key), name)
+            found = await snap.read_file(await _pk(snap, key), name, 0, _CHUNKS_PER_READ)
+        if found is None:
+            return None
+        info, first = found
+        return info, self._chunks(key, info, first)
+
+    async def _chunks(
+        self, key: RunKey, info: FileInfo, first: list[bytes]
+    ) -> AsyncIterator[bytes]:
+        chunks, done = first, 0
+        while True:
+            for chunk in chunks:
+                yield chunk
+            done += len(chunks)
+            if done * FILE_CHUNK_BYTES >= info["size"]:
+                return
+            async with self.backend.read() as snap:
+                pk = await _pk(snap, key)
+                found = await snap.read_file(pk, info["name"], done, _CHUNKS_PER_READ)
+            if found is None or found[0]["sha256"] != info["sha256"] or not found[1]:
+                raise FileReplaced(
+                    f"file {info['name']!r} of run {key.run_id} was replaced or deleted while "
+                    "it was read; download it again"
+                )
+            chunks = found[1]
+
+    async def get_file(self, key: RunKey, name: str) -> bytes | None:
+        """A (small) file's bytes whole, or None when the run has no such file.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        found = await self.open_file(key, name)
+        if found is None:
+            return None
+        return b"".join([chunk async for chunk in found[1]])
 
     async def add_api_key(self, entity: str, api_key: str) -> None:
         """Allow ``api_key`` (stored as its SHA-256) to act as ``entity`` (replacing a binding)."""
@@ -506,12 +552,6 @@ async def _off_loop(size: int, job: Callable[[], T]) -> T:
     if size > _THREAD_RECORDS:
         return await asyncio.to_thread(job)
     return job()
-
-
-def _with_digest(content: bytes) -> tuple[bytes, str]:
-    """The bytes (copied only when given a bytearray or memoryview) and their SHA-256 hex."""
-    data = bytes(content)
-    return data, hashlib.sha256(data).hexdigest()
 
 
 def _hash_key(api_key: str) -> str:
