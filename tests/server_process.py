@@ -49,11 +49,19 @@ class ServerProcess:
     """A `tracker server` subprocess on a fixed loopback port and SQLite file: it can be
     SIGKILLed, frozen with SIGSTOP, thawed and restarted on the same port and database."""
 
-    def __init__(self, directory: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        """Prepare a server whose database and output live in ``directory``; ``env`` adds
-        variables to its environment."""
+    def __init__(
+        self,
+        directory: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        db: Path | None = None,
+    ) -> None:
+        """Prepare a server whose output lives in ``directory``, and its database too unless
+        ``db`` names another SQLite file (replicas share one); ``env`` adds variables to its
+        environment."""
         directory.mkdir(parents=True, exist_ok=True)
-        self.db = directory / "server.db"
+        self.directory = directory
+        self.db = db or directory / "server.db"
         self.output = directory / "server.out"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -83,7 +91,7 @@ class ServerProcess:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**child_env(self.db.parent), **self.env},
+                env={**child_env(self.directory), **self.env},
             )
         deadline = time.monotonic() + timeout
         while self._listening_lines() == seen:
@@ -104,6 +112,13 @@ class ServerProcess:
         """Let the running server hold at most ``count`` file descriptors (sockets included)."""
         assert self.process is not None
         resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE, (count, count))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the running server has used (Linux ``/proc``)."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log_text(self) -> str:
         """Everything the server printed so far."""
