@@ -49,11 +49,19 @@ class ServerProcess:
     """A `tracker server` subprocess on a fixed loopback port and SQLite file: it can be
     SIGKILLed, frozen with SIGSTOP, thawed and restarted on the same port and database."""
 
-    def __init__(self, directory: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        db_url: str | None = None,
+    ) -> None:
         """Prepare a server whose database and output live in ``directory``; ``env`` adds
-        variables to its environment."""
+        variables to its environment; ``db_url`` serves another database instead (e.g.
+        PostgreSQL)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.db = directory / "server.db"
+        self.db_url = db_url or f"sqlite:///{self.db}"
         self.output = directory / "server.out"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -77,7 +85,7 @@ class ServerProcess:
                     "--port",
                     str(self.port),
                     "--db",
-                    f"sqlite:///{self.db}",
+                    self.db_url,
                     *self.extra,
                 ],
                 stdout=sink,

@@ -18,7 +18,15 @@ import asyncpg
 import orjson
 
 from tracker._records.codec import decode_value
-from tracker._server.storage.backend import BatchWrites, RunFields, StoredRow, StoredRun
+from tracker._server.storage.backend import (
+    BatchWrites,
+    RunFields,
+    StoredRow,
+    StoredRun,
+    StreamAppend,
+    StreamEntry,
+    StreamSpan,
+)
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import ColumnIs, HasTag, RunQuery, Search, ValueIs
 from tracker._server.storage.series import (
@@ -230,6 +238,23 @@ class Session:
         }
         return [by_pk[pk] for pk in page], len(matched)
 
+    async def read_stream(self, pk: int, stream: str, span: StreamSpan) -> list[StreamEntry]:
+        """See `Reader.read_stream`."""
+        rows = await self._conn.fetch(
+            "SELECT seq, ts, data FROM stream_records WHERE run_pk = $1 AND stream = $2 "
+            "AND seq > $3 AND seq < $4 AND ts >= $5 AND ts <= $6 "
+            f"ORDER BY seq {'DESC' if span.newest else 'ASC'} LIMIT $7",
+            pk,
+            stream,
+            span.after,
+            span.before,
+            span.start,
+            span.end,
+            span.limit,
+        )
+        found: list[StreamEntry] = [tuple(row) for row in rows]
+        return found[::-1] if span.newest else found
+
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """See `Reader.list_projects`."""
         return [
@@ -411,6 +436,8 @@ class Session:
             await _put_chunks(conn, pk, appended_chunks(last, writes.appended))
         if writes.rebuild is not None:
             await _rebuild_series(conn, pk, *writes.rebuild)
+        if writes.streams:
+            await _append_streams(conn, pk, writes.streams)
         await conn.execute(
             "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
@@ -421,6 +448,35 @@ class Session:
             orjson.dumps(writes.sessions or []).decode(),
         )
         await _update_run(conn, pk, writes.fields)
+
+
+async def _append_streams(
+    conn: asyncpg.Connection, pk: int, appends: Sequence[StreamAppend]
+) -> None:
+    """Store stream records in order, each at its stream's next seq, in one statement."""
+    names = list(dict.fromkeys(stream for stream, _, _ in appends))
+    next_seq = dict.fromkeys(names, 0)
+    for stream, last in await conn.fetch(
+        "SELECT stream, MAX(seq) FROM stream_records WHERE run_pk = $1 "
+        "AND stream = ANY($2::text[]) GROUP BY stream",
+        pk,
+        names,
+    ):
+        next_seq[stream] = int(last) + 1
+    seqs = []
+    for stream, _, _ in appends:
+        seqs.append(next_seq[stream])
+        next_seq[stream] += 1
+    streams, stamps, texts = zip(*appends, strict=True)
+    await conn.execute(
+        "INSERT INTO stream_records (run_pk, stream, seq, ts, data) "
+        "SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::text[])",
+        pk,
+        streams,
+        seqs,
+        stamps,
+        texts,
+    )
 
 
 async def _update_run(conn: asyncpg.Connection, pk: int, fields: RunFields) -> None:

@@ -1,11 +1,12 @@
 """The PostgreSQL schema: its migrations, in order (``schema_version`` holds how many ran).
 
 The tables of `sqlite_schema` (the same data model, so both engines store the same
-bytes): projects, runs, streams, history, series, files, api_keys. Texts compare by code
-point (``COLLATE "C"``, and `lower` folds ASCII only), as SQLite's do, so every order the
-conformance suite checks is the same on both; tags are a ``text[]``. The history rows and
-the series chunks are hash-partitioned by run (`PARTITIONS` each): a run's reads and
-writes touch one partition, and a deleted run's rows leave from one.
+bytes): projects, runs, streams, history, series, stream_records, files, api_keys. Texts
+compare by code point (``COLLATE "C"``, and `lower` folds ASCII only), as SQLite's do, so
+every order the conformance suite checks is the same on both; tags are a ``text[]``. The
+history rows, the series chunks and the stream records are hash-partitioned by run
+(`PARTITIONS` each): a run's reads and writes touch one partition, and a deleted run's
+rows leave from one. A schema change is a new script at the end of both engines' lists.
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ MIGRATIONS: Final = (
         PRIMARY KEY (run_pk, key, first_step)
     ) PARTITION BY HASH (run_pk);
     {_partitions("series")};
+    CREATE TABLE stream_records (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        stream TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_pk, stream, seq)
+    ) PARTITION BY HASH (run_pk);
+    {_partitions("stream_records")};
     CREATE TABLE files (
         run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
         name TEXT COLLATE "C" NOT NULL,
