@@ -3,6 +3,7 @@ it can be killed, frozen (SIGSTOP), thawed and restarted on the same port and da
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -54,14 +55,17 @@ class ServerProcess:
         directory: Path,
         *extra: str,
         env: dict[str, str] | None = None,
-        db: Path | None = None,
+        db_url: str | None = None,
     ) -> None:
-        """Prepare a server whose output lives in ``directory``, and its database too unless
-        ``db`` names another SQLite file (replicas share one); ``env`` adds variables to its
-        environment."""
+        """Prepare a server whose output lives in ``directory``, and its SQLite file too
+        unless ``db_url`` names another database (another SQLite file, which replicas
+        share, or PostgreSQL); ``env`` adds variables to its environment."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.db = db or directory / "server.db"
+        self.db_url = db_url or f"sqlite:///{directory / 'server.db'}"
+        sqlite = self.db_url.startswith("sqlite:///")
+        self.db = Path(self.db_url[len("sqlite:///") :]) if sqlite else None
+        """The SQLite file (None on PostgreSQL)."""
         self.output = directory / "server.out"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -85,7 +89,7 @@ class ServerProcess:
                     "--port",
                     str(self.port),
                     "--db",
-                    f"sqlite:///{self.db}",
+                    self.db_url,
                     *self.extra,
                 ],
                 stdout=sink,
@@ -160,9 +164,23 @@ class ServerProcess:
         resends included: the count of the key's summary statistics (the run must have
         ``define_metric(key, summary="mean")``). More than the rows stored means a
         duplicate was applied."""
-        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
-            (text,) = conn.execute(
-                "SELECT summary_state FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+        if self.db_url.startswith("postgresql://"):
+            text = asyncio.run(_postgres_summary_state(self.db_url, run_id))
+        else:
+            with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
+                (text,) = conn.execute(
+                    "SELECT summary_state FROM runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
         state = orjson.loads(text)[0]
         return int(state["stats"][key][1])
+
+
+async def _postgres_summary_state(db_url: str, run_id: str) -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        text: str = await conn.fetchval("SELECT summary_state FROM runs WHERE run_id = $1", run_id)
+    finally:
+        await conn.close()
+    return text

@@ -5,6 +5,7 @@ summary update."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import postgres_db
 import pytest
 from balancer import Balancer, require_nginx
 from exact import same
@@ -32,11 +34,10 @@ LIVE_SECONDS = 15.0
 class Replicas:
     """``count`` `tracker server` processes on one SQLite file, behind nginx."""
 
-    def __init__(self, directory: Path, count: int) -> None:
-        """Prepare the replicas and the balancer under ``directory``."""
+    def __init__(self, directory: Path, count: int, db: str) -> None:
+        """Prepare the replicas of database ``db`` and the balancer under ``directory``."""
         binary = require_nginx()
-        db = directory / "shared.db"
-        self.servers = [ServerProcess(directory / f"replica-{i}", db=db) for i in range(count)]
+        self.servers = [ServerProcess(directory / f"replica-{i}", db_url=db) for i in range(count)]
         self.balancer = Balancer(
             binary, directory / "nginx", free_port(), [server.port for server in self.servers]
         )
@@ -65,14 +66,18 @@ class Replicas:
         return self.servers[used.index(max(used))]
 
 
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    """Three started replicas on one SQLite file behind a started nginx; stopped afterwards."""
-    started = Replicas(tmp_path / "replicas", REPLICAS)
-    try:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Replicas]:
+    """Three started replicas behind a started nginx, on one SQLite file or one fresh
+    PostgreSQL database; stopped (and the database dropped) afterwards."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            db = f"sqlite:///{tmp_path / 'shared.db'}"
+        else:
+            db = stack.enter_context(postgres_db.database())
+        started = Replicas(tmp_path / "replicas", REPLICAS, db)
+        stack.callback(started.stop)
         yield started.start()
-    finally:
-        started.stop()
 
 
 class LiveWatch:

@@ -15,14 +15,28 @@ from typing import Any, Final
 from tracker._errors import UsageError
 from tracker._records import sampler
 from tracker._records.fold import fold_records
-from tracker._records.kinds import LOST, ROW, RUN, last_seq, session_of
+from tracker._records.kinds import (
+    LOST,
+    ROW,
+    RUN,
+    last_seq,
+    session_of,
+    stream_of,
+    stream_stamp,
+)
 from tracker._records.state import RecordError
 from tracker._server.storage import series
-from tracker._server.storage.backend import BatchWrites, StoredRun
+from tracker._server.storage.backend import BatchWrites, StoredRun, StreamAppend
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import BadRequest, LogConflict, SeqGap
 from tracker._server.storage.starts import missing
-from tracker._server.storage.stored import checked_row_texts, fold_fields, fold_state, row_texts
+from tracker._server.storage.stored import (
+    checked_row_texts,
+    exact,
+    fold_fields,
+    fold_state,
+    row_texts,
+)
 
 __all__ = ["check_batch", "check_sessions", "decide"]
 
@@ -98,6 +112,8 @@ def decide(
         )
     writes = BatchWrites(stored["pk"], last_seq(fresh[-1]), fold_fields(run, now, rows_only))
     writes.sessions = sessions
+    if rows.streams:
+        writes.streams = _stream_appends(rows.streams)
     if rows.steps:
         writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
         writes.texts = texts
@@ -105,6 +121,14 @@ def decide(
         if steps:
             writes.appended = sampler.series_of(steps, datas)
     return writes
+
+
+def _stream_appends(records: Sequence[Any]) -> list[StreamAppend]:
+    """Checked records of stream kinds, as the stream storage keeps them."""
+    return [
+        (stream_of(record), stream_stamp(record), exact(record[2], f"a {record[1]} record"))
+        for record in records
+    ]
 
 
 def check_sessions(

@@ -13,12 +13,21 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
 
 from tracker._records.codec import decode_value
-from tracker._server.storage.backend import BatchWrites, RunFields, StoredRow, StoredRun
+from tracker._server.storage.backend import (
+    BatchWrites,
+    RunFields,
+    StoredRow,
+    StoredRun,
+    StreamAppend,
+    StreamEntry,
+    StreamSpan,
+)
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.errors import StorageClosed
 from tracker._server.storage.filters import (
@@ -54,6 +63,8 @@ class _Run:
     streams: dict[str, int] = field(default_factory=dict)
     sessions: dict[str, list[list[Any]]] = field(default_factory=dict)
     files: dict[str, tuple[bytes, FileInfo]] = field(default_factory=dict)
+    stream_records: dict[str, list[StreamEntry]] = field(default_factory=dict)
+    """Per stream name, its records in seq order (a record's seq is its index)."""
 
 
 @dataclass
@@ -212,6 +223,16 @@ class _Session:
         page = ordered[query.offset : query.offset + query.limit]
         return [run_document(stored) for stored in page], len(ordered)
 
+    async def read_stream(self, pk: int, stream: str, span: StreamSpan) -> list[StreamEntry]:
+        """See `Reader.read_stream`."""
+        entries = self._run(pk).stream_records.get(stream, [])
+        found = [
+            entry
+            for entry in entries[max(span.after + 1, 0) : max(span.before, 0)]
+            if span.start <= entry[1] <= span.end
+        ]
+        return found[-span.limit :] if span.newest and span.limit else found[: span.limit]
+
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """See `Reader.list_projects`."""
         projects: dict[str, ProjectInfo] = {}
@@ -296,10 +317,20 @@ class _Session:
             self._put_chunks(writes.pk, appended_chunks(last, writes.appended))
         if writes.rebuild is not None:
             self._rebuild(writes.pk, *writes.rebuild)
+        if writes.streams:
+            self._append_streams(run, writes.streams)
         self._set(run.streams, log_id, writes.acked_seq)
         if writes.sessions is not None:
             self._set(run.sessions, log_id, writes.sessions)
         self._update(writes.pk, writes.fields)
+
+    def _append_streams(self, run: _Run, appends: Sequence[StreamAppend]) -> None:
+        for stream, stamp, text in appends:
+            if stream not in run.stream_records:
+                self._set(run.stream_records, stream, [])
+            entries = run.stream_records[stream]
+            entries.append((len(entries), stamp, text))
+            self._undo.append(partial(_drop_last, entries))
 
     def _put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
         by_key = self._run(pk).chunks
@@ -455,3 +486,7 @@ def _sort_value(stored: StoredRun, sort: RunSort) -> Any:
     if isinstance(found, bool | int | float):
         return (0, int(found) if isinstance(found, bool) else found)
     return (1, found if isinstance(found, str) else orjson.dumps(found).decode())
+
+
+def _drop_last(entries: list[StreamEntry]) -> None:
+    entries.pop()

@@ -4,7 +4,9 @@ Tables: projects; runs (metadata, config, summary, the summary's fold state, sta
 heartbeat, last step, parent); streams (per run and log id, the highest stored sequence
 number: what makes resends harmless); history (one row per step, the values in exact
 JSON); series (per run and key, chunks of packed steps and values with their block
-extremes); files (bytes in the database); api_keys (SHA-256 hashes).
+extremes); files (bytes in the database); api_keys (SHA-256 hashes); stream_records
+(per run, stream name and the stream's seq, a record of a stream kind: its time and
+payload in exact JSON).
 """
 
 from __future__ import annotations
@@ -96,5 +98,16 @@ MIGRATIONS: Final = (
     "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
     # each log's writer sessions, [[first seq, session], ...] (`ingest.sessions_of`)
     "ALTER TABLE streams ADD COLUMN sessions TEXT NOT NULL DEFAULT '[]'",
+    # the records of each run's streams of their own (system metrics, console output)
+    """
+    CREATE TABLE stream_records (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        stream TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_pk, stream, seq)
+    )
+    """,
 )
 """Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""
