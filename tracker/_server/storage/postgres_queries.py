@@ -123,12 +123,24 @@ class Session:
     # -- reads ---------------------------------------------------------------------------
 
     async def load_run(self, key: RunKey, log_id: str | None = None) -> StoredRun | None:
-        """See `Reader.load_run` (inside a write: ``FOR UPDATE`` of the run's row)."""
+        """See `Reader.load_run`; inside a write, the run's row is locked first
+        (``FOR UPDATE``) and then read in a statement of its own.
+
+        One ``SELECT ... JOIN streams ... FOR UPDATE OF runs`` would not do: under read
+        committed, a statement that waited for the lock re-reads the locked row but keeps
+        its snapshot's ``streams`` row, so it would see the summary another replica just
+        stored with the ``acked_seq`` from before it, and apply that batch again."""
+        if self._writing:
+            await self._conn.execute(
+                "SELECT 1 FROM runs WHERE entity = $1 AND project = $2 AND run_id = $3 FOR UPDATE",
+                key.entity,
+                key.project,
+                key.run_id,
+            )
         row = await self._conn.fetchrow(
             f"SELECT {_RUN_SELECT}, streams.acked_seq, streams.sessions FROM runs "
             "LEFT JOIN streams ON streams.run_pk = runs.pk AND streams.log_id = $1 "
-            "WHERE entity = $2 AND project = $3 AND run_id = $4"
-            + (" FOR UPDATE OF runs" if self._writing else ""),
+            "WHERE entity = $2 AND project = $3 AND run_id = $4",
             log_id,
             key.entity,
             key.project,
