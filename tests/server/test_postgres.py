@@ -111,7 +111,7 @@ def test_a_server_refuses_a_postgres_schema_newer_than_it_knows(tmp_path: Path) 
     [
         (
             "postgresql://postgres@127.0.0.1:1/tracker",
-            ["127.0.0.1:1", "database 'tracker'", "pg_isready"],
+            ["127.0.0.1:1", "database 'tracker'", "pg_isready -h 127.0.0.1 -p 1"],
         ),
         (
             f"{POSTGRES}/tracker_no_such_database",

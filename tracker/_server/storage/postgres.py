@@ -81,7 +81,7 @@ class PostgresBackend:
         except (*_DRIVER, ValueError) as exc:
             raise StorageFailed(
                 f"cannot connect to PostgreSQL {where}: {exc}. Check that PostgreSQL runs "
-                "there and accepts TCP connections (pg_isready -h HOST -p PORT), that the "
+                f"there and accepts connections ({_reachable_check(url)}), that the "
                 "database exists (createdb), and that pg_hba.conf lets this user in with the "
                 "URL's password"
             ) from exc
@@ -152,16 +152,33 @@ class PostgresBackend:
         await self._pool.close()
 
 
-def describe(url: str) -> str:
-    """The database a URL names, for messages: host, port, database, user (no password)."""
+def _parts(url: str) -> tuple[str, int, str, str | None] | None:
+    """Host, port, database and user a URL names (libpq's defaults where it names none),
+    or None when it cannot be parsed."""
     try:
         parts = urlsplit(url)
         host, port, user = parts.hostname, parts.port, parts.username
     except ValueError:
+        return None
+    user = unquote(user) if user else None
+    return host or "localhost", port or 5432, unquote(parts.path.lstrip("/")) or user or "", user
+
+
+def describe(url: str) -> str:
+    """The database a URL names, for messages: host, port, database, user (no password)."""
+    parts = _parts(url)
+    if parts is None:
         return repr(url.rsplit("@", maxsplit=1)[-1])
-    database = unquote(parts.path.lstrip("/")) or user or "(the user's name)"
-    return f"at {host or 'localhost'}:{port or 5432}, database {database!r}" + (
-        f" as user {unquote(user)!r}" if user else ""
+    host, port, database, user = parts
+    named = f"at {host}:{port}, database {database or '(the user name)'!r}"
+    return named + (f" as user {user!r}" if user else "")
+
+
+def _reachable_check(url: str) -> str:
+    """The command telling whether the server of ``url`` accepts connections."""
+    parts = _parts(url)
+    return (
+        "pg_isready -h HOST -p PORT" if parts is None else f"pg_isready -h {parts[0]} -p {parts[1]}"
     )
 
 
