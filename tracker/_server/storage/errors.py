@@ -39,7 +39,7 @@ __all__ = [
     "Unavailable",
 ]
 
-BadRequestCode = Literal["bad_batch", "bad_filter", "bad_order", "bad_request"]
+BadRequestCode = Literal["bad_batch", "bad_filter", "bad_order", "bad_request", "too_many_keys"]
 
 
 class StorageError(Exception):

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Final, TypeVar
 
-from tracker._server.storage.backend import BatchWrites, StoredRun
+from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import (
     SchemaTooNew,
@@ -38,7 +38,15 @@ from tracker._server.storage.errors import (
     StorageError,
     StorageFailed,
 )
-from tracker._server.storage.sqlite_queries import Job, Session, load_run, store_batch
+from tracker._server.storage.sqlite_queries import (
+    Job,
+    Session,
+    load_run,
+    load_run_at,
+    log_entries,
+    store_batch,
+    store_compaction,
+)
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
@@ -250,6 +258,37 @@ class SQLiteBackend:
             self._check_open()
             writes = await self._writer.run(job)
         self._committed.set()
+        return writes
+
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """See `Backend.compact`: one hop to the writer thread, which also runs ``fold``."""
+
+        def job(conn: sqlite3.Connection) -> CompactWrites | None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = load_run_at(conn, pk)
+                entries = [] if stored is None else log_entries(conn, pk, budget)
+                writes = None
+                if stored is not None and entries:
+                    writes = fold(stored, entries)
+                    store_compaction(conn, writes)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return writes
+
+        self._check_open()
+        async with self._write_lock:
+            self._check_open()
+            writes = await self._writer.run(job)
+        if writes is not None:
+            self._committed.set()
         return writes
 
     @contextlib.asynccontextmanager

@@ -4,7 +4,8 @@ Tables: projects; runs (metadata, config, summary, the summary's fold state, sta
 heartbeat, last step, parent); streams (per run and log id, the highest stored sequence
 number: what makes resends harmless); history (one row per step, the values in exact
 JSON); series (per run and key, chunks of packed steps and values with their block
-extremes); files (bytes in the database); api_keys (SHA-256 hashes).
+extremes); row_log (each acknowledged batch as received, until compacted); files (bytes
+in the database); api_keys (SHA-256 hashes).
 """
 
 from __future__ import annotations
@@ -96,5 +97,22 @@ MIGRATIONS: Final = (
     "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
     # each log's writer sessions, [[first seq, session], ...] (`ingest.sessions_of`)
     "ALTER TABLE streams ADD COLUMN sessions TEXT NOT NULL DEFAULT '[]'",
+    # the row log: each acknowledged batch as received, until the compactor folds it
+    # (`tracker._server.storage.backend.LoggedBatch`); ``done`` bytes of it are folded,
+    # ``failed`` says why an entry that cannot be folded was set aside
+    """
+    CREATE TABLE row_log (
+        entry INTEGER PRIMARY KEY,
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        log_id TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        body BLOB NOT NULL,
+        done BIGINT NOT NULL DEFAULT 0,
+        received_at DOUBLE PRECISION NOT NULL,
+        failed TEXT
+    );
+    CREATE INDEX row_log_by_run ON row_log (run_pk, entry) WHERE failed IS NULL
+    """,
 )
 """Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""
