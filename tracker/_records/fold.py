@@ -15,6 +15,7 @@ from typing import Any
 
 from tracker._records.kinds import (
     ROW,
+    STREAMS,
     apply_record,
     check_record,
     is_finite_number,
@@ -29,6 +30,7 @@ _KIND = itemgetter(1)
 _STEP = itemgetter(2)
 _STAMP = itemgetter(3)
 _DATA = itemgetter(4)
+_STREAM_KINDS = frozenset(kind.name for kind in STREAMS.values())
 
 
 def fold_records(
@@ -38,8 +40,9 @@ def fold_records(
     rows: Rows | None = None,
 ) -> Rows:
     """Check and apply ``records`` in order to ``state``; return the history rows they add
-    (with their data's text when ``lines``, the records' lines as received, are given),
-    appended to ``rows`` when given (they hold what was applied even when this raises).
+    (with their data's text when ``lines``, the records' lines as received, are given) and
+    the records of stream kinds, appended to ``rows`` when given (they hold what was
+    applied even when this raises).
 
     Raises:
         RecordError: a record is malformed; the message names its sequence number and
@@ -60,6 +63,8 @@ def fold_records(
             except RecordError as exc:
                 raise record_error(record, str(exc), index) from None
             apply_record(state, record)
+            if record[1] in _STREAM_KINDS:
+                rows.streams.append(record)
         start = index + 1
     return rows
 

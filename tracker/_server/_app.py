@@ -47,7 +47,7 @@ from tracker._server._params import (
     run_not_found,
 )
 from tracker._server.storage import RunKey, StartRequest, Store, parse_order
-from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP
+from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP, MAX_STREAM_PAGE
 from tracker._wire.protocol import PROTOCOL
 
 __all__ = ["build_app"]
@@ -122,6 +122,7 @@ class _Api:
             web.patch(run, self.update),
             *self.ingest.routes(run),
             web.get(run + "/history", self.history),
+            web.get(run + "/streams/{stream}", self.stream),
             web.get(run + "/files", self.files),
             web.put(run + "/files/{name:.+}", self.put_file),
             web.get(run + "/files/{name:.+}", self.get_file),
@@ -299,6 +300,22 @@ class _Api:
         except ConnectionError:
             _logger.debug("client left while reading the history of %s", key)
         return response
+
+    async def stream(self, request: web.Request) -> web.Response:
+        """Records of one of the run's streams: ``{"stream", "records": [{"seq", "time",
+        "data"}, ...]}`` in seq order, exactly encoded."""
+        key = run_key(request)
+        stream = request.match_info["stream"]
+        records = await self._storage.stream(
+            key,
+            stream,
+            after=int_query(request, "after", -1, -1, MAX_STEP),
+            limit=int_query(request, "limit", MAX_STREAM_PAGE, 1, MAX_STREAM_PAGE),
+            start=json_query(request, "start", None, "bad_request", "start=1700000000.5"),
+            end=json_query(request, "end", None, "bad_request", "end=1700000060"),
+            newest=bool(int_query(request, "newest", 0, 0, 1)),
+        )
+        return exact_answer({"stream": stream, "records": records}, "stream records")
 
 
 def _file_name(value: str) -> str:

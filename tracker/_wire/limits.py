@@ -24,6 +24,7 @@ __all__ = [
     "MAX_ROW_KEYS",
     "MAX_RUN_KEYS",
     "MAX_STEP",
+    "MAX_STREAM_PAGE",
     "MAX_TAG_CHARS",
 ]
 
@@ -58,5 +59,8 @@ MAX_EDITED_TAG_CHARS: Final = 256
 """The longest tag a run edit (``PATCH``, the dashboard) may set."""
 MAX_PAGE: Final = 1000
 """The most runs one page of a runs listing holds."""
+MAX_STREAM_PAGE: Final = 10_000
+"""The most records one read of a run's stream returns (a day of system samples every
+15 s: 5,760)."""
 MAX_HEARTBEAT_SECONDS: Final = 86_400.0
 """The longest heartbeat interval a client may announce."""

@@ -49,10 +49,17 @@ The contract:
   become `tracker._server.storage.errors` (`StorageBusy` when locked, `StorageFailed`
   otherwise; `StorageClosed` after `close`); nothing is read from or written to another
   run than the one named.
+- **Streams.** Records of a stream kind (`tracker._records.kinds.STREAMS`: ``system``,
+  ``console``) are kept per run and stream name, apart from the history: an ingest batch
+  appends them (`BatchWrites.streams`) in its transaction, each taking its stream's next
+  seq (0, 1, 2, ... in the order stored, whichever of the run's logs sent it), and
+  `Reader.read_stream` reads a stretch of one. A fork does not copy them, a rewind keeps
+  them (they have times, not steps), `Writer.delete_run` deletes them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -61,6 +68,7 @@ from typing import Any, Protocol, TypeAlias, TypedDict
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import RunQuery
 from tracker._server.storage.series import Chunk, SeriesColumns
+from tracker._wire.limits import MAX_STEP
 
 __all__ = [
     "Backend",
@@ -71,6 +79,9 @@ __all__ = [
     "RunFields",
     "StoredRow",
     "StoredRun",
+    "StreamAppend",
+    "StreamEntry",
+    "StreamSpan",
     "Writer",
 ]
 
@@ -134,6 +145,27 @@ class LoggedBatch:
     """Its place in the log, increasing with each ack (over all runs); the backend sets it."""
 
 
+StreamAppend: TypeAlias = tuple[str, float, str]
+"""A stream record to store: its stream's name, its time (unix seconds), its payload as
+exact text."""
+StreamEntry: TypeAlias = tuple[int, float, str]
+"""A stream record as stored: its seq in the stream, its time, its payload as exact text."""
+
+
+@dataclass(frozen=True)
+class StreamSpan:
+    """Which records of a stream `Reader.read_stream` returns: those with ``after < seq <
+    before`` and ``start <= time <= end``; of them the first ``limit`` in seq order, or
+    with ``newest`` the last ``limit`` (still in seq order)."""
+
+    limit: int
+    after: int = -1
+    before: int = MAX_STEP
+    start: float = -math.inf
+    end: float = math.inf
+    newest: bool = False
+
+
 @dataclass
 class BatchWrites:
     """What an acknowledged batch stores, as the store decided it (`Backend.ingest_batch`)."""
@@ -147,6 +179,9 @@ class BatchWrites:
     """The batch's new records, appended to the run's row log (None: all were stored)."""
     sessions: list[list[Any]] | None = None
     """The log's writer sessions once the batch is stored (None: unchanged)."""
+    streams: list[StreamAppend] = field(default_factory=list)
+    """Stream records to append in order, each at its stream's next seq (stored with the
+    ack: the compactor leaves them alone)."""
 
 
 @dataclass
@@ -219,6 +254,9 @@ class Reader(Protocol):
         cheapest: a page of 100 costs ~0.3 ms) of one page of the runs matching ``query``,
         in its order, and how many match."""
 
+    async def read_stream(self, pk: int, stream: str, span: StreamSpan) -> list[StreamEntry]:
+        """The records of the run's stream ``stream`` within ``span``, in seq order."""
+
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """The entity's projects by name."""
 
@@ -242,7 +280,7 @@ class Writer(Reader, Protocol):
         """Create the run (and its project) with ``fields`` (every one given); its pk."""
 
     async def delete_run(self, pk: int) -> None:
-        """Delete the run with its rows, series, logs' seqs, row log and files."""
+        """Delete the run with its rows, series, logs' seqs, row log, streams and files."""
 
     async def update_run(self, pk: int, fields: RunFields) -> None:
         """Set the given fields of the run."""
@@ -287,8 +325,9 @@ class Backend(Protocol):
     ) -> BatchWrites:
         """In one write transaction: load the run with the seq of its log ``log_id``, call
         ``decide`` on it (None: no such run), store what it returns (the batch appended to
-        the row log, the log's seq and sessions, the run's fields) and commit; return the
-        decision. When ``decide`` raises, nothing is stored and the error propagates."""
+        the row log, stream records, the log's seq and sessions, the run's fields) and
+        commit; return the decision. When ``decide`` raises, nothing is stored and the
+        error propagates."""
 
     async def compact(
         self,

@@ -19,9 +19,24 @@ from typing import Any, Final
 from tracker._errors import UsageError
 from tracker._records.codec import encode_record
 from tracker._records.fold import check_records
-from tracker._records.kinds import LOST, ROW, RUN, last_seq, session_of
+from tracker._records.kinds import (
+    LOST,
+    ROW,
+    RUN,
+    STREAMS,
+    last_seq,
+    session_of,
+    stream_of,
+    stream_stamp,
+)
 from tracker._records.state import RecordError
-from tracker._server.storage.backend import BatchWrites, LoggedBatch, RunFields, StoredRun
+from tracker._server.storage.backend import (
+    BatchWrites,
+    LoggedBatch,
+    RunFields,
+    StoredRun,
+    StreamAppend,
+)
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import BadRequest, LogConflict, SeqGap
 from tracker._server.storage.starts import missing
@@ -39,6 +54,7 @@ __all__ = [
 
 _KIND: Final = operator.itemgetter(1)
 _DATA: Final = operator.itemgetter(4)
+_STREAM_KINDS: Final = frozenset(kind.name for kind in STREAMS.values())
 _FLAT_ENOUGH: Final = 200
 """A row line with at most this many brackets cannot nest past the exact encoding's
 depth limit (253 levels)."""
@@ -144,7 +160,8 @@ def decide(
     stored: StoredRun | None,
 ) -> BatchWrites:
     """What an ack stores, given the run as stored: records already stored for the log
-    skipped, a gap refused, the rest (their ``lines``) for the row log. Raises before
+    skipped, a gap refused, the rest (their ``lines``) for the row log and those of
+    stream kinds for their streams (stored with the ack: no fold needed). Raises before
     anything is written (`RunNotFound`, `SeqGap`, `LogConflict`)."""
     if stored is None:
         raise missing(key)
@@ -173,7 +190,16 @@ def decide(
     body = ("\n".join(kept) + "\n").encode()
     last = last_seq(fresh[-1])
     logged = LoggedBatch(fresh[0][0], last, body, now)
-    return BatchWrites(stored["pk"], last, fields, logged, sessions)
+    streamed = [record for record in fresh if record[1] in _STREAM_KINDS]
+    return BatchWrites(stored["pk"], last, fields, logged, sessions, _stream_appends(streamed))
+
+
+def _stream_appends(records: Sequence[Any]) -> list[StreamAppend]:
+    """Checked records of stream kinds, as the stream storage keeps them."""
+    return [
+        (stream_of(record), stream_stamp(record), exact(record[2], f"a {record[1]} record"))
+        for record in records
+    ]
 
 
 def check_sessions(

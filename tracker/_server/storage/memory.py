@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -26,6 +27,9 @@ from tracker._server.storage.backend import (
     RunFields,
     StoredRow,
     StoredRun,
+    StreamAppend,
+    StreamEntry,
+    StreamSpan,
 )
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.errors import StorageClosed
@@ -66,6 +70,8 @@ class _Run:
     """The row log's entries not yet compacted, by entry."""
     set_aside: dict[int, tuple[LoggedBatch, str]] = field(default_factory=dict)
     """Entries that could not be folded, with the reason."""
+    stream_records: dict[str, list[StreamEntry]] = field(default_factory=dict)
+    """Per stream name, its records in seq order (a record's seq is its index)."""
 
 
 @dataclass
@@ -257,6 +263,16 @@ class _Session:
         page = ordered[query.offset : query.offset + query.limit]
         return [run_document(stored) for stored in page], len(ordered)
 
+    async def read_stream(self, pk: int, stream: str, span: StreamSpan) -> list[StreamEntry]:
+        """See `Reader.read_stream`."""
+        entries = self._run(pk).stream_records.get(stream, [])
+        found = [
+            entry
+            for entry in entries[max(span.after + 1, 0) : max(span.before, 0)]
+            if span.start <= entry[1] <= span.end
+        ]
+        return found[-span.limit :] if span.newest and span.limit else found[: span.limit]
+
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """See `Reader.list_projects`."""
         projects: dict[str, ProjectInfo] = {}
@@ -336,6 +352,8 @@ class _Session:
             self._data.next_entry += 1
             logged = dataclasses.replace(writes.logged, entry=entry)
             self._set(run.log, entry, logged)
+        if writes.streams:
+            self._append_streams(run, writes.streams)
         self._set(run.streams, log_id, writes.acked_seq)
         if writes.sessions is not None:
             self._set(run.sessions, log_id, writes.sessions)
@@ -364,6 +382,14 @@ class _Session:
             self._set(run.log, entry, new)
         for entry, reason in writes.failed:
             self._set(run.set_aside, entry, (self._pop(run.log, entry), reason))
+
+    def _append_streams(self, run: _Run, appends: Sequence[StreamAppend]) -> None:
+        for stream, stamp, text in appends:
+            if stream not in run.stream_records:
+                self._set(run.stream_records, stream, [])
+            entries = run.stream_records[stream]
+            entries.append((len(entries), stamp, text))
+            self._undo.append(partial(_drop_last, entries))
 
     def _put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
         by_key = self._run(pk).chunks
@@ -524,3 +550,7 @@ def _sort_value(stored: StoredRun, sort: RunSort) -> Any:
     if isinstance(found, bool | int | float):
         return (0, int(found) if isinstance(found, bool) else found)
     return (1, found if isinstance(found, str) else orjson.dumps(found).decode())
+
+
+def _drop_last(entries: list[StreamEntry]) -> None:
+    entries.pop()

@@ -203,7 +203,8 @@ class SQLiteBackend:
 
     def _checkpoint_forever(self) -> None:
         """Checkpoint (PASSIVE: never blocks the writer or readers) after commits, at most
-        every `CHECKPOINT_SECONDS`, until the backend closes."""
+        every `CHECKPOINT_SECONDS`, until the backend closes; again after a checkpoint that
+        an open read held back."""
         conn = self._connect()
         while True:
             self._committed.wait()
@@ -211,7 +212,9 @@ class SQLiteBackend:
                 return
             self._committed.clear()
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if copied < frames:  # a read's snapshot held some back: try again soon
+                    self._committed.set()
             except sqlite3.Error as exc:  # the writer's backstop checkpoint still bounds the WAL
                 _logger.warning("cannot checkpoint the database %s: %s", self.path, exc)
             self._stopping.wait(CHECKPOINT_SECONDS)

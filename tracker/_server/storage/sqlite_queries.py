@@ -26,6 +26,9 @@ from tracker._server.storage.backend import (
     RunFields,
     StoredRow,
     StoredRun,
+    StreamAppend,
+    StreamEntry,
+    StreamSpan,
 )
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import ColumnIs, HasTag, RunQuery, Search, ValueIs
@@ -327,6 +330,21 @@ class Session:
             ]
         )
 
+    async def read_stream(self, pk: int, stream: str, span: StreamSpan) -> list[StreamEntry]:
+        """See `Reader.read_stream`."""
+        order = "DESC" if span.newest else "ASC"
+        query = (
+            "SELECT seq, ts, data FROM stream_records WHERE run_pk = ? AND stream = ? "
+            f"AND seq > ? AND seq < ? AND ts >= ? AND ts <= ? ORDER BY seq {order} LIMIT ?"
+        )
+        params = (pk, stream, span.after, span.before, span.start, span.end, span.limit)
+
+        def job(conn: sqlite3.Connection) -> list[StreamEntry]:
+            found: list[StreamEntry] = _tuples(conn, query, params)
+            return found[::-1] if span.newest else found
+
+        return await self.flush(job)
+
     async def list_files(self, pk: int) -> list[FileInfo]:
         """See `Reader.list_files`."""
         return await self.flush(
@@ -543,6 +561,8 @@ def store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> N
             "VALUES (?, ?, ?, ?, ?, ?)",
             (pk, log_id, logged.first_seq, logged.last_seq, logged.body, logged.received_at),
         )
+    if writes.streams:
+        _append_streams(conn, pk, writes.streams)
     conn.execute(
         "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
@@ -575,6 +595,23 @@ def store_compaction(conn: sqlite3.Connection, writes: CompactWrites) -> None:
     conn.executemany(
         "UPDATE row_log SET failed = ? WHERE entry = ?",
         [(reason, entry) for entry, reason in writes.failed],
+    )
+
+
+def _append_streams(conn: sqlite3.Connection, pk: int, appends: Sequence[StreamAppend]) -> None:
+    """Store stream records in order, each at its stream's next seq."""
+    next_seq: dict[str, int] = {}
+    for stream in dict.fromkeys(stream for stream, _, _ in appends):
+        last = conn.execute(
+            "SELECT MAX(seq) FROM stream_records WHERE run_pk = ? AND stream = ?", (pk, stream)
+        ).fetchone()[0]
+        next_seq[stream] = 0 if last is None else int(last) + 1
+    values = []
+    for stream, stamp, text in appends:
+        values.append((pk, stream, next_seq[stream], stamp, text))
+        next_seq[stream] += 1
+    conn.executemany(
+        "INSERT INTO stream_records (run_pk, stream, seq, ts, data) VALUES (?, ?, ?, ?, ?)", values
     )
 
 

@@ -4,8 +4,9 @@ Tables: projects; runs (metadata, config, summary, the summary's fold state, sta
 heartbeat, last step, parent); streams (per run and log id, the highest stored sequence
 number: what makes resends harmless); history (one row per step, the values in exact
 JSON); series (per run and key, chunks of packed steps and values with their block
-extremes); row_log (each acknowledged batch as received, until compacted); files (bytes
-in the database); api_keys (SHA-256 hashes).
+extremes); files (bytes in the database); api_keys (SHA-256 hashes); stream_records
+(per run, stream name and the stream's seq, a record of a stream kind: its time and
+payload in exact JSON); row_log (each acknowledged batch as received, until compacted).
 """
 
 from __future__ import annotations
@@ -97,6 +98,17 @@ MIGRATIONS: Final = (
     "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
     # each log's writer sessions, [[first seq, session], ...] (`ingest.sessions_of`)
     "ALTER TABLE streams ADD COLUMN sessions TEXT NOT NULL DEFAULT '[]'",
+    # the records of each run's streams of their own (system metrics, console output)
+    """
+    CREATE TABLE stream_records (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        stream TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_pk, stream, seq)
+    )
+    """,
     # the row log: each acknowledged batch as received, until the compactor folds it
     # (`tracker._server.storage.backend.LoggedBatch`); ``done`` bytes of it are folded,
     # ``failed`` says why an entry that cannot be folded was set aside

@@ -26,12 +26,14 @@ from tracker._records import sampler
 from tracker._records.batch import parse_batch
 from tracker._records.codec import decode_value
 from tracker._records.history import shape_row
+from tracker._records.kinds import STREAMS
 from tracker._server.storage import series
 from tracker._server.storage.backend import (
     Backend,
     Reader,
     RunFields,
     StoredRow,
+    StreamSpan,
 )
 from tracker._server.storage.compactor import Compactor
 from tracker._server.storage.document import (
@@ -58,9 +60,9 @@ from tracker._server.storage.stored import (
     new_run_fields,
     run_document,
 )
-from tracker._wire.limits import MAX_EDITED_TAG_CHARS, MAX_STEP
+from tracker._wire.limits import MAX_EDITED_TAG_CHARS, MAX_STEP, MAX_STREAM_PAGE
 
-__all__ = ["StartRequest", "StartResult", "Store"]
+__all__ = ["StartRequest", "StartResult", "Store", "check_stream"]
 
 T = TypeVar("T")
 
@@ -457,6 +459,52 @@ class Store:
         }
         return {"last_step": stored["last_step"], "series": columns}
 
+    async def stream(
+        self,
+        key: RunKey,
+        stream: str,
+        after: int = -1,
+        limit: int = MAX_STREAM_PAGE,
+        start: float | None = None,
+        end: float | None = None,
+        newest: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Records of one of the run's streams (`tracker._records.kinds.STREAMS`) as
+        ``{"seq", "time", "data"}`` in seq order: those with seq > ``after`` and time from
+        ``start`` through ``end``, the first ``limit`` of them (the last with ``newest``).
+        A reader following a live stream asks again with ``after`` the last seq it got.
+
+        Raises:
+            BadRequest: ``unknown_stream`` for a stream no record kind declares,
+                ``bad_request`` for bad arguments.
+            RunNotFound: the run does not exist.
+        """
+        check_stream(stream)
+        _check_integer("after", after)
+        if type(limit) is not int or not 1 <= limit <= MAX_STREAM_PAGE:
+            raise BadRequest(
+                "bad_request", f"limit {limit!r:.40} is not an integer from 1 to {MAX_STREAM_PAGE}"
+            )
+        for name, value in (("start", start), ("end", end)):
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+                raise BadRequest("bad_request", f"{name} {value!r:.40} is not unix seconds")
+        span = StreamSpan(
+            limit,
+            after=max(after, -1),
+            start=-math.inf if start is None else float(start),
+            end=math.inf if end is None else float(end),
+            newest=newest,
+        )
+        async with self.backend.read() as snap:
+            entries = await snap.read_stream(await _pk(snap, key), stream, span)
+        return await _off_loop(
+            len(entries),
+            lambda: [
+                {"seq": seq, "time": stamp, "data": decode_value(text)}
+                for seq, stamp, text in entries
+            ],
+        )
+
     # -- files and keys ------------------------------------------------------------------
 
     async def put_file(self, key: RunKey, name: str, content: bytes, now: float) -> None:
@@ -593,6 +641,19 @@ def _edits(changes: dict[str, Any]) -> RunFields:
             raise BadRequest("bad_request", "notes must be a str or null")
         fields["notes"] = notes
     return fields
+
+
+def check_stream(stream: object) -> None:
+    """Refuse a stream name no record kind declares.
+
+    Raises:
+        BadRequest: ``unknown_stream``, naming the streams there are.
+    """
+    if not isinstance(stream, str) or stream not in STREAMS:
+        raise BadRequest(
+            "unknown_stream",
+            f"there is no stream {stream!r:.60}; the streams are {', '.join(sorted(STREAMS))}",
+        )
 
 
 def _check_keys(keys: object) -> None:
