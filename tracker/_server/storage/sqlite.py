@@ -32,12 +32,12 @@ from typing import Final, TypeVar
 from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import (
-    SchemaTooNew,
     StorageBusy,
     StorageClosed,
     StorageError,
     StorageFailed,
 )
+from tracker._server.storage.migrations import Migrated, pending
 from tracker._server.storage.sqlite_queries import (
     Job,
     Session,
@@ -129,6 +129,8 @@ class SQLiteBackend:
     def __init__(self, path: str) -> None:
         """Prepare the threads for the database at ``path``; `open` opens it."""
         self.path = path
+        self.migrated = Migrated(0, 0)
+        """What `open` did to the schema (`tracker._server.storage.migrations`)."""
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._writer = _Lane(self._connect_writer, "tracker-db-writer")
@@ -194,7 +196,7 @@ class SQLiteBackend:
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _migrate(conn, self.path)
+            self.migrated = _migrate(conn, self.path)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -344,19 +346,15 @@ def _after_rollback(job: Job[T], conn: sqlite3.Connection) -> T:
     return job(conn)
 
 
-def _migrate(conn: sqlite3.Connection, path: str) -> None:
+def _migrate(conn: sqlite3.Connection, path: str) -> Migrated:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT version FROM schema_version").fetchone()
     if row is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (0)")
     version = 0 if row is None else int(row[0])
-    if version > len(MIGRATIONS):
-        raise SchemaTooNew(
-            f"{path} has schema version {version}, newer than this tracker's "
-            f"{len(MIGRATIONS)}; upgrade tracker to serve it"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    for number, script in pending(version, MIGRATIONS, path):
         for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute("UPDATE schema_version SET version = ?", (number,))
+    return Migrated(version, len(MIGRATIONS))

@@ -1,0 +1,99 @@
+"""Measure the storage's ingest on each engine, side by side: `Store.ingest` (the server's
+ingest path minus HTTP) of one run's batches, on SQLite and on PostgreSQL.
+
+Each engine gets a fresh database (a temporary SQLite file; a temporary PostgreSQL
+database made on ``--postgres`` and dropped afterwards), then ``--batches`` batches of
+``--rows`` rows of 10 floats are ingested one after the other. Printed per engine: rows/s
+and the CPU this process spent per row (PostgreSQL's own CPU is not in it).
+
+Usage: ``python3 benchmarks/storage_ingest.py [--postgres postgresql://postgres@127.0.0.1:5432]
+[--rows 1000] [--batches 60]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from typing import Any
+
+import _common
+
+_common.import_tracker()
+
+from tracker._records.codec import encode_record  # noqa: E402
+from tracker._records.kinds import decode_record  # noqa: E402
+from tracker._server.storage import RunKey, StartRequest, open_storage  # noqa: E402
+
+KEY = RunKey("bench", "ingest", "run00001")
+LOG = "0" * 32
+
+
+def _batch(first: int, rows: int) -> list[list[Any]]:
+    """``rows`` row records of 10 floats, seqs and steps from ``first``."""
+    return [
+        decode_record(
+            encode_record(
+                (step, "row", step, 1000.0 + step),
+                {f"m{k}": step * 0.001 + k for k in range(10)},
+                "row",
+            )
+        )
+        for step in range(first, first + rows)
+    ]
+
+
+async def _measure(db_url: str, rows: int, batches: int) -> tuple[float, float]:
+    """Rows/s and this process's CPU µs per row of ingesting ``batches`` batches."""
+    store = await open_storage(db_url)
+    try:
+        await store.start_run(StartRequest(KEY, LOG, "new", None, None, 10.0, time.time(), []))
+        prepared = [_batch(number * rows, rows) for number in range(batches)]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for batch in prepared:
+            await store.ingest(KEY, LOG, batch, time.time())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await store.close()
+    return rows * batches / wall, cpu / (rows * batches) * 1e6
+
+
+async def _postgres(server: str, rows: int, batches: int) -> tuple[float, float]:
+    import asyncpg
+
+    name = f"tracker_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        try:
+            return await _measure(f"{server}/{name}", rows, batches)
+        finally:
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    """Measure each engine and print one line per engine."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--rows", type=int, default=1000, help="rows per batch")
+    parser.add_argument("--batches", type=int, default=60)
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        results = {
+            "sqlite": asyncio.run(
+                _measure(f"sqlite:///{folder}/bench.db", arguments.rows, arguments.batches)
+            )
+        }
+    results["postgresql"] = asyncio.run(
+        _postgres(arguments.postgres, arguments.rows, arguments.batches)
+    )
+    for engine, (rate, cpu) in results.items():
+        print(f"{engine:>10}: {rate:>9,.0f} rows/s acknowledged, {cpu:.1f} µs CPU/row here")
+
+
+if __name__ == "__main__":
+    main()
