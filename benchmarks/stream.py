@@ -1,12 +1,15 @@
 """Measure streaming to a real `tracker server`: rows/s acknowledged, log() cost, init, finish.
 
 Starts ``python -m tracker server`` on a free loopback port with a fresh SQLite file in a
-temporary directory (stopped and deleted at the end, error or not). Everything client-side
-runs in this process except the concurrent-clients measurement, which starts one process
-per client and releases them together. Every stream is read back through `tracker.Api`.
+temporary directory (stopped and deleted at the end, error or not), or on the database
+``--db`` names (a SQLite path or ``postgresql://...``); ``--replicas N`` starts N servers
+on that database behind nginx (the configuration of tests/balancer.py). Everything
+client-side runs in this process except the concurrent-clients measurement, which starts
+one process per client and releases them together. Every stream is read back through
+`tracker.Api`; server CPU is the sum over the replicas.
 
 Usage: ``python benchmarks/stream.py [--rows N] [--rows-per-client N] [--clients N]
-[--quick] [--json PATH]``
+[--db URL] [--replicas N] [--quick] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -85,22 +89,43 @@ class RunLike(_common.LoggingRun, Protocol):
 
 @dataclass(frozen=True)
 class Server:
-    """A running ``tracker server`` subprocess and where its output goes."""
+    """The running ``tracker server`` subprocesses (one, or the replicas behind nginx), the
+    URL clients use, and where the servers' stderr goes."""
 
     url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    processes: list[subprocess.Popen[bytes]]
+    log_paths: list[Path]
+    balancer_pid: int | None = None
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU seconds the server has used so far (Linux /proc; else None)."""
-        return process_cpu_seconds(self.process.pid)
+        """User + system CPU seconds the servers have used so far (Linux /proc; else None)."""
+        seconds = [process_cpu_seconds(process.pid) for process in self.processes]
+        return None if None in seconds else sum(filter(None, seconds))
+
+    def balancer_cpu_seconds(self) -> float | None:
+        """CPU seconds of nginx's worker processes so far (None without a balancer)."""
+        if self.balancer_pid is None:
+            return None
+        children = Path(f"/proc/{self.balancer_pid}/task/{self.balancer_pid}/children")
+        try:
+            pids = [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return None
+        return sum(filter(None, map(process_cpu_seconds, pids)))
+
+    def exited(self) -> list[int]:
+        """The exit codes of servers that exited."""
+        return [code for code in (process.poll() for process in self.processes) if code is not None]
 
     def stderr_tail(self, limit: int = 2000) -> str:
-        """The last ``limit`` characters the server wrote to stderr."""
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
+        """The last ``limit`` characters the servers wrote to stderr."""
+        texts = []
+        for path in self.log_paths:
+            try:
+                texts.append(path.read_text(errors="replace")[-limit:])
+            except OSError:
+                continue
+        return "".join(texts)[-limit:]
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -125,13 +150,25 @@ def stop_process(process: subprocess.Popen[Any], seconds: float = SERVER_STOP_SE
             process.wait()
 
 
-@contextmanager
-def running_server(root: Path) -> Iterator[Server]:
-    """Start ``tracker server`` on ``127.0.0.1:0`` with a fresh SQLite file under ``root``.
+def database_url(db: str | None, root: Path) -> str:
+    """The server's ``--db``: a fresh SQLite file under ``root`` when ``db`` is None, a
+    SQLite path as a ``sqlite:///`` URL, any URL as it is."""
+    if db is None:
+        return f"sqlite:///{root / 'tracker.db'}"
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).resolve()}"
 
-    The first line on its stdout names the URL; the server is stopped on exit, error or not.
-    """
-    out_path, err_path = root / "server.out", root / "server.err"
+
+def database_kind(db: str | None) -> str:
+    """``sqlite`` or ``postgresql`` (the URL's scheme): what the report names, no password."""
+    return "sqlite" if db is None or "://" not in db else db.split("://", 1)[0]
+
+
+def start_server(root: Path, db_url: str, port: int, name: str) -> tuple[Path, Path, Any]:
+    """Start one ``tracker server`` on ``127.0.0.1:port`` (0: a free one); its output
+    files and process."""
+    out_path, err_path = root / f"{name}.out", root / f"{name}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         process = subprocess.Popen(
             [
@@ -142,9 +179,9 @@ def running_server(root: Path) -> Iterator[Server]:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "0",
+                str(port),
                 "--db",
-                f"sqlite:///{root / 'tracker.db'}",
+                db_url,
             ],
             cwd=root,
             env=_common.child_env(),
@@ -152,11 +189,50 @@ def running_server(root: Path) -> Iterator[Server]:
             stdout=out,
             stderr=err,
         )
-    try:
-        server = Server(wait_for_url(process, out_path, err_path), process, err_path)
-        yield server
-    finally:
-        stop_process(process)
+    return out_path, err_path, process
+
+
+@contextmanager
+def running_server(root: Path, db_url: str, replicas: int = 1) -> Iterator[Server]:
+    """Start ``tracker server`` on ``db_url``: one on ``127.0.0.1:0``, or ``replicas`` of
+    them behind nginx. Each server's first stdout line names its URL; everything is
+    stopped on exit, error or not."""
+    with ExitStack() as stack:
+        processes, urls, err_paths = [], [], []
+        for index in range(replicas):
+            port = 0 if replicas == 1 else free_port()
+            out_path, err_path, process = start_server(root, db_url, port, f"server-{index}")
+            stack.callback(stop_process, process)
+            processes.append(process)
+            err_paths.append(err_path)
+            urls.append(wait_for_url(process, out_path, err_path))
+        if replicas == 1:
+            yield Server(urls[0], processes, err_paths)
+            return
+        balancer = _balancer_module()
+        binary = balancer.nginx_binary()
+        if binary is None:
+            raise RuntimeError("--replicas needs nginx (apt-get install nginx)")
+        ports = [int(url.rsplit(":", 1)[1]) for url in urls]
+        nginx = stack.enter_context(balancer.Balancer(binary, root / "nginx", free_port(), ports))
+        assert nginx.process is not None
+        yield Server(nginx.url, processes, err_paths, nginx.process.pid)
+
+
+def _balancer_module() -> ModuleType:
+    """tests/balancer.py: the nginx the replica tests run, with the configuration
+    docs/server.md shows."""
+    sys.path.insert(0, str(_common.ROOT / "tests"))
+    import balancer
+
+    return balancer
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for_url(process: subprocess.Popen[bytes], out_path: Path, err_path: Path) -> str:
@@ -297,6 +373,7 @@ class StreamBench:
         """
         run = self.online_run()
         cpu_server, cpu_client = self.server.cpu_seconds(), time.process_time()
+        cpu_balancer = self.server.balancer_cpu_seconds()
         start = time.perf_counter()
         latency = log_rows(run, self.pool, n, timed)
         logged = time.perf_counter()
@@ -305,6 +382,7 @@ class StreamBench:
         acked = time.perf_counter()
         cpu_client = time.process_time() - cpu_client
         cpu_server_end = self.server.cpu_seconds()
+        cpu_balancer_end = self.server.balancer_cpu_seconds()
         check_acknowledged("one run after acks", status, self.notes)
         run.finish(quiet=True)
         seconds = acked - start
@@ -320,6 +398,7 @@ class StreamBench:
             "cpu_seconds": {
                 "client": cpu_client,
                 "server": _common.delta(cpu_server, cpu_server_end),
+                "balancer": _common.delta(cpu_balancer, cpu_balancer_end),
             },
             "stored": verify_history(self.api, run.path, n, self.pool, self.notes),
         }
@@ -401,6 +480,7 @@ class Released:
     ready_seconds: float
     reports: list[dict[str, Any]]
     server_cpu_seconds: float | None
+    balancer_cpu_seconds: float | None
 
 
 def release_together(
@@ -417,7 +497,7 @@ def release_together(
         if read_line(process, '"ready"', started + ready_seconds) != "ready":
             raise RuntimeError("a client printed something other than 'ready' first")
     ready = time.monotonic() - started
-    cpu = server.cpu_seconds()
+    cpu, balancer_cpu = server.cpu_seconds(), server.balancer_cpu_seconds()
     go = time.time()
     for process in processes:
         assert process.stdin is not None
@@ -428,7 +508,13 @@ def release_together(
     reports = [json.loads(read_line(process, "report", deadline)) for process in processes]
     for process in processes:
         process.wait(exit_seconds)
-    return Released(go, ready, reports, _common.delta(cpu, server.cpu_seconds()))
+    return Released(
+        go,
+        ready,
+        reports,
+        _common.delta(cpu, server.cpu_seconds()),
+        _common.delta(balancer_cpu, server.balancer_cpu_seconds()),
+    )
 
 
 def concurrent_clients(
@@ -466,6 +552,7 @@ def concurrent_clients(
         "last_logged_after_go": max(r["logged"] for r in reports) - go,
         "cpu_seconds": {
             "server": released.server_cpu_seconds,
+            "balancer": released.balancer_cpu_seconds,
             # each client from "go" to its last ack, the I/O thread included
             "clients": sum(float(r["cpu"]) for r in reports),
         },
@@ -491,6 +578,13 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         ("one run: log() calls/s", one["calls_per_s"], "rate", "", None),
         ("one run: seconds to all acked", one["seconds_to_acked"], "s", "", None),
         ("one run: server CPU while streaming", one["cpu_seconds"]["server"], "s", "", None),
+        (
+            "one run: server CPU per row",
+            _per_row(one["cpu_seconds"]["server"], one),
+            "us",
+            "",
+            None,
+        ),
         ("one run: client CPU while streaming", one["cpu_seconds"]["client"], "s", "", None),
         (
             "one run: rows stored (read back)",
@@ -539,6 +633,13 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         (f"{clients}: aggregate rows/s acked", many["rows_per_s_acked"], "rate", "", None),
         (f"{clients}: seconds go to all acked", many["seconds_to_acked"], "s", "", None),
         (f"{clients}: server CPU", many["cpu_seconds"]["server"], "s", "", None),
+        (
+            f"{clients}: server CPU per row",
+            _per_row(many["cpu_seconds"]["server"], many),
+            "us",
+            "",
+            None,
+        ),
         (f"{clients}: clients' CPU (sum)", many["cpu_seconds"]["clients"], "s", "", None),
         (
             f"{clients}: rows stored (read back)",
@@ -554,15 +655,28 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _per_row(seconds: float | None, measured: dict[str, Any]) -> float | None:
+    """Microseconds of CPU per row acknowledged (None when the CPU was not read)."""
+    return None if seconds is None else seconds * 1e6 / measured["rows"]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line: ``--rows``, ``--rows-per-client``, ``--clients``, ``--quick``,
-    ``--json``."""
+    """The command line: ``--rows``, ``--rows-per-client``, ``--clients``, ``--db``,
+    ``--replicas``, ``--quick``, ``--json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000, help="rows of the one-run stream")
     parser.add_argument(
         "--rows-per-client", type=int, default=50_000, help="rows each concurrent client logs"
     )
     parser.add_argument("--clients", type=int, default=16, help="concurrent client processes")
+    parser.add_argument(
+        "--db",
+        help="the servers' database: a SQLite path or postgresql://USER@HOST:PORT/DATABASE "
+        "(default: a fresh SQLite file in a temporary directory)",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="servers on the database, behind nginx when > 1"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -575,7 +689,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rows = QUICK_ROWS
         args.rows_per_client = QUICK_ROWS_PER_CLIENT
-    for flag in ("rows", "rows_per_client", "clients"):
+    for flag in ("rows", "rows_per_client", "clients", "replicas"):
         value = getattr(args, flag)
         if value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -594,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     tracker = _common.import_tracker()
     with (
         tempfile.TemporaryDirectory(prefix="tracker-stream-") as tmp,
-        running_server(Path(tmp)) as server,
+        running_server(Path(tmp), database_url(args.db, Path(tmp)), args.replicas) as server,
     ):
         root = Path(tmp)
         bench = StreamBench(tracker, server, root, pool, notes)
@@ -606,8 +720,8 @@ def main(argv: list[str] | None = None) -> int:
         many = concurrent_clients(
             bench.api, server, root, args.clients, args.rows_per_client, notes
         )
-        if server.process.poll() is not None:
-            notes.append(f"server exited early ({server.process.returncode})")
+        if server.exited():
+            notes.append(f"a server exited early ({server.exited()})")
         stderr = server.stderr_tail()
         if stderr.strip():
             notes.append(f"server stderr (tail): {stderr.strip()[-500:]}")
@@ -619,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
             "finish_rows": finish_rows,
             "clients": args.clients,
             "rows_per_client": args.rows_per_client,
+            "database": database_kind(args.db),
+            "replicas": args.replicas,
             "pool_size": POOL_SIZE,
             "init_runs": INIT_RUNS,
             "ack_timeout_seconds": ACK_TIMEOUT_SECONDS,
@@ -635,7 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     report["targets"] = target_rows(report)
     settings = (
         f"rows={n:,} timed={timed:,} finish rows={finish_rows:,} "
-        f"clients={args.clients} x {args.rows_per_client:,} pool={POOL_SIZE}"
+        f"clients={args.clients} x {args.rows_per_client:,} pool={POOL_SIZE} "
+        f"db={database_kind(args.db)} replicas={args.replicas}"
     )
     _common.print_report(report, settings, ("metric", "value", "target"))
     _common.write_json(args.json, report)
