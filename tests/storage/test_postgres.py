@@ -108,15 +108,16 @@ async def test_a_closed_backend_refuses_and_a_broken_query_fails(url: str) -> No
 
 
 async def test_the_row_tables_are_hash_partitioned_by_run(url: str) -> None:
-    """history, series and stream_records have PARTITIONS hash partitions each, and a run's
-    rows all land in one of them."""
+    """history, series, stream_records and row_log have PARTITIONS hash partitions each,
+    and a run's compacted rows all land in one of them."""
     store = Store(await PostgresBackend.open(url))
     try:
         await start(store)
         await store.ingest(KEY, LOG, rows(range(50)), NOW)
+        await store.compacted()
         async with store.backend.read() as snap:
             conn = snap._conn
-            for table in ("history", "series", "stream_records"):
+            for table in ("history", "series", "stream_records", "row_log"):
                 strategy = await conn.fetchval(
                     "SELECT partstrat::text FROM pg_partitioned_table "
                     "WHERE partrelid = $1::regclass",

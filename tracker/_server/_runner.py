@@ -72,6 +72,7 @@ async def serve(
     loopback = _is_loopback(host)
     storage = await open_storage(db_url)
     try:
+        storage.start_compactor()  # batches logged before a restart are folded now
         await store_keys(storage, api_keys)
         # keys stored by an earlier start count too
         has_keys = await storage.has_api_keys()

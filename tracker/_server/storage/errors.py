@@ -39,7 +39,9 @@ __all__ = [
     "Unavailable",
 ]
 
-BadRequestCode = Literal["bad_batch", "bad_filter", "bad_order", "bad_request", "unknown_stream"]
+BadRequestCode = Literal[
+    "bad_batch", "bad_filter", "bad_order", "bad_request", "too_many_keys", "unknown_stream"
+]
 
 
 class StorageError(Exception):

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from tracker._server.storage.backend import BatchWrites, StoredRun
+from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import (
     StorageBusy,
@@ -126,11 +126,28 @@ class PostgresBackend:
     async def ingest_batch(
         self, key: RunKey, log_id: str, decide: Callable[[StoredRun | None], BatchWrites]
     ) -> BatchWrites:
-        """See `Backend.ingest_batch`: the run's row locked, the fold run, the batch stored
-        and committed in one transaction."""
+        """See `Backend.ingest_batch`: the run's row locked, the decision made, the batch
+        logged and committed in one transaction."""
         async with self.write() as tx:
             writes = decide(await tx.load_run(key, log_id))
             await tx.store_batch(writes, log_id)
+            return writes
+
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """See `Backend.compact`: the run's row locked (a replica's ack or compaction of
+        it waits), its first logged batches folded and stored in one transaction."""
+        async with self.write() as tx:
+            stored = await tx.load_run_at(pk)
+            entries = [] if stored is None else await tx.log_entries(pk, budget)
+            if stored is None or not entries:
+                return None
+            writes = fold(stored, entries)
+            await tx.store_compaction(writes)
             return writes
 
     @contextlib.asynccontextmanager

@@ -20,6 +20,8 @@ import orjson
 from tracker._records.codec import decode_value
 from tracker._server.storage.backend import (
     BatchWrites,
+    CompactWrites,
+    LoggedBatch,
     RunFields,
     StoredRow,
     StoredRun,
@@ -154,6 +156,44 @@ class Session:
             stored["acked_seq"] = int(acked)
             stored["sessions"] = orjson.loads(sessions)
         return stored
+
+    async def load_run_at(self, pk: int) -> StoredRun | None:
+        """The run ``pk`` (without a log's seq), its row locked inside a write, or None."""
+        lock = " FOR UPDATE" if self._writing else ""
+        row = await self._conn.fetchrow(f"SELECT {_RUN_SELECT} FROM runs WHERE pk = $1{lock}", pk)
+        return None if row is None else _stored(row)
+
+    async def log_entries(self, pk: int, budget: int | None) -> list[LoggedBatch]:
+        """The run's logged batches not compacted nor set aside, in ack order: all of
+        them, or as many as hold ``budget`` bytes (at least one)."""
+        entries: list[LoggedBatch] = []
+        total = 0
+        async for entry, first, last, body, received in self._conn.cursor(
+            "SELECT entry, first_seq, last_seq, substring(body FROM (done + 1)::int), received_at "
+            "FROM row_log WHERE run_pk = $1 AND failed IS NULL ORDER BY entry",
+            pk,
+            prefetch=4,
+        ):
+            entries.append(LoggedBatch(int(first), int(last), bytes(body), received, entry))
+            total += len(body)
+            if budget is not None and total >= budget:
+                break
+        return entries
+
+    async def read_log(self, pk: int) -> list[LoggedBatch]:
+        """See `Reader.read_log`."""
+        return await self.log_entries(pk, None)
+
+    async def logged_runs(self) -> list[tuple[int, RunKey]]:
+        """See `Reader.logged_runs`."""
+        return [
+            (int(pk), RunKey(entity, project, run_id))
+            for pk, entity, project, run_id in await self._conn.fetch(
+                "SELECT runs.pk, runs.entity, runs.project, runs.run_id FROM runs JOIN "
+                "(SELECT run_pk, MIN(entry) AS first FROM row_log WHERE failed IS NULL "
+                "GROUP BY run_pk) AS logged ON logged.run_pk = runs.pk ORDER BY logged.first"
+            )
+        ]
 
     async def read_rows(self, pk: int, low: int, high: int) -> list[StoredRow]:
         """See `Reader.read_rows`."""
@@ -393,7 +433,8 @@ class Session:
             return 0
         status = await self._conn.execute(
             "WITH silent AS (SELECT pk FROM runs WHERE state = 'running' "
-            "AND heartbeat_at < $1 - GREATEST(heartbeat_interval * $2, $3) "
+            "AND heartbeat_at < $1 - GREATEST(heartbeat_interval * $2, $3) AND NOT EXISTS "
+            "(SELECT 1 FROM row_log WHERE run_pk = runs.pk AND failed IS NULL) "
             "FOR UPDATE SKIP LOCKED) "
             "UPDATE runs SET state = 'crashed', updated_at = $1 FROM silent "
             "WHERE runs.pk = silent.pk",
@@ -429,7 +470,36 @@ class Session:
         )
 
     async def store_batch(self, writes: BatchWrites, log_id: str) -> None:
-        """Store an ingest batch's rows, series, the log's seq and the run's fields."""
+        """Store an ack: the batch appended to the row log, its stream records, the log's
+        seq and the run's fields."""
+        conn, pk = self._conn, writes.pk
+        logged = writes.logged
+        if logged is not None:
+            await conn.execute(
+                "INSERT INTO row_log (run_pk, log_id, first_seq, last_seq, body, received_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                pk,
+                log_id,
+                logged.first_seq,
+                logged.last_seq,
+                logged.body,
+                logged.received_at,
+            )
+        if writes.streams:
+            await _append_streams(conn, pk, writes.streams)
+        await conn.execute(
+            "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
+            + ("" if writes.sessions is None else ", sessions = excluded.sessions"),
+            pk,
+            log_id,
+            writes.acked_seq,
+            orjson.dumps(writes.sessions or []).decode(),
+        )
+        await _update_run(conn, pk, writes.fields)
+
+    async def store_compaction(self, writes: CompactWrites) -> None:
+        """Store a compaction step's rows, series and fields, and advance the row log."""
         conn, pk = self._conn, writes.pk
         if writes.steps:
             rows = {
@@ -448,18 +518,30 @@ class Session:
             await _put_chunks(conn, pk, appended_chunks(last, writes.appended))
         if writes.rebuild is not None:
             await _rebuild_series(conn, pk, *writes.rebuild)
-        if writes.streams:
-            await _append_streams(conn, pk, writes.streams)
-        await conn.execute(
-            "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
-            + ("" if writes.sessions is None else ", sessions = excluded.sessions"),
-            pk,
-            log_id,
-            writes.acked_seq,
-            orjson.dumps(writes.sessions or []).decode(),
-        )
         await _update_run(conn, pk, writes.fields)
+        if writes.done:
+            await conn.execute(
+                "DELETE FROM row_log WHERE run_pk = $1 AND entry = ANY($2::bigint[])",
+                pk,
+                writes.done,
+            )
+        if writes.advanced is not None:
+            entry, first_seq, folded = writes.advanced
+            await conn.execute(
+                "UPDATE row_log SET first_seq = $3, done = done + $4 "
+                "WHERE run_pk = $1 AND entry = $2",
+                pk,
+                entry,
+                first_seq,
+                folded,
+            )
+        for entry, reason in writes.failed:
+            await conn.execute(
+                "UPDATE row_log SET failed = $3 WHERE run_pk = $1 AND entry = $2",
+                pk,
+                entry,
+                reason,
+            )
 
 
 async def _append_streams(

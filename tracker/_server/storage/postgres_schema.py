@@ -1,12 +1,13 @@
 """The PostgreSQL schema: its migrations, in order (``schema_version`` holds how many ran).
 
 The tables of `sqlite_schema` (the same data model, so both engines store the same
-bytes): projects, runs, streams, history, series, stream_records, files, api_keys. Texts
-compare by code point (``COLLATE "C"``, and `lower` folds ASCII only), as SQLite's do, so
-every order the conformance suite checks is the same on both; tags are a ``text[]``. The
-history rows, the series chunks and the stream records are hash-partitioned by run
-(`PARTITIONS` each): a run's reads and writes touch one partition, and a deleted run's
-rows leave from one. A schema change is a new script at the end of both engines' lists.
+bytes): projects, runs, streams, history, series, stream_records, files, api_keys,
+row_log. Texts compare by code point (``COLLATE "C"``, and `lower` folds ASCII only), as
+SQLite's do, so every order the conformance suite checks is the same on both; tags are a
+``text[]``. The history rows, the series chunks, the stream records and the row log are
+hash-partitioned by run (`PARTITIONS` each): a run's reads and writes touch one
+partition, and a deleted run's rows leave from one. A schema change is a new script at
+the end of both engines' lists.
 """
 
 from __future__ import annotations
@@ -118,6 +119,23 @@ MIGRATIONS: Final = (
         entity TEXT NOT NULL,
         created_at DOUBLE PRECISION NOT NULL
     )
+    """,
+    # the row log: each acknowledged batch as received, until the compactor folds it
+    # (`tracker._server.storage.backend.LoggedBatch`), hash-partitioned by run
+    f"""
+    CREATE TABLE row_log (
+        entry BIGSERIAL,
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        log_id TEXT COLLATE "C" NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        body BYTEA NOT NULL,
+        done BIGINT NOT NULL DEFAULT 0,
+        received_at DOUBLE PRECISION NOT NULL,
+        failed TEXT,
+        PRIMARY KEY (run_pk, entry)
+    ) PARTITION BY HASH (run_pk);
+    {_partitions("row_log")}
     """,
 )
 """Schema migrations, applied in order at open (and by ``tracker server --migrate``)."""

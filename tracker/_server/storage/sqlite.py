@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Final, TypeVar
 
-from tracker._server.storage.backend import BatchWrites, StoredRun
+from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import (
     StorageBusy,
@@ -38,7 +38,15 @@ from tracker._server.storage.errors import (
     StorageFailed,
 )
 from tracker._server.storage.migrations import Migrated, pending
-from tracker._server.storage.sqlite_queries import Job, Session, load_run, store_batch
+from tracker._server.storage.sqlite_queries import (
+    Job,
+    Session,
+    load_run,
+    load_run_at,
+    log_entries,
+    store_batch,
+    store_compaction,
+)
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
@@ -197,7 +205,8 @@ class SQLiteBackend:
 
     def _checkpoint_forever(self) -> None:
         """Checkpoint (PASSIVE: never blocks the writer or readers) after commits, at most
-        every `CHECKPOINT_SECONDS`, until the backend closes."""
+        every `CHECKPOINT_SECONDS`, until the backend closes; again after a checkpoint that
+        an open read held back."""
         conn = self._connect()
         while True:
             self._committed.wait()
@@ -205,7 +214,9 @@ class SQLiteBackend:
                 return
             self._committed.clear()
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if copied < frames:  # a read's snapshot held some back: try again soon
+                    self._committed.set()
             except sqlite3.Error as exc:  # the writer's backstop checkpoint still bounds the WAL
                 _logger.warning("cannot checkpoint the database %s: %s", self.path, exc)
             self._stopping.wait(CHECKPOINT_SECONDS)
@@ -252,6 +263,37 @@ class SQLiteBackend:
             self._check_open()
             writes = await self._writer.run(job)
         self._committed.set()
+        return writes
+
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """See `Backend.compact`: one hop to the writer thread, which also runs ``fold``."""
+
+        def job(conn: sqlite3.Connection) -> CompactWrites | None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = load_run_at(conn, pk)
+                entries = [] if stored is None else log_entries(conn, pk, budget)
+                writes = None
+                if stored is not None and entries:
+                    writes = fold(stored, entries)
+                    store_compaction(conn, writes)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return writes
+
+        self._check_open()
+        async with self._write_lock:
+            self._check_open()
+            writes = await self._writer.run(job)
+        if writes is not None:
+            self._committed.set()
         return writes
 
     @contextlib.asynccontextmanager

@@ -6,7 +6,7 @@ number: what makes resends harmless); history (one row per step, the values in e
 JSON); series (per run and key, chunks of packed steps and values with their block
 extremes); files (bytes in the database); api_keys (SHA-256 hashes); stream_records
 (per run, stream name and the stream's seq, a record of a stream kind: its time and
-payload in exact JSON).
+payload in exact JSON); row_log (each acknowledged batch as received, until compacted).
 """
 
 from __future__ import annotations
@@ -108,6 +108,23 @@ MIGRATIONS: Final = (
         data TEXT NOT NULL,
         PRIMARY KEY (run_pk, stream, seq)
     )
+    """,
+    # the row log: each acknowledged batch as received, until the compactor folds it
+    # (`tracker._server.storage.backend.LoggedBatch`); ``done`` bytes of it are folded,
+    # ``failed`` says why an entry that cannot be folded was set aside
+    """
+    CREATE TABLE row_log (
+        entry INTEGER PRIMARY KEY,
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        log_id TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        body BLOB NOT NULL,
+        done BIGINT NOT NULL DEFAULT 0,
+        received_at DOUBLE PRECISION NOT NULL,
+        failed TEXT
+    );
+    CREATE INDEX row_log_by_run ON row_log (run_pk, entry) WHERE failed IS NULL
     """,
 )
 """Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""

@@ -1,10 +1,11 @@
 """`Store`: the one object the server calls for runs, and the owner of every storage rule.
 
 Start modes, fork and rewind (with `starts`), the exactly-once ingest rule (with
-`ingest`), series maintenance, sampling, the filter language and argument checks are
-here, once; a `Backend` provides primitives (`tracker._server.storage.backend`, whose
-docstring holds the contract). Writes of one run go through a per-run lock, in call
-order.
+`ingest`), the row log's compaction and merged reads (with `rowlog` and `compactor`),
+series maintenance, sampling, the filter language and argument checks are here, once; a
+`Backend` provides primitives (`tracker._server.storage.backend`, whose docstring holds
+the contract). Writes of one run, compaction steps included, go through a per-run lock,
+in call order.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import hashlib
 import math
 import time
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
 from tracker._records import sampler
+from tracker._records.batch import parse_batch
 from tracker._records.codec import decode_value
 from tracker._records.history import shape_row
 from tracker._records.kinds import STREAMS
@@ -32,6 +35,7 @@ from tracker._server.storage.backend import (
     StoredRow,
     StreamSpan,
 )
+from tracker._server.storage.compactor import Compactor
 from tracker._server.storage.document import (
     ChartAnswer,
     ChartColumns,
@@ -42,7 +46,15 @@ from tracker._server.storage.document import (
 )
 from tracker._server.storage.errors import BadRequest, RunExists
 from tracker._server.storage.filters import RunQuery, RunSort, check_page, parse_filters
-from tracker._server.storage.ingest import check_batch, check_sessions, decide
+from tracker._server.storage.ingest import (
+    check_batch,
+    check_run_keys,
+    check_sessions,
+    checked_lines,
+    decide,
+    row_keys,
+)
+from tracker._server.storage.rowlog import COMPACT_BYTES, Merged, compact_fold, read_tail
 from tracker._server.storage.starts import LOWEST, check_start, fork, missing, rewind
 from tracker._server.storage.stored import (
     new_run_fields,
@@ -63,6 +75,11 @@ _THREAD_RECORDS: Final = 2000
 """Reads of more rows than this (files of more KiB) are decoded (hashed) in a worker
 thread, so the event loop keeps serving while they take milliseconds."""
 _RESUMING: Final = ("allow", "continue", "must", "rewind")
+_UNFOLDED_SORTS: Final = frozenset({"created_at", "updated_at"})
+"""Run sorts on columns an ack sets itself: a listing sorted so needs no compaction."""
+_KNOWN_KEYS_RUNS: Final = 1024
+"""Runs whose keys the store keeps in memory (the most recently ingested), to check the
+run key limit without reading them."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +140,40 @@ class Store:
         """Serve from ``backend`` (opened by the caller, closed by `close`)."""
         self.backend = backend
         self._locks = _RunLocks()
+        self._compactor = Compactor(self._compact_step, self._logged_runs)
+        self._known_keys: OrderedDict[RunKey, set[str]] = OrderedDict()
 
     async def close(self) -> None:
-        """Finish what is in flight and release the database."""
+        """Stop compacting (what is left stays logged), finish what is in flight and
+        release the database."""
+        await self._compactor.close()
         await self.backend.close()
+
+    def start_compactor(self) -> None:
+        """Start folding the row log in the background (the server calls this at start,
+        so batches logged before a restart are compacted; an ack starts it too)."""
+        self._compactor.start()
+
+    async def compacted(self) -> None:
+        """Wait until every batch acknowledged so far is compacted (tests, benchmarks)."""
+        await self._compactor.idle()
+
+    async def _logged_runs(self) -> list[tuple[int, RunKey]]:
+        async with self.backend.read() as snap:
+            return await snap.logged_runs()
+
+    async def _compact_step(self, pk: int, key: RunKey) -> bool:
+        """One compaction step of the run, under its lock; False when nothing was left."""
+        async with self._locks.hold(key):
+            return await self.backend.compact(pk, COMPACT_BYTES, _FOLD) is not None
+
+    async def _compact_all(self, key: RunKey) -> None:
+        """Compact the run's whole row log (the caller holds the run's lock)."""
+        async with self.backend.read() as snap:
+            stored = await snap.load_run(key)
+        if stored is not None:
+            while await self.backend.compact(stored["pk"], COMPACT_BYTES, _FOLD) is not None:
+                pass
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -142,8 +189,20 @@ class Store:
             BadStep: a fork or rewind step beyond the run's last step.
         """
         check_start(request)
+        key = request.key
+        if request.fork_from is not None and request.fork_from[0] != key.run_id:
+            parent = RunKey(key.entity, key.project, request.fork_from[0])
+            async with self._locks.hold(parent):
+                await self._compact_all(parent)  # a fork copies compacted history
+        async with self._locks.hold(key):
+            self._known_keys.pop(key, None)
+            await self._compact_all(key)  # what the handshake changes comes after the log
+            return await self._started(request)
+
+    async def _started(self, request: StartRequest) -> StartResult:
+        """`start_run` in one write transaction (the caller holds the run's lock)."""
         key, mode = request.key, request.mode
-        async with self._locks.hold(key), self.backend.write() as tx:
+        async with self.backend.write() as tx:
             stored = await tx.load_run(key)
             if stored is not None and mode in ("never", "fork"):
                 raise RunExists(
@@ -177,11 +236,12 @@ class Store:
             if mode != "continue":  # a sync must not revive a finished run
                 session.update({"state": "running", "end_time": None, "exit_code": None})
             await tx.update_run(pk, session)
-            started = await tx.load_run(key, request.log_id)
-            assert started is not None, "created or continued above"
+            loaded = await tx.load_run(key, request.log_id)
+            assert loaded is not None, "created or continued above"
             check_sessions(
-                key, request.log_id, started["sessions"], started["acked_seq"], request.sessions
+                key, request.log_id, loaded["sessions"], loaded["acked_seq"], request.sessions
             )
+            started = loaded
         return StartResult(
             resumed=stored is not None and mode in _RESUMING,
             last_step=started["last_step"],
@@ -197,20 +257,51 @@ class Store:
         now: float,
         lines: Sequence[str] | None = None,
     ) -> int:
-        """Apply decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in
+        """Log decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in
         one transaction, skipping those with seq <= the log's stored seq; return the log's
-        new stored seq. ``lines``, the records' JSON lines as received, lets rows be stored
-        as they came (`tracker._records.kinds.row_data_texts`) instead of encoded again.
+        new stored seq. ``lines``, the records' JSON lines as received, are logged as they
+        came (else the records are encoded again). The compactor folds them later; every
+        read sees them at once.
 
         Raises:
-            BadRequest: ``bad_batch``, a malformed batch or record (nothing is stored).
+            BadRequest: ``bad_batch``, a malformed batch or record; ``too_many_keys``, a
+                row or run over `MAX_ROW_KEYS` / `MAX_RUN_KEYS` (nothing is stored).
             RunNotFound: the run had no handshake.
             SeqGap: the first new record is past the stored seq + 1.
+            LogConflict: a copy of the run's log resumed apart.
         """
         check_batch(records)
-        decision = partial(decide, key, log_id, records, lines, now)
+        kept = checked_lines(records, lines)
+        added = row_keys(records)
+        decision = partial(decide, key, log_id, records, kept, now)
         async with self._locks.hold(key):
-            return (await self.backend.ingest_batch(key, log_id, decision)).acked_seq
+            if added:
+                await self._check_run_keys(key, added)
+            writes = await self.backend.ingest_batch(key, log_id, decision)
+            known = self._known_keys.get(key)
+            if known is not None:
+                known |= added
+        if writes.logged is not None:
+            self._compactor.wake(writes.pk, key)
+        return writes.acked_seq
+
+    async def _check_run_keys(self, key: RunKey, added: set[str]) -> None:
+        """Refuse rows taking the run past `MAX_RUN_KEYS` keys: its keys are known in
+        memory, or read (stored series and logged rows) when the batch brings new ones."""
+        known = self._known_keys.get(key)
+        if known is None or not added <= known:
+            async with self.backend.read() as snap:
+                stored = await snap.load_run(key)
+                if stored is None:
+                    raise missing(key)
+                known = set(await snap.series_keys(stored["pk"]))
+                for entry in await snap.read_log(stored["pk"]):
+                    known |= row_keys(parse_batch(entry.body)[0])
+            self._known_keys[key] = known
+            if len(self._known_keys) > _KNOWN_KEYS_RUNS:
+                self._known_keys.popitem(last=False)
+        self._known_keys.move_to_end(key)
+        check_run_keys(key, known, added)
 
     async def heartbeat(self, key: RunKey, now: float) -> None:
         """Note that the run's client is alive (a crashed run is running again).
@@ -244,10 +335,12 @@ class Store:
             await tx.update_run(stored["pk"], fields)
 
     async def get_run(self, key: RunKey) -> RunDocument | None:
-        """The run document, or None."""
+        """The run document (its logged tail folded in), or None."""
         async with self.backend.read() as snap:
             stored = await snap.load_run(key)
-        return None if stored is None else run_document(stored)
+            if stored is None:
+                return None
+            return run_document((await read_tail(snap, stored)).stored)
 
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """The entity's projects by name, with their run counts and latest updates."""
@@ -273,8 +366,26 @@ class Store:
         conditions = parse_filters(filters)
         limit, offset = check_page(limit, offset)
         query = RunQuery(entity, project, conditions, sort, limit, offset)
+        if conditions or sort.path or sort.column not in _UNFOLDED_SORTS:
+            await self._compact_project(entity, project)  # filters and sorts see it all
         async with self.backend.read() as snap:
-            return await snap.page_runs(query)
+            documents, total = await snap.page_runs(query)
+            logged = {key for _, key in await snap.logged_runs()}
+            for index, document in enumerate(documents):
+                key = RunKey(document["entity"], document["project"], document["id"])
+                stored = await snap.load_run(key) if key in logged else None
+                if stored is not None:
+                    documents[index] = run_document((await read_tail(snap, stored)).stored)
+        return documents, total
+
+    async def _compact_project(self, entity: str, project: str) -> None:
+        """Compact the whole row log of the project's runs, each under its lock."""
+        async with self.backend.read() as snap:
+            logged = await snap.logged_runs()
+        for _, key in logged:
+            if (key.entity, key.project) == (entity, project):
+                async with self._locks.hold(key):
+                    await self._compact_all(key)
 
     # -- history -------------------------------------------------------------------------
 
@@ -303,10 +414,10 @@ class Store:
         low = LOWEST if min_step is None else max(min_step, LOWEST)
         high = MAX_STEP if max_step is None else min(max_step, MAX_STEP)
         async with self.backend.read() as snap:
-            pk = await _pk(snap, key)
+            view = await _merged(snap, key)
             if keys == []:
                 return []
-            stored = await _sampled_rows(snap, pk, keys, low, high, samples)
+            stored = await _sampled_rows(view, keys, low, high, samples)
         return await _off_loop(len(stored), lambda: _shape(stored, keys))
 
     async def chart_series(
@@ -330,14 +441,13 @@ class Store:
         _check_samples(samples, 2)
         low = LOWEST if min_step is None else max(min_step, LOWEST)
         async with self.backend.read() as snap:
-            stored = await snap.load_run(key)
-            if stored is None:
-                raise missing(key)
-            names = await snap.series_keys(stored["pk"]) if keys is None else _unique(keys)
-            chunks = await snap.read_chunks(stored["pk"], names, low, MAX_STEP)
+            view = await _merged(snap, key)
+            stored = view.stored
+            names = await view.series_keys() if keys is None else _unique(keys)
+            chunks = await view.read_chunks(names, low, MAX_STEP)
             picked = _chart_points(names, chunks, low, samples)
             wanted = sorted(set().union(*(steps for steps, _ in picked.values())))
-            times = {row[0]: row for row in await snap.rows_at(stored["pk"], wanted, data=False)}
+            times = {row[0]: row for row in await view.rows_at(wanted, data=False)}
         columns: dict[str, ChartColumns] = {
             name: {
                 "step": steps,
@@ -444,22 +554,34 @@ class Store:
 # -- reads ---------------------------------------------------------------------------------
 
 
+async def _merged(snap: Reader, key: RunKey) -> Merged:
+    """The run as reads see it, its logged tail over its stored data.
+
+    Raises:
+        RunNotFound: the run does not exist.
+    """
+    stored = await snap.load_run(key)
+    if stored is None:
+        raise missing(key)
+    return await read_tail(snap, stored)
+
+
 async def _sampled_rows(
-    snap: Reader, pk: int, keys: list[str] | None, low: int, high: int, samples: int | None
+    view: Merged, keys: list[str] | None, low: int, high: int, samples: int | None
 ) -> list[StoredRow]:
     """The stored rows a history read returns (before shaping)."""
     if samples is None:
-        return await snap.read_rows(pk, low, high)
+        return await view.read_rows(low, high)
     if keys is None:
-        if await snap.count_rows(pk, low, high) <= samples:
-            return await snap.read_rows(pk, low, high)
-        wanted = await snap.series_keys(pk)
+        if await view.count_rows(low, high) <= samples:
+            return await view.read_rows(low, high)
+        wanted = await view.series_keys()
     else:
         wanted = _unique(keys)
-    chunks = await snap.read_chunks(pk, wanted, low, high)
+    chunks = await view.read_chunks(wanted, low, high)
     loaded = [series.unpack_series(chunks.get(name, [])).clip(low, high) for name in wanted]
     union = sampler.union_steps([one.steps for one in loaded])
-    return await snap.rows_at(pk, sampler.sample_steps(union, loaded, samples), data=True)
+    return await view.rows_at(sampler.sample_steps(union, loaded, samples), data=True)
 
 
 def _shape(stored: list[StoredRow], keys: list[str] | None) -> list[dict[str, Any]]:
@@ -489,6 +611,9 @@ def _chart_points(
 
 
 # -- checks and small helpers ----------------------------------------------------------------
+
+
+_FOLD: Final = partial(compact_fold, COMPACT_BYTES)
 
 
 def _edits(changes: dict[str, Any]) -> RunFields:

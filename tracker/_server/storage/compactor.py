@@ -1,0 +1,104 @@
+"""`Compactor`: the store's background task folding the row log, off the ack path.
+
+Runs with logged batches wait in a queue (an ack wakes its run; at start, the runs the
+database's log still holds, so a server restarted between an ack and its compaction
+resumes). The task takes the first run, lets the store compact one step of it (about
+`tracker._server.storage.rowlog.COMPACT_BYTES`, one write transaction) and puts it back
+at the end while it has more: runs take turns, and no step holds the writer long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from tracker._server.storage.document import RunKey
+from tracker._server.storage.errors import StorageClosed, StorageError
+
+__all__ = ["Compactor"]
+
+_logger = logging.getLogger(__name__)
+
+RETRY_SECONDS: Final = 1.0
+"""After a failed step, the compactor waits this long before it tries again."""
+
+
+class Compactor:
+    """Folds logged batches one step at a time, a run's steps taking turns with others'."""
+
+    def __init__(
+        self,
+        step: Callable[[int, RunKey], Awaitable[bool]],
+        pending: Callable[[], Awaitable[list[tuple[int, RunKey]]]],
+    ) -> None:
+        """``step(pk, key)`` compacts one step of a run (False: it had nothing left);
+        ``pending()`` names the runs whose log holds batches, oldest first."""
+        self._step = step
+        self._pending = pending
+        self._queue: dict[int, RunKey] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the task (in the running event loop) unless it runs already."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._work(), name="compactor")
+
+    def wake(self, pk: int, key: RunKey) -> None:
+        """The run ``pk`` has logged batches to compact."""
+        self._queue.setdefault(pk, key)
+        self._idle.clear()
+        self._wake.set()
+        self.start()
+
+    async def idle(self) -> None:
+        """Wait until every batch the database's row log holds is compacted (or set aside)."""
+        for pk, key in await self._pending():
+            self.wake(pk, key)
+        self.start()
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop the task after the step in flight (what is left stays logged)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _work(self) -> None:
+        try:
+            for pk, key in await self._pending():
+                self._queue.setdefault(pk, key)
+        except StorageClosed:
+            return
+        except StorageError as exc:
+            _logger.warning("the compactor cannot list the row log (%s); retrying", exc)
+            await asyncio.sleep(RETRY_SECONDS)
+            self._task = None
+            self.start()
+            return
+        while True:
+            if not self._queue:
+                self._idle.set()
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            pk, key = next(iter(self._queue.items()))
+            del self._queue[pk]
+            try:
+                more = await self._step(pk, key)
+            except StorageClosed:
+                return
+            except Exception:
+                _logger.exception("compacting run %s failed; retrying", key.run_id)
+                self._queue[pk] = key
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if more:
+                self._queue.setdefault(pk, key)
+            await asyncio.sleep(0)  # acks waiting on the loop go first
