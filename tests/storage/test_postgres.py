@@ -128,6 +128,13 @@ async def test_the_row_tables_are_hash_partitioned_by_run(url: str) -> None:
                     "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = $1::regclass", table
                 )
                 assert count == PARTITIONS
+            compressions = await conn.fetch(
+                "SELECT attcompression::text, attstorage::text FROM pg_attribute WHERE "
+                "attname = 'body' AND attrelid IN (SELECT inhrelid FROM pg_inherits "
+                "WHERE inhparent = 'row_log'::regclass)"
+            )
+            assert len(compressions) == PARTITIONS
+            assert all(tuple(row) in {("l", "x"), ("", "e")} for row in compressions)
             holding = await conn.fetch(
                 "SELECT tableoid::regclass, COUNT(*) FROM history GROUP BY 1"
             )
