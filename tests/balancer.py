@@ -47,16 +47,17 @@ def require_nginx() -> str:
     return binary
 
 
-def nginx_config(listen_port: int, upstream_ports: Sequence[int], directory: Path) -> str:
-    """An nginx configuration: listen on ``127.0.0.1:listen_port`` and balance over the
-    replicas on ``upstream_ports``, with every file nginx writes under ``directory``."""
-    user = ""
-    if os.geteuid() == 0:  # as root, workers would run as nobody and not reach directory
-        user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
+def nginx_config(
+    listen: str, upstreams: Sequence[str], directory: Path, user: str | None = None
+) -> str:
+    """An nginx configuration: listen on ``listen`` (``ADDRESS:PORT``) and balance over the
+    replicas at ``upstreams`` (``HOST:PORT`` each), every file nginx writes under
+    ``directory``, its workers run as ``user`` (``"USER GROUP"``; None: nginx's default)."""
+    user_line = "" if user is None else f"user {user};\n"
     servers = "".join(
-        f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;\n" for port in upstream_ports
+        f"        server {upstream} max_fails=1 fail_timeout=2s;\n" for upstream in upstreams
     )
-    return f"""{user}worker_processes 1;
+    return f"""{user_line}worker_processes 1;
 error_log {directory}/error.log warn;
 events {{
     worker_connections 1024;
@@ -77,14 +78,13 @@ http {{
 {servers}        keepalive 32;
     }}
     server {{
-        listen 127.0.0.1:{listen_port};
+        listen {listen};
         # file uploads may be 512 MiB; the server enforces the limits itself
         client_max_body_size 0;
         location / {{
             proxy_pass http://tracker;
             proxy_http_version 1.1;
             proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             # websockets (the record stream): pass the upgrade on
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
@@ -102,6 +102,14 @@ http {{
     }}
 }}
 """
+
+
+def worker_user() -> str | None:
+    """As root, this user and group: nginx's default (nobody) could not reach the test's
+    directory. Otherwise None: nginx runs its workers as the user it runs as."""
+    if os.geteuid() != 0:
+        return None
+    return f"{pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name}"
 
 
 def _listening(port: int) -> bool:
@@ -123,7 +131,10 @@ class Balancer:
         self.url = f"http://127.0.0.1:{listen_port}"
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "nginx.conf"
-        self.config.write_text(nginx_config(listen_port, upstream_ports, directory))
+        upstreams = [f"127.0.0.1:{port}" for port in upstream_ports]
+        self.config.write_text(
+            nginx_config(f"127.0.0.1:{listen_port}", upstreams, directory, worker_user())
+        )
         self.output = directory / "nginx.out"
         self.process: subprocess.Popen[bytes] | None = None
 

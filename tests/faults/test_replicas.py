@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import subprocess
 import threading
 import time
 import urllib.request
@@ -15,9 +17,9 @@ from pathlib import Path
 
 import postgres_db
 import pytest
-from balancer import Balancer, require_nginx
+from balancer import Balancer, nginx_config, require_nginx, worker_user
 from exact import same
-from server_process import free_port
+from server_process import ROOT, free_port
 
 import tracker
 
@@ -215,3 +217,24 @@ def test_live_stream_and_sync_through_two_replicas_lose_no_summary_update(
     assert [f"at_{i}" for i in range(0, rows, 500)] == sorted(
         (key for key in summary if key.startswith("at_")), key=lambda key: int(key[3:])
     )
+
+
+def test_the_balancer_configuration_in_the_docs_is_the_tested_one_and_nginx_takes_it(
+    tmp_path: Path,
+) -> None:
+    """docs/server.md shows the configuration `nginx_config` writes for the tests, and
+    nginx accepts it (``nginx -t``) with its folder moved into tmp."""
+    binary = require_nginx()
+    text = (ROOT / "docs" / "server.md").read_text()
+    (shown,) = re.findall(r"```nginx\n(.*?)```", text, re.S)
+    upstreams = ["10.0.0.11:8765", "10.0.0.12:8765", "10.0.0.13:8765"]
+    assert shown == nginx_config("0.0.0.0:80", upstreams, Path("/var/lib/tracker-nginx"))
+    config = tmp_path / "nginx.conf"
+    config.write_text(nginx_config(f"127.0.0.1:{free_port()}", upstreams, tmp_path, worker_user()))
+    checked = subprocess.run(
+        [binary, "-t", "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "error.log")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
