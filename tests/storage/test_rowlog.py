@@ -205,19 +205,21 @@ async def test_a_run_over_the_key_limit_is_refused_across_batches_and_restarts(
     """Keys add up over a run's batches: the batch taking it past MAX_RUN_KEYS is
     too_many_keys (nothing of it stored), also for a store that starts afresh on the same
     database (its keys read from the series and the row log); known keys stay welcome."""
-    await start(store)
+    other = RunKey("local", "mnist", "other")
     half = MAX_RUN_KEYS // 2
     first = {f"a{index}": 1.0 for index in range(half)}
     second = {f"b{index}": 1.0 for index in range(MAX_RUN_KEYS - half)}
-    await store.ingest(KEY, LOG, row_records([(0, first)]), NOW)
+    for key in (KEY, other):
+        await start(store, key=key)
+        await store.ingest(key, LOG, row_records([(0, first)]), NOW)
     await store.compacted()
-    await logged(store, row_records([(1, second)], seq=1))
-    for fresh in (store, Store(store.backend)):
+    await store.ingest(KEY, LOG, row_records([(1, second)], seq=1), NOW)
+    await logged(store, row_records([(1, second)], seq=1), other)
+    for fresh, key in ((store, KEY), (Store(store.backend), other)):
         with pytest.raises(BadRequest) as caught:
-            await fresh.ingest(KEY, LOG, row_records([(2, {"c": 1.0})], seq=2), NOW)
+            await fresh.ingest(key, LOG, row_records([(2, {"c": 1.0})], seq=2), NOW)
         assert caught.value.code == "too_many_keys"
         assert f"at most {MAX_RUN_KEYS}" in caught.value.message
         assert f"has {MAX_RUN_KEYS} keys" in caught.value.message
-        assert await fresh.ingest(KEY, LOG, row_records([(2, {"a0": 2.0})], seq=2), NOW) == 2
-        await fresh.ingest(KEY, LOG, row_records([(2, {"a0": 2.0})], seq=2), NOW)
-    assert await history_steps(store) == [0, 1, 2]
+        assert await fresh.ingest(key, LOG, row_records([(2, {"a0": 2.0})], seq=2), NOW) == 2
+        assert await history_steps(store, key) == [0, 1, 2]

@@ -12,6 +12,7 @@ with the tail's over them, so a read right after an ack sees everything acknowle
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import operator
 from array import array
@@ -44,6 +45,8 @@ _logger = logging.getLogger(__name__)
 COMPACT_BYTES: Final = 192 * 1024
 """Batch bytes one compaction step folds: ~25 ms of the writer on the project's machine
 (rows of ten keys), so an ack waiting behind a step waits little."""
+_THREAD_BYTES: Final = 64 * 1024
+"""A tail of more bytes than this is folded for a read in a worker thread."""
 _STEP_OF: Final = operator.itemgetter(0)
 _ACK_FIELDS: Final = ("heartbeat_at", "updated_at")
 """Fields the ack sets itself (a later heartbeat or edit must not be set back)."""
@@ -170,7 +173,11 @@ async def read_tail(reader: Reader, stored: StoredRun) -> Merged:
     entries = await reader.read_log(stored["pk"])
     if not entries:
         return Merged(reader, stored, None)
-    folded = fold_log(stored, entries, sum(len(entry.body) for entry in entries))
+    size = sum(len(entry.body) for entry in entries)
+    if size > _THREAD_BYTES:  # milliseconds of folding: the event loop keeps serving
+        folded = await asyncio.to_thread(fold_log, stored, entries, size)
+    else:
+        folded = fold_log(stored, entries, size)
     merged: StoredRun = {**stored, **folded.fields}
     return Merged(reader, merged, folded, stored["last_step"])
 

@@ -286,10 +286,12 @@ class Store:
         return writes.acked_seq
 
     async def _check_run_keys(self, key: RunKey, added: set[str]) -> None:
-        """Refuse rows taking the run past `MAX_RUN_KEYS` keys: its keys are known in
-        memory, or read (stored series and logged rows) when the batch brings new ones."""
+        """Refuse rows taking the run past `MAX_RUN_KEYS` keys: its keys are read (stored
+        series and logged rows) at its first batch since this process started or handshook
+        it, then kept in memory with each batch's (so keys another replica adds meanwhile
+        count from the run's next handshake here)."""
         known = self._known_keys.get(key)
-        if known is None or not added <= known:
+        if known is None:
             async with self.backend.read() as snap:
                 stored = await snap.load_run(key)
                 if stored is None:
