@@ -18,7 +18,8 @@ from .backends import BACKENDS
 
 @pytest.fixture
 def anyio_backend() -> str:
-    """The SQLite backend runs its database threads through asyncio's executors."""
+    """asyncio: the SQLite backend runs its database threads through asyncio's executors,
+    and asyncpg (PostgreSQL) is asyncio's."""
     return "asyncio"
 
 

@@ -14,7 +14,7 @@ from postgres_db import fresh_database
 from tracker._server.storage import Store
 from tracker._server.storage.errors import StorageBusy, StorageClosed, StorageFailed
 from tracker._server.storage.postgres import PostgresBackend
-from tracker._server.storage.postgres_schema import PARTITIONS
+from tracker._server.storage.postgres_schema import MIGRATIONS, PARTITIONS
 
 from .making import KEY, LOG, NOW, history_steps, rows, start
 
@@ -128,9 +128,32 @@ async def test_the_row_tables_are_hash_partitioned_by_run(url: str) -> None:
                     "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = $1::regclass", table
                 )
                 assert count == PARTITIONS
+            compressions = await conn.fetch(
+                "SELECT attcompression::text, attstorage::text FROM pg_attribute WHERE "
+                "attname = 'body' AND attrelid IN (SELECT inhrelid FROM pg_inherits "
+                "WHERE inhparent = 'row_log'::regclass)"
+            )
+            assert len(compressions) == PARTITIONS
+            assert all(tuple(row) in {("l", "x"), ("", "e")} for row in compressions)
             holding = await conn.fetch(
                 "SELECT tableoid::regclass, COUNT(*) FROM history GROUP BY 1"
             )
             assert [row[1] for row in holding] == [50]
     finally:
         await store.close()
+
+
+async def test_processes_opening_a_new_database_at_once_migrate_it_once(url: str) -> None:
+    """Three processes opening one empty database at the same moment (replicas starting
+    together) all open it: one migrates under the advisory lock, the others find it done."""
+    opened = await asyncio.gather(*(PostgresBackend.open(url) for _ in range(3)))
+    try:
+        found = sorted(backend.migrated.found for backend in opened)
+        assert found == [0, len(MIGRATIONS), len(MIGRATIONS)]
+        async with opened[0].read() as snap:
+            assert await snap._conn.fetchval("SELECT version FROM schema_version") == len(
+                MIGRATIONS
+            )
+    finally:
+        for backend in opened:
+            await backend.close()
