@@ -6,7 +6,8 @@ temporary directory (stopped and deleted at the end, error or not), or on the da
 on that database behind nginx (the configuration of tests/balancer.py). Everything
 client-side runs in this process except the concurrent-clients measurement, which starts
 one process per client and releases them together. Every stream is read back through
-`tracker.Api`; server CPU is the sum over the replicas.
+`tracker.Api`; server CPU is the sum over the replicas. While the one run streams, another
+run's one-row batches time the server's acks (tests/ack_probe.py): the ack latency.
 
 Usage: ``python benchmarks/stream.py [--rows N] [--rows-per-client N] [--clients N]
 [--db URL] [--replicas N] [--quick] [--json PATH]``
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import select
 import signal
@@ -270,6 +272,15 @@ def _balancer_module() -> ModuleType:
     return balancer
 
 
+def _ack_probe_module() -> ModuleType:
+    """tests/ack_probe.py: another run's one-row batches, their acks timed (as the writer
+    hold test measures them)."""
+    sys.path.insert(0, str(_common.ROOT / "tests"))
+    import ack_probe
+
+    return ack_probe
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
@@ -414,6 +425,7 @@ class StreamBench:
         The first ``timed`` calls are timed one by one (log()'s cost while streaming).
         """
         run = self.online_run()
+        probe = _ack_probe_module().AckProbe(self.server.url, f"probe-{os.getpid()}").start()
         cpu_servers, cpu_client = self.server.cpu_readings(), time.process_time()
         start = time.perf_counter()
         latency = log_rows(run, self.pool, n, timed)
@@ -421,6 +433,7 @@ class StreamBench:
         at_logged = _common.status_dict(run)
         status = wait_acknowledged(run, self.notes, "one run")
         acked = time.perf_counter()
+        acks = probe.stop()
         cpu_client = time.process_time() - cpu_client
         cpu_servers = cpu_used(cpu_servers, self.server.cpu_readings())
         check_acknowledged("one run after acks", status, self.notes)
@@ -435,6 +448,7 @@ class StreamBench:
             "status_when_logged": at_logged,
             "status_when_acked": status,
             "log_us": dataclasses.asdict(latency),
+            "probe_acks_ms": acks,
             "cpu_seconds": {"client": cpu_client, **cpu_servers},
             "stored": verify_history(self.api, run.path, n, self.pool, self.notes),
         }
@@ -601,8 +615,37 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"one run: rows/s acked ({one['rows']:,} rows)",
             one["rows_per_s_acked"],
             "rate",
-            ">= 150,000/s",
-            one["rows_per_s_acked"] >= 150_000,
+            ">= 300,000/s",
+            one["rows_per_s_acked"] >= 300_000,
+        ),
+        ("offline: rows/s on disk (same rows)", off["rows_per_s_on_disk"], "rate", "", None),
+        (
+            "one run: acked / offline rate",
+            one["rows_per_s_acked"] / off["rows_per_s_on_disk"],
+            "x",
+            ">= 0.8x",
+            one["rows_per_s_acked"] >= 0.8 * off["rows_per_s_on_disk"],
+        ),
+        (
+            "ack latency p50 (another run's 1-row batches, while streaming)",
+            one["probe_acks_ms"].get("p50_ms", math.nan) / 1000,
+            "ms",
+            "<= 50 ms",
+            one["probe_acks_ms"].get("p50_ms", math.inf) <= 50,
+        ),
+        (
+            "ack latency p99, same",
+            one["probe_acks_ms"].get("p99_ms", math.nan) / 1000,
+            "ms",
+            "",
+            None,
+        ),
+        (
+            "ack latency worst, same",
+            one["probe_acks_ms"].get("max_ms", math.nan) / 1000,
+            "ms",
+            "",
+            None,
         ),
         ("one run: log() calls/s", one["calls_per_s"], "rate", "", None),
         ("one run: seconds to all acked", one["seconds_to_acked"], "s", "", None),
@@ -666,7 +709,13 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"{fin['rows']:,}",
             fin["stored"] == fin["rows"],
         ),
-        (f"{clients}: aggregate rows/s acked", many["rows_per_s_acked"], "rate", "", None),
+        (
+            f"{clients}: aggregate rows/s acked",
+            many["rows_per_s_acked"],
+            "rate",
+            ">= 300,000/s",
+            many["rows_per_s_acked"] >= 300_000,
+        ),
         (f"{clients}: seconds go to all acked", many["seconds_to_acked"], "s", "", None),
         (f"{clients}: server CPU", many["cpu_seconds"]["server"], "s", "", None),
         (

@@ -30,9 +30,11 @@ from tracker._records.kinds import STREAMS
 from tracker._server.storage import series
 from tracker._server.storage.backend import (
     Backend,
+    BatchWrites,
     Reader,
     RunFields,
     StoredRow,
+    StoredRun,
     StreamSpan,
 )
 from tracker._server.storage.compactor import Compactor
@@ -274,16 +276,28 @@ class Store:
         kept = checked_lines(records, lines)
         added = row_keys(records)
         decision = partial(decide, key, log_id, records, kept, now)
-        async with self._locks.hold(key):
-            if added:
-                await self._check_run_keys(key, added)
-            writes = await self.backend.ingest_batch(key, log_id, decision)
-            known = self._known_keys.get(key)
-            if known is not None:
-                known |= added
+        with self._compactor.acking():
+            async with self._locks.hold(key):
+                writes = await self._logged(key, log_id, decision, added)
         if writes.logged is not None:
-            self._compactor.wake(writes.pk, key)
+            self._compactor.logged(writes.pk, key, len(writes.logged.body))
         return writes.acked_seq
+
+    async def _logged(
+        self,
+        key: RunKey,
+        log_id: str,
+        decision: Callable[[StoredRun | None], BatchWrites],
+        added: set[str],
+    ) -> BatchWrites:
+        """The ack's transaction, the run key limit checked (the caller holds the lock)."""
+        if added:
+            await self._check_run_keys(key, added)
+        writes = await self.backend.ingest_batch(key, log_id, decision)
+        known = self._known_keys.get(key)
+        if known is not None:
+            known |= added
+        return writes
 
     async def _check_run_keys(self, key: RunKey, added: set[str]) -> None:
         """Refuse rows taking the run past `MAX_RUN_KEYS` keys: its keys are read (stored
