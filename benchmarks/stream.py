@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -253,7 +254,7 @@ def running_server(root: Path, db_url: str, replicas: int = 1) -> Iterator[Serve
         if replicas == 1:
             yield Server(urls[0], processes, err_paths, db_url=postgres)
             return
-        balancer = _balancer_module()
+        balancer = _tests_module("balancer")
         binary = balancer.nginx_binary()
         if binary is None:
             raise RuntimeError("--replicas needs nginx (apt-get install nginx)")
@@ -263,22 +264,12 @@ def running_server(root: Path, db_url: str, replicas: int = 1) -> Iterator[Serve
         yield Server(nginx.url, processes, err_paths, nginx.process.pid, postgres)
 
 
-def _balancer_module() -> ModuleType:
-    """tests/balancer.py: the nginx the replica tests run, with the configuration
-    docs/server.md shows."""
+def _tests_module(name: str) -> ModuleType:
+    """A helper module of tests/: ``balancer`` (the nginx the replica tests run, with the
+    configuration docs/server.md shows) or ``ack_probe`` (another run's one-row batches,
+    their acks timed, as the writer hold test measures them)."""
     sys.path.insert(0, str(_common.ROOT / "tests"))
-    import balancer
-
-    return balancer
-
-
-def _ack_probe_module() -> ModuleType:
-    """tests/ack_probe.py: another run's one-row batches, their acks timed (as the writer
-    hold test measures them)."""
-    sys.path.insert(0, str(_common.ROOT / "tests"))
-    import ack_probe
-
-    return ack_probe
+    return importlib.import_module(name)
 
 
 def free_port() -> int:
@@ -425,7 +416,7 @@ class StreamBench:
         The first ``timed`` calls are timed one by one (log()'s cost while streaming).
         """
         run = self.online_run()
-        probe = _ack_probe_module().AckProbe(self.server.url, f"probe-{os.getpid()}").start()
+        probe = _tests_module("ack_probe").AckProbe(self.server.url, f"probe-{os.getpid()}").start()
         cpu_servers, cpu_client = self.server.cpu_readings(), time.process_time()
         start = time.perf_counter()
         latency = log_rows(run, self.pool, n, timed)
