@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         build_seconds = time.perf_counter() - began
         db_mb = (root / "tracker.db").stat().st_size / 2**20
-        with stream.running_server(root) as server:
+        with stream.running_server(root, stream.database_url(None, root)) as server:
             api = tracker.Api(server.url)
             print("querying:")
             history = history_queries(api, long_runs)

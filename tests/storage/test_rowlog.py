@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from tracker._server.storage import RunKey, Store
 from tracker._server.storage.backend import BatchWrites, LoggedBatch
 from tracker._server.storage.errors import BadRequest
 from tracker._server.storage.ingest import checked_lines, decide
-from tracker._server.storage.rowlog import compact_fold
+from tracker._server.storage.rowlog import COMPACT_BYTES, compact_fold
 from tracker._server.storage.sqlite import SQLiteBackend
 from tracker._wire.limits import MAX_ROW_KEYS, MAX_RUN_KEYS
 
@@ -152,7 +153,7 @@ async def test_a_logged_batch_that_cannot_be_folded_is_set_aside(store: Store) -
     await start(store)
     await store.ingest(KEY, LOG, rows(range(3)), NOW)
     await store.compacted()
-    junk = BatchWrites(await pk_of(store), 3, {}, LoggedBatch(3, 3, b"not a record\n", NOW))
+    junk = BatchWrites(await pk_of(store), 3, {}, [LoggedBatch(3, 3, b"not a record\n", NOW)])
     await store.backend.ingest_batch(KEY, LOG, lambda stored: junk)
     await logged(store, rows(range(4, 6), seq=4))
     await store.compacted()
@@ -223,3 +224,24 @@ async def test_a_run_over_the_key_limit_is_refused_across_batches_and_restarts(
         assert f"has {MAX_RUN_KEYS} keys" in caught.value.message
         assert await fresh.ingest(key, LOG, row_records([(2, {"a0": 2.0})], seq=2), NOW) == 2
         assert await history_steps(store, key) == [0, 1, 2]
+
+
+async def test_a_big_batch_is_logged_in_pieces_of_whole_lines(store: Store) -> None:
+    """A batch of more than COMPACT_BYTES is logged as consecutive entries of whole lines,
+    each about COMPACT_BYTES, their seq ranges following each other; all of it reads back
+    before and after compaction."""
+    await start(store)
+    count = 4 * COMPACT_BYTES // 40
+    await logged(store, rows(range(count)))
+    pieces = await tail(store)
+    assert len(pieces) >= 4
+    assert pieces[0].first_seq == 0
+    assert pieces[-1].last_seq == count - 1
+    for earlier, later in pairwise(pieces):
+        assert later.first_seq == earlier.last_seq + 1
+        assert COMPACT_BYTES <= len(earlier.body) < COMPACT_BYTES + 100
+        assert earlier.body.endswith(b"\n")
+    assert await history_steps(store) == list(range(count))
+    await store.compacted()
+    assert await tail(store) == []
+    assert await history_steps(store) == list(range(count))

@@ -175,8 +175,10 @@ class BatchWrites:
     """The log's highest stored seq once the batch is stored."""
     fields: RunFields
     """The run fields the ack sets (heartbeat, a crashed run running again)."""
-    logged: LoggedBatch | None = None
-    """The batch's new records, appended to the run's row log (None: all were stored)."""
+    logged: list[LoggedBatch] = field(default_factory=list)
+    """The batch's new records, appended to the run's row log in this order: in pieces of
+    about `tracker._server.storage.rowlog.COMPACT_BYTES` of whole lines, so a compaction
+    step reads each once (empty: all were stored)."""
     sessions: list[list[Any]] | None = None
     """The log's writer sessions once the batch is stored (None: unchanged)."""
     streams: list[StreamAppend] = field(default_factory=list)

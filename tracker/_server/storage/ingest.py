@@ -12,8 +12,9 @@ Folding them is the compactor's (`tracker._server.storage.rowlog`), off the ack 
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import accumulate, pairwise, repeat
 from typing import Any, Final
 
 from tracker._errors import UsageError
@@ -39,6 +40,7 @@ from tracker._server.storage.backend import (
 )
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import BadRequest, LogConflict, SeqGap
+from tracker._server.storage.rowlog import COMPACT_BYTES
 from tracker._server.storage.starts import missing
 from tracker._server.storage.stored import exact
 from tracker._wire.limits import MAX_ROW_KEYS, MAX_RUN_KEYS
@@ -187,11 +189,34 @@ def decide(
     if stored["state"] == "crashed":
         fields["state"] = "running"  # records mean the client is alive after all
     kept = lines[skip:] if skip else lines
-    body = ("\n".join(kept) + "\n").encode()
-    last = last_seq(fresh[-1])
-    logged = LoggedBatch(fresh[0][0], last, body, now)
     streamed = [record for record in fresh if record[1] in _STREAM_KINDS]
-    return BatchWrites(stored["pk"], last, fields, logged, sessions, _stream_appends(streamed))
+    return BatchWrites(
+        stored["pk"],
+        last_seq(fresh[-1]),
+        fields,
+        _pieces(fresh, kept, now),
+        sessions,
+        _stream_appends(streamed),
+    )
+
+
+def _pieces(records: Sequence[Any], lines: Sequence[str], now: float) -> list[LoggedBatch]:
+    """The row log entries of new records: their lines, cut between lines into pieces of
+    about `COMPACT_BYTES` (a compaction step then reads each piece once, whole)."""
+    ends = list(accumulate(map(len, lines), lambda total, size: total + size + 1, initial=0))
+    cuts = [0]
+    while cuts[-1] < len(lines):
+        cuts.append(max(cuts[-1] + 1, bisect_left(ends, ends[cuts[-1]] + COMPACT_BYTES)))
+        cuts[-1] = min(cuts[-1], len(lines))
+    return [
+        LoggedBatch(
+            records[start][0],
+            last_seq(records[stop - 1]),
+            ("\n".join(lines[start:stop]) + "\n").encode(),
+            now,
+        )
+        for start, stop in pairwise(cuts)
+    ]
 
 
 def _stream_appends(records: Sequence[Any]) -> list[StreamAppend]:

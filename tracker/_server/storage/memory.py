@@ -347,11 +347,10 @@ class _Session:
     def store_batch(self, writes: BatchWrites, log_id: str) -> None:
         """Store an ack: the batch appended to the row log, the log's seq, the run's fields."""
         run = self._run(writes.pk)
-        if writes.logged is not None:
+        for piece in writes.logged:
             entry = self._data.next_entry
             self._data.next_entry += 1
-            logged = dataclasses.replace(writes.logged, entry=entry)
-            self._set(run.log, entry, logged)
+            self._set(run.log, entry, dataclasses.replace(piece, entry=entry))
         if writes.streams:
             self._append_streams(run, writes.streams)
         self._set(run.streams, log_id, writes.acked_seq)

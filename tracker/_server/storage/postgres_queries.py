@@ -473,17 +473,19 @@ class Session:
         """Store an ack: the batch appended to the row log, its stream records, the log's
         seq and the run's fields."""
         conn, pk = self._conn, writes.pk
-        logged = writes.logged
-        if logged is not None:
+        pieces = writes.logged
+        if pieces:
             await conn.execute(
                 "INSERT INTO row_log (run_pk, log_id, first_seq, last_seq, body, received_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                "SELECT $1, $2, first, last, body, received FROM unnest($3::bigint[], "
+                "$4::bigint[], $5::bytea[], $6::float8[]) WITH ORDINALITY "
+                "AS pieces (first, last, body, received, place) ORDER BY place",
                 pk,
                 log_id,
-                logged.first_seq,
-                logged.last_seq,
-                logged.body,
-                logged.received_at,
+                [piece.first_seq for piece in pieces],
+                [piece.last_seq for piece in pieces],
+                [piece.body for piece in pieces],
+                [piece.received_at for piece in pieces],
             )
         if writes.streams:
             await _append_streams(conn, pk, writes.streams)

@@ -554,13 +554,14 @@ def _update_run(conn: sqlite3.Connection, pk: int, fields: RunFields) -> None:
 def store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> None:
     """Store an ack: the batch appended to the row log, the log's seq, the run's fields."""
     pk = writes.pk
-    logged = writes.logged
-    if logged is not None:
-        conn.execute(
-            "INSERT INTO row_log (run_pk, log_id, first_seq, last_seq, body, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (pk, log_id, logged.first_seq, logged.last_seq, logged.body, logged.received_at),
-        )
+    conn.executemany(
+        "INSERT INTO row_log (run_pk, log_id, first_seq, last_seq, body, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (pk, log_id, piece.first_seq, piece.last_seq, piece.body, piece.received_at)
+            for piece in writes.logged
+        ],
+    )
     if writes.streams:
         _append_streams(conn, pk, writes.streams)
     conn.execute(

@@ -279,8 +279,8 @@ class Store:
         with self._compactor.acking():
             async with self._locks.hold(key):
                 writes = await self._logged(key, log_id, decision, added)
-        if writes.logged is not None:
-            self._compactor.logged(writes.pk, key, len(writes.logged.body))
+        if writes.logged:
+            self._compactor.logged(writes.pk, key, sum(len(piece.body) for piece in writes.logged))
         return writes.acked_seq
 
     async def _logged(
