@@ -16,7 +16,9 @@ Usage: ``python benchmarks/stream.py [--rows N] [--rows-per-client N] [--clients
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -98,6 +100,17 @@ class Server:
     processes: list[subprocess.Popen[bytes]]
     log_paths: list[Path]
     balancer_pid: int | None = None
+    db_url: str | None = None
+    """A PostgreSQL database, whose sessions' CPU `database_cpu_seconds` reads."""
+
+    def cpu_readings(self) -> dict[str, float | None]:
+        """CPU seconds so far of the servers, nginx's workers and the database's sessions
+        (None: not read here); subtract two readings with `cpu_used`."""
+        return {
+            "server": self.cpu_seconds(),
+            "balancer": self.balancer_cpu_seconds(),
+            "database": self.database_cpu_seconds(),
+        }
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU seconds the servers have used so far (Linux /proc; else None)."""
@@ -115,6 +128,15 @@ class Server:
             return None
         return sum(filter(None, map(process_cpu_seconds, pids)))
 
+    def database_cpu_seconds(self) -> float | None:
+        """CPU seconds so far of the PostgreSQL backends serving the database (the
+        sessions open now: a session closed meanwhile is not counted); None on SQLite,
+        whose work is in the server processes."""
+        if self.db_url is None:
+            return None
+        pids = asyncio.run(_database_pids(self.db_url))
+        return sum(filter(None, map(process_cpu_seconds, pids)))
+
     def exited(self) -> list[int]:
         """The exit codes of servers that exited."""
         return [code for code in (process.poll() for process in self.processes) if code is not None]
@@ -128,6 +150,26 @@ class Server:
             except OSError:
                 continue
         return "".join(texts)[-limit:]
+
+
+async def _database_pids(db_url: str) -> list[int]:
+    """The pids of the PostgreSQL backends connected to the database of ``db_url``."""
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [int(row["pid"]) for row in rows]
+
+
+def cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, Any]:
+    """CPU seconds per reading of `Server.cpu_readings` between two readings."""
+    return {name: _common.delta(before[name], after[name]) for name in before}
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -199,6 +241,7 @@ def running_server(root: Path, db_url: str, replicas: int = 1) -> Iterator[Serve
     """Start ``tracker server`` on ``db_url``: one on ``127.0.0.1:0``, or ``replicas`` of
     them behind nginx. Each server's first stdout line names its URL; everything is
     stopped on exit, error or not."""
+    postgres = db_url if db_url.startswith(("postgresql://", "postgres://")) else None
     with ExitStack() as stack:
         processes, urls, err_paths = [], [], []
         for index in range(replicas):
@@ -209,34 +252,24 @@ def running_server(root: Path, db_url: str, replicas: int = 1) -> Iterator[Serve
             err_paths.append(err_path)
             urls.append(wait_for_url(process, out_path, err_path))
         if replicas == 1:
-            yield Server(urls[0], processes, err_paths)
+            yield Server(urls[0], processes, err_paths, db_url=postgres)
             return
-        balancer = _balancer_module()
+        balancer = _tests_module("balancer")
         binary = balancer.nginx_binary()
         if binary is None:
             raise RuntimeError("--replicas needs nginx (apt-get install nginx)")
         ports = [int(url.rsplit(":", 1)[1]) for url in urls]
         nginx = stack.enter_context(balancer.Balancer(binary, root / "nginx", free_port(), ports))
         assert nginx.process is not None
-        yield Server(nginx.url, processes, err_paths, nginx.process.pid)
+        yield Server(nginx.url, processes, err_paths, nginx.process.pid, postgres)
 
 
-def _balancer_module() -> ModuleType:
-    """tests/balancer.py: the nginx the replica tests run, with the configuration
-    docs/server.md shows."""
+def _tests_module(name: str) -> ModuleType:
+    """A helper module of tests/: ``balancer`` (the nginx the replica tests run, with the
+    configuration docs/server.md shows) or ``ack_probe`` (another run's one-row batches,
+    their acks timed, as the writer hold test measures them)."""
     sys.path.insert(0, str(_common.ROOT / "tests"))
-    import balancer
-
-    return balancer
-
-
-def _ack_probe_module() -> ModuleType:
-    """tests/ack_probe.py: another run's one-row batches, their acks timed (as the writer
-    hold test measures them)."""
-    sys.path.insert(0, str(_common.ROOT / "tests"))
-    import ack_probe
-
-    return ack_probe
+    return importlib.import_module(name)
 
 
 def free_port() -> int:
@@ -383,9 +416,8 @@ class StreamBench:
         The first ``timed`` calls are timed one by one (log()'s cost while streaming).
         """
         run = self.online_run()
-        probe = _ack_probe_module().AckProbe(self.server.url, f"probe-{os.getpid()}").start()
-        cpu_server, cpu_client = self.server.cpu_seconds(), time.process_time()
-        cpu_balancer = self.server.balancer_cpu_seconds()
+        probe = _tests_module("ack_probe").AckProbe(self.server.url, f"probe-{os.getpid()}").start()
+        cpu_servers, cpu_client = self.server.cpu_readings(), time.process_time()
         start = time.perf_counter()
         latency = log_rows(run, self.pool, n, timed)
         logged = time.perf_counter()
@@ -394,8 +426,7 @@ class StreamBench:
         acked = time.perf_counter()
         acks = probe.stop()
         cpu_client = time.process_time() - cpu_client
-        cpu_server_end = self.server.cpu_seconds()
-        cpu_balancer_end = self.server.balancer_cpu_seconds()
+        cpu_servers = cpu_used(cpu_servers, self.server.cpu_readings())
         check_acknowledged("one run after acks", status, self.notes)
         run.finish(quiet=True)
         seconds = acked - start
@@ -409,11 +440,7 @@ class StreamBench:
             "status_when_acked": status,
             "log_us": dataclasses.asdict(latency),
             "probe_acks_ms": acks,
-            "cpu_seconds": {
-                "client": cpu_client,
-                "server": _common.delta(cpu_server, cpu_server_end),
-                "balancer": _common.delta(cpu_balancer, cpu_balancer_end),
-            },
+            "cpu_seconds": {"client": cpu_client, **cpu_servers},
             "stored": verify_history(self.api, run.path, n, self.pool, self.notes),
         }
 
@@ -488,13 +515,13 @@ def read_line(process: subprocess.Popen[str], what: str, deadline: float) -> str
 @dataclass(frozen=True)
 class Released:
     """What `release_together` saw: when the clients went, how long they took to get
-    ready, their reports, and the server's CPU seconds from "go" to the last exit."""
+    ready, their reports, and the CPU seconds of the servers (`cpu_used`) from "go" to
+    the last exit."""
 
     go: float
     ready_seconds: float
     reports: list[dict[str, Any]]
-    server_cpu_seconds: float | None
-    balancer_cpu_seconds: float | None
+    cpu_seconds: dict[str, Any]
 
 
 def release_together(
@@ -511,7 +538,7 @@ def release_together(
         if read_line(process, '"ready"', started + ready_seconds) != "ready":
             raise RuntimeError("a client printed something other than 'ready' first")
     ready = time.monotonic() - started
-    cpu, balancer_cpu = server.cpu_seconds(), server.balancer_cpu_seconds()
+    cpu = server.cpu_readings()
     go = time.time()
     for process in processes:
         assert process.stdin is not None
@@ -522,13 +549,7 @@ def release_together(
     reports = [json.loads(read_line(process, "report", deadline)) for process in processes]
     for process in processes:
         process.wait(exit_seconds)
-    return Released(
-        go,
-        ready,
-        reports,
-        _common.delta(cpu, server.cpu_seconds()),
-        _common.delta(balancer_cpu, server.balancer_cpu_seconds()),
-    )
+    return Released(go, ready, reports, cpu_used(cpu, server.cpu_readings()))
 
 
 def concurrent_clients(
@@ -565,8 +586,7 @@ def concurrent_clients(
         },
         "last_logged_after_go": max(r["logged"] for r in reports) - go,
         "cpu_seconds": {
-            "server": released.server_cpu_seconds,
-            "balancer": released.balancer_cpu_seconds,
+            **released.cpu_seconds,
             # each client from "go" to its last ack, the I/O thread included
             "clients": sum(float(r["cpu"]) for r in reports),
         },
@@ -628,6 +648,13 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             "",
             None,
         ),
+        (
+            "one run: database CPU per row (PostgreSQL)",
+            _per_row(one["cpu_seconds"]["database"], one),
+            "us",
+            "",
+            None,
+        ),
         ("one run: client CPU while streaming", one["cpu_seconds"]["client"], "s", "", None),
         (
             "one run: rows stored (read back)",
@@ -685,6 +712,13 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         (
             f"{clients}: server CPU per row",
             _per_row(many["cpu_seconds"]["server"], many),
+            "us",
+            "",
+            None,
+        ),
+        (
+            f"{clients}: database CPU per row (PostgreSQL)",
+            _per_row(many["cpu_seconds"]["database"], many),
             "us",
             "",
             None,

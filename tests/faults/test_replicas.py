@@ -9,6 +9,7 @@ import contextlib
 import json
 import re
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -23,7 +24,14 @@ from server_process import ROOT, free_port
 
 import tracker
 
-from .conftest import FAST_RETRIES, Figures, ServerProcess, Streamer, count_exactly_once
+from .conftest import (
+    FAST_RETRIES,
+    Figures,
+    ServerProcess,
+    Streamer,
+    child_env,
+    count_exactly_once,
+)
 from .test_crash_and_sync import _finished, _sent, _sync
 
 pytestmark = pytest.mark.faults
@@ -217,6 +225,62 @@ def test_live_stream_and_sync_through_two_replicas_lose_no_summary_update(
     assert [f"at_{i}" for i in range(0, rows, 500)] == sorted(
         (key for key in summary if key.startswith("at_")), key=lambda key: int(key[3:])
     )
+
+
+def _state(url: str, path: str) -> str:
+    """The run's state as the server at ``url`` reads it."""
+    return str(tracker.Api(url).run(path).state)
+
+
+IDLE_CLIENT = """
+import sys, time, tracker
+settings = {"base_url": sys.argv[1], "heartbeat_interval": 1.0, "silent": True}
+run = tracker.init(project="faults", id="idle", dir=sys.argv[2], settings=settings)
+for i in range(1000):
+    run.log({"x": i})
+run.flush()
+print("acknowledged", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_every_replica_sweeps_and_only_a_silent_run_is_marked_crashed(
+    replicas: Replicas, tmp_path: Path, figures: Figures
+) -> None:
+    """An idle client heartbeating through nginx stays ``running`` while all three
+    replicas sweep for crashed runs every second; once it is SIGKILLed, the run is
+    ``crashed`` on every replica within three heartbeat intervals and a little."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", IDLE_CLIENT, replicas.balancer.url, str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(tmp_path),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "acknowledged"
+        time.sleep(4.0)  # four heartbeat intervals: a crash would be marked by now
+        states = [
+            tracker.Api(server.url).run("local/faults/idle").state for server in replicas.servers
+        ]
+        assert states == ["running"] * REPLICAS
+        child.kill()
+        killed = time.monotonic()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+    api = tracker.Api(replicas.balancer.url)
+    while api.run("local/faults/idle").state != "crashed":
+        assert time.monotonic() - killed < 15.0, api.run("local/faults/idle").state
+        time.sleep(0.1)
+    figures.extra["seconds_to_crashed"] = round(time.monotonic() - killed, 2)
+    for server in replicas.servers:
+        assert _state(server.url, "local/faults/idle") == "crashed"
+        assert "Traceback" not in server.log_text(), server.log_text()
 
 
 def test_the_balancer_configuration_in_the_docs_is_the_tested_one_and_nginx_takes_it(
