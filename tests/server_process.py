@@ -165,19 +165,23 @@ class ServerProcess:
         ``define_metric(key, summary="mean")``), once the compactor has folded every
         acknowledged batch of the run (waiting up to `COMPACTED_SECONDS`). More than the
         rows stored means a duplicate was applied."""
+        state = orjson.loads(self.compacted(run_id))[0]
+        return int(state["stats"][key][1])
+
+    def compacted(self, run_id: str) -> str:
+        """Wait (up to `COMPACTED_SECONDS`) until the compactor folded every acknowledged
+        batch of run ``run_id``; its summary's fold state then."""
         deadline = time.monotonic() + COMPACTED_SECONDS
         while True:
             pending, text = self._fold_state(run_id)
             if not pending:
-                break
+                return text
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"run {run_id}: {pending} logged batches still not compacted after "
                     f"{COMPACTED_SECONDS} s"
                 )
             time.sleep(0.05)
-        state = orjson.loads(text)[0]
-        return int(state["stats"][key][1])
 
     def _fold_state(self, run_id: str) -> tuple[int, str]:
         """The run's row log entries not yet compacted, and its summary's fold state."""

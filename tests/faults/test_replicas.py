@@ -5,6 +5,7 @@ summary update."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -21,8 +22,12 @@ import pytest
 from balancer import Balancer, nginx_config, require_nginx, worker_user
 from exact import same
 from server_process import ROOT, free_port
+from storage.making import KEY, rows, start
+from storage.test_rowlog import logged
 
 import tracker
+from tracker._server.storage import RunKey, Store
+from tracker._server.storage.sqlite import SQLiteBackend
 
 from .conftest import (
     FAST_RETRIES,
@@ -226,6 +231,39 @@ def test_live_stream_and_sync_through_two_replicas_lose_no_summary_update(
     assert [f"at_{i}" for i in range(0, rows, 500)] == sorted(
         (key for key in summary if key.startswith("at_")), key=lambda key: int(key[3:])
     )
+
+
+async def _acked_and_gone(db: str, run_id: str, count: int) -> None:
+    """What a replica does that acknowledges ``count`` rows of run ``run_id`` and dies
+    before compacting them: the batch is in the database's row log, nobody was woken."""
+    store = Store(await SQLiteBackend.open(db))
+    key = RunKey(KEY.entity, KEY.project, run_id)
+    try:
+        await start(store, key=key)
+        await logged(store, rows(range(count)), key)
+    finally:
+        await store.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_another_replica_acked_and_never_compacted_is_compacted(
+    tmp_path: Path, figures: Figures
+) -> None:
+    """A replica running on the database compacts, within a few seconds, the row log a
+    replica that acknowledged it and died left behind."""
+    server = ServerProcess(tmp_path / "survivor", db_url=f"sqlite:///{tmp_path / 'shared.db'}")
+    server.start()
+    try:
+        assert server.db is not None
+        began = time.monotonic()
+        asyncio.run(_acked_and_gone(str(server.db), "orphan", 500))
+        server.compacted("orphan")
+        figures.extra["seconds_to_compacted"] = round(time.monotonic() - began, 2)
+        assert time.monotonic() - began < 10.0
+        history = tracker.Api(server.url).run("local/mnist/orphan").history(keys=["loss"])
+        assert [row["_step"] for row in history] == list(range(500))
+    finally:
+        server.stop()
 
 
 def _state(url: str, path: str) -> str:

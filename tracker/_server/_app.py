@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -53,6 +54,9 @@ from tracker._wire.protocol import PROTOCOL
 __all__ = ["build_app"]
 
 SWEEP_SECONDS: Final = 1.0
+RESCAN_SWEEPS: Final = 2
+"""Every this many sweeps, the row log is rescanned for runs another replica acknowledged
+and did not compact (`Store.rescan_log`)."""
 DEFAULT_HEARTBEAT_SECONDS: Final = 10.0
 """The heartbeat interval of a handshake that names none."""
 
@@ -129,7 +133,9 @@ class _Api:
         ]
 
     async def sweeper(self, app: web.Application) -> AsyncIterator[None]:
-        """Mark runs whose heartbeats stopped as crashed, every second, while the app runs."""
+        """Mark runs whose heartbeats stopped as crashed, every second, and every
+        `RESCAN_SWEEPS` seconds queue for compaction the runs whose row log another
+        replica left, while the app runs."""
         task = asyncio.create_task(self._sweep_forever())
         yield
         task.cancel()
@@ -137,11 +143,13 @@ class _Api:
             await task
 
     async def _sweep_forever(self) -> None:
-        while True:
+        for sweep in itertools.count(1):
             try:
                 await self._storage.sweep_crashed(time.time())
+                if sweep % RESCAN_SWEEPS == 0:
+                    await self._storage.rescan_log()
             except Exception:
-                _logger.exception("marking crashed runs failed; trying again shortly")
+                _logger.exception("sweeping crashed runs or the row log failed; retrying shortly")
             await asyncio.sleep(SWEEP_SECONDS)
 
     def _url(self, request: web.Request, key: RunKey) -> str:

@@ -2,7 +2,9 @@
 
 Runs with logged batches wait in a queue (an ack wakes its run; at start, the runs the
 database's log still holds, so a server restarted between an ack and its compaction
-resumes). The task takes the first run, lets the store compact one step of it (about
+resumes; `Compactor.rescan`, which the server calls every few seconds, the same, so a
+replica takes up what another replica sharing the database acknowledged and died
+before compacting). The task takes the first run, lets the store compact one step of it (about
 `tracker._server.storage.rowlog.COMPACT_BYTES`, one write transaction) and puts it back
 at the end while it has more: runs take turns, and no step holds the writer long.
 
@@ -90,11 +92,15 @@ class Compactor:
         self._wake.set()
         self.start()
 
-    async def idle(self) -> None:
-        """Wait until every batch the database's row log holds is compacted (or set aside)."""
+    async def rescan(self) -> None:
+        """Queue every run the database's row log holds, whoever acknowledged its batches."""
         for pk, key in await self._pending():
             self.wake(pk, key)
         self.start()
+
+    async def idle(self) -> None:
+        """Wait until every batch the database's row log holds is compacted (or set aside)."""
+        await self.rescan()
         await self._idle.wait()
 
     async def close(self) -> None:

@@ -156,6 +156,12 @@ class Store:
         so batches logged before a restart are compacted; an ack starts it too)."""
         self._compactor.start()
 
+    async def rescan_log(self) -> None:
+        """Compact every run the database's row log holds, not only those acked here: with
+        several servers on one database, what a replica acknowledged and died before
+        compacting is taken up by another (the server calls this every few seconds)."""
+        await self._compactor.rescan()
+
     async def compacted(self) -> None:
         """Wait until every batch acknowledged so far is compacted (tests, benchmarks)."""
         await self._compactor.idle()
