@@ -163,24 +163,39 @@ class ServerProcess:
         """How many history rows holding ``key`` the server folded into run ``run_id``,
         resends included: the count of the key's summary statistics (the run must have
         ``define_metric(key, summary="mean")``). More than the rows stored means a
-        duplicate was applied."""
-        if self.db_url.startswith("postgresql://"):
-            text = asyncio.run(_postgres_summary_state(self.db_url, run_id))
-        else:
-            with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
-                (text,) = conn.execute(
-                    "SELECT summary_state FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
+        duplicate was applied. Read once the server's compactor has folded the run's whole
+        row log (the stored summary is the compacted one)."""
+        deadline = time.monotonic() + COMPACTED_SECONDS
+        while True:
+            if self.db_url.startswith("postgresql://"):
+                logged, text = asyncio.run(_postgres_summary_state(self.db_url, run_id))
+            else:
+                uri = f"file:{self.db}?mode=ro"
+                with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+                    logged, text = conn.execute(_SUMMARY_STATE, (run_id,)).fetchone()
+            if not logged or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert not logged, f"run {run_id}: the server left {logged} batches uncompacted"
         state = orjson.loads(text)[0]
         return int(state["stats"][key][1])
 
 
-async def _postgres_summary_state(db_url: str, run_id: str) -> str:
+COMPACTED_SECONDS = 60.0
+"""How long `ServerProcess.applied` waits for the compactor to fold a run's row log."""
+_SUMMARY_STATE = (
+    "SELECT (SELECT COUNT(*) FROM row_log WHERE run_pk = runs.pk AND failed IS NULL), "
+    "summary_state FROM runs WHERE run_id = ?"
+)
+"""A run's batches logged and not compacted, and its compacted summary state."""
+
+
+async def _postgres_summary_state(db_url: str, run_id: str) -> tuple[int, str]:
     import asyncpg
 
     conn = await asyncpg.connect(db_url)
     try:
-        text: str = await conn.fetchval("SELECT summary_state FROM runs WHERE run_id = $1", run_id)
+        row = await conn.fetchrow(_SUMMARY_STATE.replace("?", "$1"), run_id)
     finally:
         await conn.close()
-    return text
+    return int(row[0]), str(row[1])
