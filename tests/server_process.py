@@ -162,40 +162,52 @@ class ServerProcess:
     def applied(self, run_id: str, key: str = "x") -> int:
         """How many history rows holding ``key`` the server folded into run ``run_id``,
         resends included: the count of the key's summary statistics (the run must have
-        ``define_metric(key, summary="mean")``). More than the rows stored means a
-        duplicate was applied. Read once the server's compactor has folded the run's whole
-        row log (the stored summary is the compacted one)."""
+        ``define_metric(key, summary="mean")``), once the compactor has folded every
+        acknowledged batch of the run (waiting up to `COMPACTED_SECONDS`). More than the
+        rows stored means a duplicate was applied."""
         deadline = time.monotonic() + COMPACTED_SECONDS
         while True:
-            if self.db_url.startswith("postgresql://"):
-                logged, text = asyncio.run(_postgres_summary_state(self.db_url, run_id))
-            else:
-                uri = f"file:{self.db}?mode=ro"
-                with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-                    logged, text = conn.execute(_SUMMARY_STATE, (run_id,)).fetchone()
-            if not logged or time.monotonic() > deadline:
+            pending, text = self._fold_state(run_id)
+            if not pending:
                 break
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"run {run_id}: {pending} logged batches still not compacted after "
+                    f"{COMPACTED_SECONDS} s"
+                )
             time.sleep(0.05)
-        assert not logged, f"run {run_id}: the server left {logged} batches uncompacted"
         state = orjson.loads(text)[0]
         return int(state["stats"][key][1])
 
+    def _fold_state(self, run_id: str) -> tuple[int, str]:
+        """The run's row log entries not yet compacted, and its summary's fold state."""
+        if self.db_url.startswith("postgresql://"):
+            return asyncio.run(_postgres_fold_state(self.db_url, run_id))
+        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
+            (pending,) = conn.execute(_PENDING.replace("$1", "?"), (run_id,)).fetchone()
+            (text,) = conn.execute(
+                "SELECT summary_state FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return int(pending), str(text)
 
-COMPACTED_SECONDS = 60.0
-"""How long `ServerProcess.applied` waits for the compactor to fold a run's row log."""
-_SUMMARY_STATE = (
-    "SELECT (SELECT COUNT(*) FROM row_log WHERE run_pk = runs.pk AND failed IS NULL), "
-    "summary_state FROM runs WHERE run_id = ?"
+
+COMPACTED_SECONDS = 30.0
+_PENDING = (
+    "SELECT COUNT(*) FROM row_log JOIN runs ON runs.pk = row_log.run_pk "
+    "WHERE runs.run_id = $1 AND row_log.failed IS NULL"
 )
-"""A run's batches logged and not compacted, and its compacted summary state."""
 
 
-async def _postgres_summary_state(db_url: str, run_id: str) -> tuple[int, str]:
+async def _postgres_fold_state(db_url: str, run_id: str) -> tuple[int, str]:
     import asyncpg
 
     conn = await asyncpg.connect(db_url)
     try:
-        row = await conn.fetchrow(_SUMMARY_STATE.replace("?", "$1"), run_id)
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            pending = await conn.fetchval(_PENDING, run_id)
+            text: str = await conn.fetchval(
+                "SELECT summary_state FROM runs WHERE run_id = $1", run_id
+            )
     finally:
         await conn.close()
-    return int(row[0]), str(row[1])
+    return int(pending), text
