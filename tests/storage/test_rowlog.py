@@ -245,3 +245,15 @@ async def test_a_big_batch_is_logged_in_pieces_of_whole_lines(store: Store) -> N
     await store.compacted()
     assert await tail(store) == []
     assert await history_steps(store) == list(range(count))
+
+
+async def test_an_edit_after_an_ack_outlasts_the_records_acked_before_it(store: Store) -> None:
+    """Tags and notes edited after a batch setting them was acked, and before it was
+    compacted, are the run's: the edit comes after the records, as it did."""
+    await start(store)
+    await logged(store, records(("run", {"tags": ["from-run"], "notes": "logged"})))
+    await store.update_run(KEY, {"tags": ["edited"], "notes": "edited"}, NOW + 1)
+    await store.compacted()
+    document = await store.get_run(KEY)
+    assert document is not None
+    assert (document["tags"], document["notes"]) == (["edited"], "edited")

@@ -145,8 +145,8 @@ class Compactor:
             if more:
                 self._queue.setdefault(pk, key)
                 self._logged_bytes = max(0, self._logged_bytes - COMPACT_BYTES)
-            else:
-                self._logged_bytes = 0 if len(self._queue) == 0 else self._logged_bytes
+            elif not self._queue:
+                self._logged_bytes = 0
             await asyncio.sleep(0)  # acks waiting on the loop go first
 
     async def _acks_first(self) -> None:

@@ -350,11 +350,13 @@ class Store:
         """
         fields = _edits(changes)
         fields["updated_at"] = now
-        async with self._locks.hold(key), self.backend.write() as tx:
-            stored = await tx.load_run(key)
-            if stored is None:
-                raise missing(key)
-            await tx.update_run(stored["pk"], fields)
+        async with self._locks.hold(key):
+            await self._compact_all(key)  # an edit comes after the records acked before it
+            async with self.backend.write() as tx:
+                stored = await tx.load_run(key)
+                if stored is None:
+                    raise missing(key)
+                await tx.update_run(stored["pk"], fields)
 
     async def get_run(self, key: RunKey) -> RunDocument | None:
         """The run document (its logged tail folded in), or None."""
