@@ -122,12 +122,13 @@ def checked_lines(records: list[list[Any]], lines: Sequence[str] | None) -> list
             ]
         except UsageError as exc:
             raise BadRequest("bad_batch", str(exc)) from None
-    brackets = list(
-        map(operator.add, map(str.count, lines, repeat("{")), map(str.count, lines, repeat("[")))
-    )
-    for index, count in enumerate(brackets):
-        if count > _FLAT_ENOUGH and records[index][1] == ROW:
-            exact(records[index][4], f"history row at step {records[index][2]}")
+    if lines and max(map(len, lines)) > 2 * _FLAT_ENOUGH:  # every bracket opened closes
+        brackets = map(
+            operator.add, map(str.count, lines, repeat("{")), map(str.count, lines, repeat("["))
+        )
+        for index, count in enumerate(brackets):
+            if count > _FLAT_ENOUGH and records[index][1] == ROW:
+                exact(records[index][4], f"history row at step {records[index][2]}")
     return list(lines)
 
 
