@@ -18,6 +18,7 @@ from tracker._records.codec import decode_value
 from tracker._runinfo import RunInfo, RunSummary
 from tracker._settings import resolve_settings
 from tracker._wire.errors import TransportError, public_error
+from tracker._wire.limits import MAX_STREAM_PAGE
 from tracker._wire.protocol import run_path
 
 if TYPE_CHECKING:
@@ -188,8 +189,10 @@ class ApiRun(RunInfo):
         max_step: int | None = None,
         samples: int | None = None,
         pandas: bool = False,
+        stream: str = "default",
     ) -> Any:
-        """The history rows in step order, as `tracker.StoredRun.history` gives them.
+        """The history rows in step order, as `tracker.StoredRun.history` gives them (or a
+        stream's records: ``stream="system"``).
 
         Args:
             keys: keep only these keys (and ``_step``); rows holding none are left out.
@@ -197,10 +200,24 @@ class ApiRun(RunInfo):
             max_step: the last step to include.
             samples: at most about this many rows, keeping each key's extremes.
             pandas: return a pandas DataFrame (pandas must be installed).
+            stream: ``"default"`` (the logged rows) or a stream's name (docs/run-log.md).
+
+        Raises:
+            UsageError: an unknown stream, or steps or samples asked of a stream.
         """
-        from tracker._records.history import check_keys, history_frame  # reads only
+        from tracker._records.history import (  # reads only
+            check_keys,
+            check_stream,
+            history_frame,
+            stream_rows,
+        )
 
         wanted = check_keys(keys)
+        name = check_stream(stream, min_step, max_step, samples)
+        if name is not None:
+            payloads = [record["data"] for record in self.stream_records(name)]
+            found = stream_rows(name, payloads, wanted)
+            return history_frame(found) if pandas else found
         params = {}
         if wanted is not None:
             params["keys"] = ",".join(wanted)
@@ -210,6 +227,18 @@ class ApiRun(RunInfo):
         body = self._api._get(run_path(self.entity, self.project, self.id, "history"), params)
         rows = [decode_value(line) for line in body.splitlines() if line]
         return history_frame(rows) if pandas else rows
+
+    def stream_records(self, stream: str) -> list[dict[str, Any]]:
+        """Every record of one of the run's streams, ``{"seq", "time", "data"}`` in order,
+        read page by page (docs/protocol.md, "Streams")."""
+        path = run_path(self.entity, self.project, self.id, "streams") + "/" + quote(stream)
+        found: list[dict[str, Any]] = []
+        while True:
+            params = {"after": str(found[-1]["seq"] if found else -1)}
+            page = decode_value(self._api._get(path, params))["records"]
+            found += page
+            if len(page) < MAX_STREAM_PAGE:
+                return found
 
     def files(self) -> list[RunFile]:
         """The files stored with the run."""

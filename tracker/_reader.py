@@ -17,6 +17,7 @@ from tracker._errors import UsageError
 from tracker._files import RunFile
 from tracker._names import local_file
 from tracker._records.fold import fold_records
+from tracker._records.kinds import stream_of
 from tracker._records.state import RecordError, Rows, RunState
 from tracker._records.summary import MetricRule
 from tracker._rundir import FILES_DIR, LOG_NAME, is_locked, resolve_run_path
@@ -149,8 +150,10 @@ class StoredRun(RunInfo):
         max_step: int | None = None,
         samples: int | None = None,
         pandas: bool = False,
+        stream: str = "default",
     ) -> Any:
-        """The history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``.
+        """The history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``;
+        or the records of another stream (``stream="system"``: system metrics) in order.
 
         Args:
             keys: keep only these keys (and ``_step``); rows holding none of them are left out.
@@ -158,11 +161,20 @@ class StoredRun(RunInfo):
             max_step: the last step to include.
             samples: at most about this many rows, keeping each key's extremes.
             pandas: return a pandas DataFrame (pandas must be installed).
-        """
-        from tracker._records.history import history_frame, read_history  # reads only
+            stream: ``"default"`` (the logged rows) or a stream's name (docs/run-log.md).
 
-        rows = read_history(self._rows, keys, min_step, max_step, samples)
-        return history_frame(rows) if pandas else rows
+        Raises:
+            UsageError: an unknown stream, or steps or samples asked of a stream.
+        """
+        from tracker._records import history  # reads only
+
+        name = history.check_stream(stream, min_step, max_step, samples)
+        if name is None:
+            rows = history.read_history(self._rows, keys, min_step, max_step, samples)
+        else:
+            payloads = [record[2] for record in self._rows.streams if stream_of(record) == name]
+            rows = history.stream_rows(name, payloads, history.check_keys(keys))
+        return history.history_frame(rows) if pandas else rows
 
     def files(self) -> list[RunFile]:
         """The files stored with the run (in its ``files/`` directory); a name in the run log

@@ -535,7 +535,18 @@ HANDSHAKE_FIELDS = {
     "heartbeat_interval": st.none() | st.floats(allow_nan=False) | JSON,
 }
 KINDS = st.sampled_from(
-    ["row", "run", "config", "summary", "summary_delete", "metric", "file", "exit", "unknown"]
+    [
+        "row",
+        "run",
+        "config",
+        "summary",
+        "summary_delete",
+        "metric",
+        "file",
+        "exit",
+        "system",
+        "unknown",
+    ]
 )
 RECORD = st.builds(
     lambda seq, kind, rest: orjson.dumps([seq, kind, *rest]),

@@ -249,6 +249,42 @@ async def test_history_is_exact_json_lines_with_keys_steps_and_samples(client: A
     assert len(await client.history("run1", samples="4")) <= 6
 
 
+async def test_a_stream_reads_by_seq_and_time_and_refuses_bad_reads(client: Any) -> None:
+    """GET .../streams/system pages a run's system records (after, limit, start, end,
+    newest), apart from its history; an unknown stream and bad parameters are 400."""
+    await client.start()
+    samples = [
+        client.record(1 + index, "system", {"_timestamp": 1000.0 + index, "cpu": index})
+        for index in range(6)
+    ]
+    assert (await client.post_batch("run1", client.run_batch(0) + b"".join(samples)))[0] == 200
+    assert await client.history("run1") == []
+    path = RUN + "/streams/system"
+    status, body = await client.raw("GET", path)
+    assert status == 200
+    answer = decode_value(body)
+    assert answer["stream"] == "system"
+    assert answer["records"][1] == {
+        "seq": 1,
+        "time": 1001.0,
+        "data": {"_timestamp": 1001.0, "cpu": 1},
+    }
+
+    async def seqs(**params: str) -> list[int]:
+        status, body = await client.raw("GET", path, params=params)
+        assert status == 200, body
+        return [record["seq"] for record in decode_value(body)["records"]]
+
+    assert await seqs(after="1", limit="2") == [2, 3]
+    assert await seqs(start="1002.5", end="1004") == [3, 4]
+    assert await seqs(limit="2", newest="1") == [4, 5]
+    message = await client.error("GET", RUN + "/streams/gpu", 400, "unknown_stream")
+    assert "system" in message
+    for bad in ({"limit": "0"}, {"after": "x"}, {"start": "noon"}, {"newest": "2"}):
+        await client.error("GET", path, 400, "bad_request", params=bad)
+    await client.error("GET", "/api/v1/runs/local/proj/nosuch/streams/system", 404, "run_not_found")
+
+
 async def test_a_big_batch_stores_and_its_history_streams_back(client: Any) -> None:
     """A batch over 1 MiB (decoded off the loop) stores; its long history streams back whole."""
     await client.start()

@@ -167,12 +167,17 @@ async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: 
     store = await opened(path)
     await start(store)
     await store.ingest(KEY, LOG, row_records(rows[:200]), NOW)
+    await store.compacted()
     await store.close()
-    with sqlite3.connect(path) as conn:  # back to version 1: no extremes, no sessions
+    with sqlite3.connect(
+        path
+    ) as conn:  # back to version 1: no extremes, sessions, streams, row log
+        conn.execute("DROP TABLE row_log")
         conn.execute("ALTER TABLE series DROP COLUMN extremes")
         conn.execute("ALTER TABLE streams DROP COLUMN sessions")
         conn.execute("DROP TABLE file_chunks")
         conn.execute("ALTER TABLE files ADD COLUMN content BLOB NOT NULL DEFAULT x''")
+        conn.execute("DROP TABLE stream_records")
         conn.execute("UPDATE schema_version SET version = 1")
     store, fresh = await opened(path), await opened(fresh_path)
     try:
@@ -192,7 +197,8 @@ async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: 
 
 
 async def test_files_stored_whole_before_chunks_are_cut_into_chunks(tmp_path: Path) -> None:
-    """A database whose files are one value each (schema version 3) is migrated on open:
+    """A database whose files are one value each (the schema before the last migration)
+    is migrated on open:
     every file, empty, one byte, exactly one chunk or several, reads back byte for byte in
     chunks, and its chunk rows are FILE_CHUNK_BYTES each."""
     path = tmp_path / "tracker.db"
@@ -205,7 +211,7 @@ async def test_files_stored_whole_before_chunks_are_cut_into_chunks(tmp_path: Pa
         "chunk": bytes(range(256)) * (FILE_CHUNK_BYTES // 256),
         "several": os.urandom(FILE_CHUNK_BYTES * 5 // 2),
     }
-    with sqlite3.connect(path) as conn:  # back to version 3: each file's bytes in one value
+    with sqlite3.connect(path) as conn:  # back one version: each file's bytes in one value
         conn.execute("DROP TABLE file_chunks")
         conn.execute("ALTER TABLE files ADD COLUMN content BLOB NOT NULL DEFAULT x''")
         conn.executemany(
@@ -216,7 +222,7 @@ async def test_files_stored_whole_before_chunks_are_cut_into_chunks(tmp_path: Pa
                 for name, data in contents.items()
             ],
         )
-        conn.execute("UPDATE schema_version SET version = 3")
+        conn.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS) - 1,))
     store = await opened(path)
     try:
         for name, data in contents.items():

@@ -319,9 +319,7 @@ class Sender:
                 if pause > 0:
                     await asyncio.sleep(pause)
                     complete = self._log_complete()
-            # until the connection's first ack, one batch: a link that dies early loses little
-            window = _WINDOW_BYTES if self._acks_on_connection else self._batch_limit
-            while self._inflight_bytes < window:
+            while self._inflight_bytes < self._window():
                 batch = self._next_batch()
                 if batch is None:
                     break
@@ -397,12 +395,18 @@ class Sender:
         cursor.offset = before
         return at_end
 
+    def _window(self) -> int:
+        """Bytes the pump may have in flight: until the connection's first ack, one batch
+        (a link that dies early loses little), then `_WINDOW_BYTES`."""
+        return _WINDOW_BYTES if self._acks_on_connection else self._batch_limit
+
     def _on_ack(self, seq: int) -> None:
+        # the window in effect when the batch went, before this ack widens it
+        window_was_full = self._inflight_bytes >= self._window()
         if seq > self.acked_seq:
             self._acks_on_connection += 1
             self._batch_limit = min(self._batch_max_bytes, self._batch_limit + _BATCH_STEP_BYTES)
         self.acked_seq = max(self.acked_seq, seq)
-        window_was_full = self._inflight_bytes >= _WINDOW_BYTES
         inflight = self._inflight
         while inflight and inflight[0][0] <= seq:
             _, end, size = inflight.popleft()

@@ -7,15 +7,26 @@ server's backends follow, so a run reads back alike from its directory and the s
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 from tracker._errors import UsageError
-from tracker._records.kinds import RESERVED_KEYS
+from tracker._records.kinds import RESERVED_KEYS, STREAMS
 from tracker._records.sampler import Extremes, Series, sample_steps, series_of, union_steps
 from tracker._records.state import Rows
 
-__all__ = ["check_keys", "history_frame", "read_history", "shape_row"]
+__all__ = [
+    "DEFAULT_STREAM",
+    "check_keys",
+    "check_stream",
+    "history_frame",
+    "read_history",
+    "shape_row",
+    "stream_rows",
+]
+
+DEFAULT_STREAM: Final = "default"
+"""``history(stream=...)`` of the logged rows, as in W&B."""
 
 
 def check_keys(keys: Sequence[str] | None) -> list[str] | None:
@@ -25,6 +36,44 @@ def check_keys(keys: Sequence[str] | None) -> list[str] | None:
     if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
         raise UsageError(f"history(keys={keys!r}) takes a list of keys, e.g. keys=['loss']")
     return list(keys)
+
+
+def check_stream(
+    stream: object, min_step: int | None, max_step: int | None, samples: int | None
+) -> str | None:
+    """None for ``history(stream="default")``, else the name of the stream to read.
+
+    Raises:
+        UsageError: no record kind declares the stream, or steps or samples are asked of a
+            stream (its records have times, not steps).
+    """
+    if stream == DEFAULT_STREAM:
+        return None
+    if not isinstance(stream, str) or stream not in STREAMS:
+        names = ", ".join(repr(name) for name in (DEFAULT_STREAM, *sorted(STREAMS)))
+        raise UsageError(f"history(stream={stream!r:.60}): there is no such stream; use {names}")
+    if (min_step, max_step, samples) != (None, None, None):
+        raise UsageError(
+            f"history(stream={stream!r}) has no steps: min_step, max_step and samples read "
+            "the default stream; pass keys only"
+        )
+    return stream
+
+
+def stream_rows(
+    stream: str, payloads: Iterable[dict[str, Any]], keys: list[str] | None
+) -> list[dict[str, Any]]:
+    """A stream's records as ``history(stream=...)`` returns them: each payload whole, or
+    with ``keys`` its time and those keys (records holding none left out)."""
+    if keys is None:
+        return list(payloads)
+    stamp = STREAMS[stream].stamp_key
+    rows = []
+    for data in payloads:
+        found = {key: data[key] for key in keys if key in data}
+        if found:
+            rows.append({stamp: data[stamp], **found})
+    return rows
 
 
 def shape_row(

@@ -34,8 +34,10 @@ __all__ = [
     "RESERVED_KEYS",
     "ROW",
     "RUN",
+    "STREAMS",
     "SUMMARY_DELETE",
     "SUMMARY_SET",
+    "SYSTEM",
     "RecordKind",
     "apply_record",
     "check_record",
@@ -46,6 +48,8 @@ __all__ = [
     "restore_record",
     "row_data_texts",
     "session_of",
+    "stream_of",
+    "stream_stamp",
 ]
 
 Record = Sequence[Any]
@@ -78,6 +82,13 @@ class RecordKind:
     spans: Callable[[Record], int] | None = None
     """The last sequence number a record of this kind stands for, when that is not its
     own (a ``lost`` record stands for the records a damaged run log lost)."""
+    stream: str | None = None
+    """The run's stream a record of this kind belongs to (None: it folds into the run): its
+    records never touch the history or ``_step``; the server keeps them per run and stream
+    (`tracker._server.storage.backend.StreamEntry`), readers read them with
+    ``history(stream=...)``. Its payload is a dict holding its time at ``stamp_key``."""
+    stamp_key: str = "_timestamp"
+    """Where a stream kind's payload holds its time, unix seconds."""
 
     @property
     def payload_index(self) -> int:
@@ -247,6 +258,31 @@ def _lost_through(record: Record) -> int:
     return through if type(through) is int and through >= record[0] else int(record[0])
 
 
+def _check_system(record: Record) -> None:
+    payload = record[2]
+    if type(payload) is not dict:
+        raise RecordError("the payload is not a dict (a JSON object) of system metrics")
+    for name, value in payload.items():
+        if not is_finite_number(value):
+            raise RecordError(f"system metric {name!r:.60} is {value!r:.60}, not a finite number")
+    if "_timestamp" not in payload:
+        raise RecordError("the payload lacks _timestamp, the sample's time in unix seconds")
+
+
+def _apply_stream(state: RunState, record: Record) -> None:
+    """Stream records leave the run's state alone: they are read as a stream of their own."""
+
+
+def stream_of(record: Record) -> str:
+    """The stream a checked record of a stream kind belongs to."""
+    return str(KINDS[record[1]].stream)
+
+
+def stream_stamp(record: Record) -> float:
+    """The time of a checked record of a stream kind, unix seconds."""
+    return float(record[2][KINDS[record[1]].stamp_key])
+
+
 def _apply_exit(state: RunState, record: Record) -> None:
     payload = record[2]
     end = payload.get("end_time")
@@ -264,6 +300,7 @@ METRIC: Final = "metric"
 FILE: Final = "file"
 EXIT: Final = "exit"
 LOST: Final = "lost"
+SYSTEM: Final = "system"
 
 KINDS: Final[dict[str, RecordKind]] = {
     kind.name: kind
@@ -298,9 +335,21 @@ KINDS: Final[dict[str, RecordKind]] = {
             _apply_lost,
             _lost_through,
         ),
+        RecordKind(
+            SYSTEM,
+            (),
+            "one sample of system metrics (docs/run-log.md)",
+            _check_system,
+            _apply_stream,
+            stream=SYSTEM,
+        ),
     )
 }
 """The record kinds this version knows, by name."""
+STREAMS: Final[dict[str, RecordKind]] = {
+    kind.stream: kind for kind in KINDS.values() if kind.stream is not None
+}
+"""The kinds whose records are streams of their own, by stream name."""
 
 
 def last_seq(record: Record) -> int:

@@ -7,6 +7,7 @@ read from its directory equals the run read from the server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,3 +68,5 @@ class Rows:
     datas: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     """The rows' data exactly encoded, cut from their lines (when the fold was given them)."""
+    streams: list[Sequence[Any]] = field(default_factory=list)
+    """The checked records of stream kinds (`tracker._records.kinds.STREAMS`), in order."""

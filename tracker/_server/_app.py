@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -48,12 +49,15 @@ from tracker._server._params import (
 )
 from tracker._server.storage import RunKey, StartRequest, Store, parse_order
 from tracker._server.storage.errors import FileReplaced
-from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP
+from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP, MAX_STREAM_PAGE
 from tracker._wire.protocol import PROTOCOL
 
 __all__ = ["build_app"]
 
 SWEEP_SECONDS: Final = 1.0
+RESCAN_SWEEPS: Final = 2
+"""Every this many sweeps, the row log is rescanned for runs another replica acknowledged
+and did not compact (`Store.rescan_log`)."""
 DEFAULT_HEARTBEAT_SECONDS: Final = 10.0
 """The heartbeat interval of a handshake that names none."""
 
@@ -123,13 +127,16 @@ class _Api:
             web.patch(run, self.update),
             *self.ingest.routes(run),
             web.get(run + "/history", self.history),
+            web.get(run + "/streams/{stream}", self.stream),
             web.get(run + "/files", self.files),
             web.put(run + "/files/{name:.+}", self.put_file),
             web.get(run + "/files/{name:.+}", self.get_file),
         ]
 
     async def sweeper(self, app: web.Application) -> AsyncIterator[None]:
-        """Mark runs whose heartbeats stopped as crashed, every second, while the app runs."""
+        """Mark runs whose heartbeats stopped as crashed, every second, and every
+        `RESCAN_SWEEPS` seconds queue for compaction the runs whose row log another
+        replica left, while the app runs."""
         task = asyncio.create_task(self._sweep_forever())
         yield
         task.cancel()
@@ -137,11 +144,13 @@ class _Api:
             await task
 
     async def _sweep_forever(self) -> None:
-        while True:
+        for sweep in itertools.count(1):
             try:
                 await self._storage.sweep_crashed(time.time())
+                if sweep % RESCAN_SWEEPS == 0:
+                    await self._storage.rescan_log()
             except Exception:
-                _logger.exception("marking crashed runs failed; trying again shortly")
+                _logger.exception("sweeping crashed runs or the row log failed; retrying shortly")
             await asyncio.sleep(SWEEP_SECONDS)
 
     def _url(self, request: web.Request, key: RunKey) -> str:
@@ -324,6 +333,22 @@ class _Api:
         except ConnectionError:
             _logger.debug("client left while reading the history of %s", key)
         return response
+
+    async def stream(self, request: web.Request) -> web.Response:
+        """Records of one of the run's streams: ``{"stream", "records": [{"seq", "time",
+        "data"}, ...]}`` in seq order, exactly encoded."""
+        key = run_key(request)
+        stream = request.match_info["stream"]
+        records = await self._storage.stream(
+            key,
+            stream,
+            after=int_query(request, "after", -1, -1, MAX_STEP),
+            limit=int_query(request, "limit", MAX_STREAM_PAGE, 1, MAX_STREAM_PAGE),
+            start=json_query(request, "start", None, "bad_request", "start=1700000000.5"),
+            end=json_query(request, "end", None, "bad_request", "end=1700000060"),
+            newest=bool(int_query(request, "newest", 0, 0, 1)),
+        )
+        return exact_answer({"stream": stream, "records": records}, "stream records")
 
 
 def _file_name(value: str) -> str:

@@ -147,7 +147,8 @@ async def read_body(request: web.Request, limit: int, what: str) -> bytes:
     def refuse(size: str, limit: int) -> ApiError:
         return too_large(f"{what} of {size} bytes", limit)
 
-    return b"".join([chunk async for chunk in _body_chunks(request, limit, what, refuse)])
+    pieces = _body_chunks(request, limit, what, refuse, cut=False)
+    return b"".join([chunk async for chunk in pieces])
 
 
 async def spool_body(
@@ -164,7 +165,7 @@ async def spool_body(
 
     pending: list[bytes] = []
     held = 0
-    async for chunk in _body_chunks(request, limit, what, refuse):
+    async for chunk in _body_chunks(request, limit, what, refuse, cut=True):
         pending.append(chunk)
         held += len(chunk)
         if held >= SPOOL_WRITE_BYTES:
@@ -175,13 +176,21 @@ async def spool_body(
 
 
 async def _body_chunks(
-    request: web.Request, limit: int, what: str, refuse: Callable[[str, int], ApiError]
+    request: web.Request,
+    limit: int,
+    what: str,
+    refuse: Callable[[str, int], ApiError],
+    *,
+    cut: bool,
 ) -> AsyncIterator[bytes]:
     """The request body's pieces as they arrive, under the size limit (``refuse`` makes its
-    413) and the deadlines of `read_body`."""
+    413; ``cut``: the connection is closed after it rather than the rest of the body read
+    and discarded, for bodies that may be as large as a file) and the deadlines of
+    `read_body`."""
     length = request.content_length
     if length is not None and length > limit:
-        _stop_reading(request)
+        if cut:
+            _stop_reading(request)
         raise refuse(str(length), limit)
     size = 0
     clock = asyncio.get_running_loop().time
@@ -215,7 +224,8 @@ async def _body_chunks(
                 break
             size += len(chunk)
             if size > limit:
-                _stop_reading(request)
+                if cut:
+                    _stop_reading(request)
                 raise refuse(f"more than {limit}", limit)
             yield chunk
     except ClientPayloadError:

@@ -41,7 +41,9 @@ __all__ = [
     "Unavailable",
 ]
 
-BadRequestCode = Literal["bad_batch", "bad_filter", "bad_order", "bad_request"]
+BadRequestCode = Literal[
+    "bad_batch", "bad_filter", "bad_order", "bad_request", "too_many_keys", "unknown_stream"
+]
 
 
 class StorageError(Exception):

@@ -11,15 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
 
 from tracker._records.codec import decode_value
-from tracker._server.storage.backend import BatchWrites, RunFields, StoredRow, StoredRun
+from tracker._server.storage.backend import (
+    BatchWrites,
+    CompactWrites,
+    LoggedBatch,
+    RunFields,
+    StoredRow,
+    StoredRun,
+    StreamAppend,
+    StreamEntry,
+    StreamSpan,
+)
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.errors import StorageClosed
 from tracker._server.storage.filters import (
@@ -56,6 +68,12 @@ class _Run:
     streams: dict[str, int] = field(default_factory=dict)
     sessions: dict[str, list[list[Any]]] = field(default_factory=dict)
     files: dict[str, tuple[bytes, FileInfo]] = field(default_factory=dict)
+    log: dict[int, LoggedBatch] = field(default_factory=dict)
+    """The row log's entries not yet compacted, by entry."""
+    set_aside: dict[int, tuple[LoggedBatch, str]] = field(default_factory=dict)
+    """Entries that could not be folded, with the reason."""
+    stream_records: dict[str, list[StreamEntry]] = field(default_factory=dict)
+    """Per stream name, its records in seq order (a record's seq is its index)."""
 
 
 @dataclass
@@ -65,6 +83,7 @@ class _Data:
     projects: dict[tuple[str, str], float] = field(default_factory=dict)
     api_keys: dict[str, str] = field(default_factory=dict)
     next_pk: int = 1
+    next_entry: int = 1
 
 
 class MemoryBackend:
@@ -94,6 +113,28 @@ class MemoryBackend:
         async with self.write() as tx:
             writes = decide(await tx.load_run(key, log_id))
             tx.store_batch(writes, log_id)
+            return writes
+
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """See `Backend.compact`."""
+        async with self.write() as tx:
+            run = self._data.runs.get(pk)
+            if run is None or not run.log:
+                return None
+            entries: list[LoggedBatch] = []
+            total = 0
+            for entry in sorted(run.log):
+                entries.append(run.log[entry])
+                total += len(run.log[entry].body)
+                if total >= budget:
+                    break
+            writes = fold(_copy(run.stored), entries)
+            tx.store_compaction(writes)
             return writes
 
     @contextlib.asynccontextmanager
@@ -207,6 +248,16 @@ class _Session:
                 out[key] = (min(chunk[0] for chunk in found), max(chunk[1] for chunk in found))
         return out
 
+    async def read_log(self, pk: int) -> list[LoggedBatch]:
+        """See `Reader.read_log`."""
+        log = self._run(pk).log
+        return [log[entry] for entry in sorted(log)]
+
+    async def logged_runs(self) -> list[tuple[int, RunKey]]:
+        """See `Reader.logged_runs`."""
+        firsts = sorted((min(run.log), pk) for pk, run in self._data.runs.items() if run.log)
+        return [(pk, _key(self._run(pk).stored)) for _, pk in firsts]
+
     async def page_runs(self, query: RunQuery) -> tuple[list[RunDocument], int]:
         """See `Reader.page_runs`."""
         runs = [
@@ -218,6 +269,16 @@ class _Session:
         ordered = _ordered(runs, query.sort)
         page = ordered[query.offset : query.offset + query.limit]
         return [run_document(stored) for stored in page], len(ordered)
+
+    async def read_stream(self, pk: int, stream: str, span: StreamSpan) -> list[StreamEntry]:
+        """See `Reader.read_stream`."""
+        entries = self._run(pk).stream_records.get(stream, [])
+        found = [
+            entry
+            for entry in entries[max(span.after + 1, 0) : max(span.before, 0)]
+            if span.start <= entry[1] <= span.end
+        ]
+        return found[-span.limit :] if span.newest and span.limit else found[: span.limit]
 
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """See `Reader.list_projects`."""
@@ -297,7 +358,21 @@ class _Session:
         self._undo.append(lambda: _assign(stored, old))
 
     def store_batch(self, writes: BatchWrites, log_id: str) -> None:
-        """Store an ingest batch's rows, series, the log's seq and the run's fields."""
+        """Store an ack: the batch appended to the row log, the log's seq, the run's fields."""
+        run = self._run(writes.pk)
+        for piece in writes.logged:
+            entry = self._data.next_entry
+            self._data.next_entry += 1
+            self._set(run.log, entry, dataclasses.replace(piece, entry=entry))
+        if writes.streams:
+            self._append_streams(run, writes.streams)
+        self._set(run.streams, log_id, writes.acked_seq)
+        if writes.sessions is not None:
+            self._set(run.sessions, log_id, writes.sessions)
+        self._update(writes.pk, writes.fields)
+
+    def store_compaction(self, writes: CompactWrites) -> None:
+        """Store a compaction step's rows, series and fields, and advance the row log."""
         run = self._run(writes.pk)
         for row in zip(writes.steps, writes.stamps, writes.runtimes, writes.texts, strict=True):
             self._set(run.rows, row[0], row)
@@ -309,10 +384,24 @@ class _Session:
             self._put_chunks(writes.pk, appended_chunks(last, writes.appended))
         if writes.rebuild is not None:
             self._rebuild(writes.pk, *writes.rebuild)
-        self._set(run.streams, log_id, writes.acked_seq)
-        if writes.sessions is not None:
-            self._set(run.sessions, log_id, writes.sessions)
         self._update(writes.pk, writes.fields)
+        for entry in writes.done:
+            self._pop(run.log, entry)
+        if writes.advanced is not None:
+            entry, first_seq, folded = writes.advanced
+            old = run.log[entry]
+            new = dataclasses.replace(old, first_seq=first_seq, body=old.body[folded:])
+            self._set(run.log, entry, new)
+        for entry, reason in writes.failed:
+            self._set(run.set_aside, entry, (self._pop(run.log, entry), reason))
+
+    def _append_streams(self, run: _Run, appends: Sequence[StreamAppend]) -> None:
+        for stream, stamp, text in appends:
+            if stream not in run.stream_records:
+                self._set(run.stream_records, stream, [])
+            entries = run.stream_records[stream]
+            entries.append((len(entries), stamp, text))
+            self._undo.append(partial(_drop_last, entries))
 
     def _put_chunks(self, pk: int, chunks: Sequence[tuple[str, Chunk]]) -> None:
         by_key = self._run(pk).chunks
@@ -383,6 +472,7 @@ class _Session:
             pk
             for pk, run in self._data.runs.items()
             if run.stored["state"] == "running"
+            and not run.log
             and run.stored["heartbeat_at"]
             < now - max(run.stored["heartbeat_interval"] * intervals, at_least)
         ]
@@ -423,6 +513,10 @@ def _copied(fields: RunFields) -> dict[str, Any]:
     if "tags" in values:
         values["tags"] = list(values["tags"])
     return values
+
+
+def _key(stored: StoredRun) -> RunKey:
+    return RunKey(stored["entity"], stored["project"], stored["run_id"])
 
 
 def _copy(stored: StoredRun) -> StoredRun:
@@ -474,3 +568,7 @@ def _sort_value(stored: StoredRun, sort: RunSort) -> Any:
     if isinstance(found, bool | int | float):
         return (0, int(found) if isinstance(found, bool) else found)
     return (1, found if isinstance(found, str) else orjson.dumps(found).decode())
+
+
+def _drop_last(entries: list[StreamEntry]) -> None:
+    entries.pop()

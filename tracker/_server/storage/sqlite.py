@@ -30,16 +30,24 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Final, TypeVar
 
-from tracker._server.storage.backend import BatchWrites, StoredRun
+from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import (
-    SchemaTooNew,
     StorageBusy,
     StorageClosed,
     StorageError,
     StorageFailed,
 )
-from tracker._server.storage.sqlite_queries import Job, Session, load_run, store_batch
+from tracker._server.storage.migrations import Migrated, pending
+from tracker._server.storage.sqlite_queries import (
+    Job,
+    Session,
+    load_run,
+    load_run_at,
+    log_entries,
+    store_batch,
+    store_compaction,
+)
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
@@ -122,6 +130,8 @@ class SQLiteBackend:
     def __init__(self, path: str) -> None:
         """Prepare the threads for the database at ``path``; `open` opens it."""
         self.path = path
+        self.migrated = Migrated(0, 0)
+        """What `open` did to the schema (`tracker._server.storage.migrations`)."""
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._writer = _Lane(self._connect_writer, "tracker-db-writer")
@@ -187,7 +197,7 @@ class SQLiteBackend:
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _migrate(conn, self.path)
+            self.migrated = _migrate(conn, self.path)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -196,7 +206,8 @@ class SQLiteBackend:
 
     def _checkpoint_forever(self) -> None:
         """Checkpoint (PASSIVE: never blocks the writer or readers) after commits, at most
-        every `CHECKPOINT_SECONDS`, until the backend closes."""
+        every `CHECKPOINT_SECONDS`, until the backend closes; again after a checkpoint that
+        an open read held back."""
         conn = self._connect()
         while True:
             self._committed.wait()
@@ -204,7 +215,9 @@ class SQLiteBackend:
                 return
             self._committed.clear()
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if copied < frames:  # a read's snapshot held some back: try again soon
+                    self._committed.set()
             except sqlite3.Error as exc:  # the writer's backstop checkpoint still bounds the WAL
                 _logger.warning("cannot checkpoint the database %s: %s", self.path, exc)
             self._stopping.wait(CHECKPOINT_SECONDS)
@@ -261,6 +274,37 @@ class SQLiteBackend:
         self._committed.set()
         return writes
 
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """See `Backend.compact`: one hop to the writer thread, which also runs ``fold``."""
+
+        def job(conn: sqlite3.Connection) -> CompactWrites | None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = load_run_at(conn, pk)
+                entries = [] if stored is None else log_entries(conn, pk, budget)
+                writes = None
+                if stored is not None and entries:
+                    writes = fold(stored, entries)
+                    store_compaction(conn, writes)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return writes
+
+        self._check_open()
+        async with self._write_lock:
+            self._check_open()
+            writes = await self._writer.run(job)
+        if writes is not None:
+            self._committed.set()
+        return writes
+
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Session]:
         """A read transaction (one snapshot) on a reader thread of its own."""
@@ -311,19 +355,15 @@ def _after_rollback(job: Job[T], conn: sqlite3.Connection) -> T:
     return job(conn)
 
 
-def _migrate(conn: sqlite3.Connection, path: str) -> None:
+def _migrate(conn: sqlite3.Connection, path: str) -> Migrated:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT version FROM schema_version").fetchone()
     if row is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (0)")
     version = 0 if row is None else int(row[0])
-    if version > len(MIGRATIONS):
-        raise SchemaTooNew(
-            f"{path} has schema version {version}, newer than this tracker's "
-            f"{len(MIGRATIONS)}; upgrade tracker to serve it"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    for number, script in pending(version, MIGRATIONS, path):
         for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute("UPDATE schema_version SET version = ?", (number,))
+    return Migrated(version, len(MIGRATIONS))

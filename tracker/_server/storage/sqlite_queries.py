@@ -19,7 +19,17 @@ from typing import Any, Final, Protocol, TypeVar
 import orjson
 
 from tracker._records.codec import decode_value
-from tracker._server.storage.backend import BatchWrites, RunFields, StoredRow, StoredRun
+from tracker._server.storage.backend import (
+    BatchWrites,
+    CompactWrites,
+    LoggedBatch,
+    RunFields,
+    StoredRow,
+    StoredRun,
+    StreamAppend,
+    StreamEntry,
+    StreamSpan,
+)
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import ColumnIs, HasTag, RunQuery, Search, ValueIs
 from tracker._server.storage.series import (
@@ -31,7 +41,17 @@ from tracker._server.storage.series import (
 from tracker._server.storage.spool import SpooledFile
 from tracker._server.storage.stored import run_document
 
-__all__ = ["ROWS_PER_INSERT", "Job", "Lane", "Session", "load_run", "store_batch"]
+__all__ = [
+    "ROWS_PER_INSERT",
+    "Job",
+    "Lane",
+    "Session",
+    "load_run",
+    "load_run_at",
+    "log_entries",
+    "store_batch",
+    "store_compaction",
+]
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
@@ -241,6 +261,23 @@ class Session:
             }
         )
 
+    async def read_log(self, pk: int) -> list[LoggedBatch]:
+        """See `Reader.read_log`."""
+        return await self.flush(lambda conn: log_entries(conn, pk, None))
+
+    async def logged_runs(self) -> list[tuple[int, RunKey]]:
+        """See `Reader.logged_runs`."""
+        return await self.flush(
+            lambda conn: [
+                (int(pk), RunKey(entity, project, run_id))
+                for pk, entity, project, run_id in conn.execute(
+                    "SELECT runs.pk, runs.entity, runs.project, runs.run_id FROM runs JOIN "
+                    "(SELECT run_pk, MIN(entry) AS first FROM row_log WHERE failed IS NULL "
+                    "GROUP BY run_pk) AS logged ON logged.run_pk = runs.pk ORDER BY logged.first"
+                )
+            ]
+        )
+
     async def page_runs(self, query: RunQuery) -> tuple[list[RunDocument], int]:
         """See `Reader.page_runs`: SQL checks every condition but ``config.KEY`` and
         ``summary.KEY``, which Python checks on the decoded documents."""
@@ -293,6 +330,21 @@ class Session:
                 )
             ]
         )
+
+    async def read_stream(self, pk: int, stream: str, span: StreamSpan) -> list[StreamEntry]:
+        """See `Reader.read_stream`."""
+        order = "DESC" if span.newest else "ASC"
+        query = (
+            "SELECT seq, ts, data FROM stream_records WHERE run_pk = ? AND stream = ? "
+            f"AND seq > ? AND seq < ? AND ts >= ? AND ts <= ? ORDER BY seq {order} LIMIT ?"
+        )
+        params = (pk, stream, span.after, span.before, span.start, span.end, span.limit)
+
+        def job(conn: sqlite3.Connection) -> list[StreamEntry]:
+            found: list[StreamEntry] = _tuples(conn, query, params)
+            return found[::-1] if span.newest else found
+
+        return await self.flush(job)
 
     async def list_files(self, pk: int) -> list[FileInfo]:
         """See `Reader.list_files`."""
@@ -434,7 +486,8 @@ class Session:
                 conn.execute(
                     "UPDATE runs SET state = 'crashed', updated_at = ?1 WHERE state = 'running' "
                     "AND heartbeat_at < ?1 - CASE WHEN heartbeat_interval * ?2 > ?3 "
-                    "THEN heartbeat_interval * ?2 ELSE ?3 END",
+                    "THEN heartbeat_interval * ?2 ELSE ?3 END AND NOT EXISTS "
+                    "(SELECT 1 FROM row_log WHERE run_pk = runs.pk AND failed IS NULL)",
                     (now, intervals, at_least),
                 ).rowcount
             )
@@ -487,6 +540,29 @@ def load_run(conn: sqlite3.Connection, key: RunKey, log_id: str | None) -> Store
     return stored
 
 
+def load_run_at(conn: sqlite3.Connection, pk: int) -> StoredRun | None:
+    """The run ``pk`` (without a log's seq), or None."""
+    rows = _tuples(conn, f"SELECT {_RUN_SELECT} FROM runs WHERE pk = ?", (pk,))
+    return _stored(rows[0]) if rows else None
+
+
+def log_entries(conn: sqlite3.Connection, pk: int, budget: int | None) -> list[LoggedBatch]:
+    """The run's logged batches not compacted nor set aside, in ack order: all of them,
+    or as many as hold ``budget`` bytes (at least one)."""
+    entries: list[LoggedBatch] = []
+    total = 0
+    for entry, first, last, body, received in conn.execute(
+        "SELECT entry, first_seq, last_seq, substr(body, done + 1), received_at FROM row_log "
+        "WHERE run_pk = ? AND failed IS NULL ORDER BY entry",
+        (pk,),
+    ):
+        entries.append(LoggedBatch(int(first), int(last), bytes(body), float(received), entry))
+        total += len(body)
+        if budget is not None and total >= budget:
+            break
+    return entries
+
+
 def _update_run(conn: sqlite3.Connection, pk: int, fields: RunFields) -> None:
     if fields:
         assignments = ", ".join(f"{_COLUMNS[name]} = ?" for name in fields)
@@ -495,7 +571,29 @@ def _update_run(conn: sqlite3.Connection, pk: int, fields: RunFields) -> None:
 
 
 def store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> None:
-    """Store an ingest batch's rows, series, the log's seq and the run's fields."""
+    """Store an ack: the batch appended to the row log, the log's seq, the run's fields."""
+    pk = writes.pk
+    conn.executemany(
+        "INSERT INTO row_log (run_pk, log_id, first_seq, last_seq, body, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (pk, log_id, piece.first_seq, piece.last_seq, piece.body, piece.received_at)
+            for piece in writes.logged
+        ],
+    )
+    if writes.streams:
+        _append_streams(conn, pk, writes.streams)
+    conn.execute(
+        "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
+        + ("" if writes.sessions is None else ", sessions = excluded.sessions"),
+        (pk, log_id, writes.acked_seq, orjson.dumps(writes.sessions or []).decode()),
+    )
+    _update_run(conn, pk, writes.fields)
+
+
+def store_compaction(conn: sqlite3.Connection, writes: CompactWrites) -> None:
+    """Store a compaction step's rows, series and fields, and advance the row log."""
     pk = writes.pk
     if writes.steps:
         _upsert_rows(conn, pk, writes.steps, writes.stamps, writes.runtimes, writes.texts)
@@ -506,13 +604,35 @@ def store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> N
         conn.executemany(_PUT_CHUNK, [(pk, key, *chunk) for key, chunk in chunks])
     if writes.rebuild is not None:
         _rebuild_series(conn, pk, *writes.rebuild)
-    conn.execute(
-        "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
-        + ("" if writes.sessions is None else ", sessions = excluded.sessions"),
-        (pk, log_id, writes.acked_seq, orjson.dumps(writes.sessions or []).decode()),
-    )
     _update_run(conn, pk, writes.fields)
+    conn.executemany("DELETE FROM row_log WHERE entry = ?", [(entry,) for entry in writes.done])
+    if writes.advanced is not None:
+        entry, first_seq, folded = writes.advanced
+        conn.execute(
+            "UPDATE row_log SET first_seq = ?, done = done + ? WHERE entry = ?",
+            (first_seq, folded, entry),
+        )
+    conn.executemany(
+        "UPDATE row_log SET failed = ? WHERE entry = ?",
+        [(reason, entry) for entry, reason in writes.failed],
+    )
+
+
+def _append_streams(conn: sqlite3.Connection, pk: int, appends: Sequence[StreamAppend]) -> None:
+    """Store stream records in order, each at its stream's next seq."""
+    next_seq: dict[str, int] = {}
+    for stream in dict.fromkeys(stream for stream, _, _ in appends):
+        last = conn.execute(
+            "SELECT MAX(seq) FROM stream_records WHERE run_pk = ? AND stream = ?", (pk, stream)
+        ).fetchone()[0]
+        next_seq[stream] = 0 if last is None else int(last) + 1
+    values = []
+    for stream, stamp, text in appends:
+        values.append((pk, stream, next_seq[stream], stamp, text))
+        next_seq[stream] += 1
+    conn.executemany(
+        "INSERT INTO stream_records (run_pk, stream, seq, ts, data) VALUES (?, ?, ?, ?, ?)", values
+    )
 
 
 def _upsert_rows(

@@ -5,7 +5,9 @@ heartbeat, last step, parent); streams (per run and log id, the highest stored s
 number: what makes resends harmless); history (one row per step, the values in exact
 JSON); series (per run and key, chunks of packed steps and values with their block
 extremes); files (name, size, SHA-256) and file_chunks (their bytes, `FILE_CHUNK_BYTES` a
-row); api_keys (SHA-256 hashes).
+row); api_keys (SHA-256 hashes); stream_records
+(per run, stream name and the stream's seq, a record of a stream kind: its time and
+payload in exact JSON); row_log (each acknowledged batch as received, until compacted).
 """
 
 from __future__ import annotations
@@ -99,6 +101,34 @@ MIGRATIONS: Final = (
     "ALTER TABLE series ADD COLUMN extremes BLOB NOT NULL DEFAULT x''",
     # each log's writer sessions, [[first seq, session], ...] (`ingest.sessions_of`)
     "ALTER TABLE streams ADD COLUMN sessions TEXT NOT NULL DEFAULT '[]'",
+    # the records of each run's streams of their own (system metrics, console output)
+    """
+    CREATE TABLE stream_records (
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        stream TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_pk, stream, seq)
+    )
+    """,
+    # the row log: each acknowledged batch as received, until the compactor folds it
+    # (`tracker._server.storage.backend.LoggedBatch`); ``done`` bytes of it are folded,
+    # ``failed`` says why an entry that cannot be folded was set aside
+    """
+    CREATE TABLE row_log (
+        entry INTEGER PRIMARY KEY,
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        log_id TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        body BLOB NOT NULL,
+        done BIGINT NOT NULL DEFAULT 0,
+        received_at DOUBLE PRECISION NOT NULL,
+        failed TEXT
+    );
+    CREATE INDEX row_log_by_run ON row_log (run_pk, entry) WHERE failed IS NULL
+    """,
     # files in chunks of FILE_CHUNK_BYTES (`tracker._server.storage.spool`), never one value
     # of their whole size; the files stored before are cut into chunks
     f"""
