@@ -31,6 +31,7 @@ from tracker._server._dashboard import Dashboard, dashboard_auth
 from tracker._server._guard import guard_middleware
 from tracker._server._http import (
     error_middleware,
+    error_response,
     exact_answer,
     json_answer,
     read_json,
@@ -48,7 +49,7 @@ from tracker._server._params import (
     run_not_found,
 )
 from tracker._server.storage import RunKey, StartRequest, Store, parse_order
-from tracker._server.storage.errors import FileReplaced
+from tracker._server.storage.errors import FileReplaced, StorageLost
 from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP, MAX_STREAM_PAGE
 from tracker._wire.protocol import PROTOCOL
 
@@ -149,6 +150,8 @@ class _Api:
                 await self._storage.sweep_crashed(time.time())
                 if sweep % RESCAN_SWEEPS == 0:
                     await self._storage.rescan_log()
+            except StorageLost:
+                pass  # said once on the log; health and every write say it since
             except Exception:
                 _logger.exception("sweeping crashed runs or the row log failed; retrying shortly")
             await asyncio.sleep(SWEEP_SECONDS)
@@ -166,7 +169,14 @@ class _Api:
         return {**document, "url": self._url(request, key)}
 
     async def health(self, request: web.Request) -> web.Response:
-        """Liveness, protocol and version; public."""
+        """Liveness, protocol and version; public. 503 ``storage_lost`` when the database
+        file was deleted or replaced under the server."""
+        try:
+            self._storage.check()
+        except StorageLost as exc:
+            return error_response(
+                503, exc.code, exc.message, protocol=PROTOCOL, version=tracker.__version__
+            )
         return json_answer({"status": "ok", "protocol": PROTOCOL, "version": tracker.__version__})
 
     async def viewer(self, request: web.Request) -> web.Response:

@@ -332,6 +332,11 @@ class Writer(Reader, Protocol):
 class Backend(Protocol):
     """A database the store runs on."""
 
+    def check(self) -> None:
+        """Raise `StorageLost` when the database is no longer the one opened (its file
+        deleted or replaced); cheap (a ``stat``), called before each write transaction
+        and by the health check. A database that is not a file never raises."""
+
     @property
     def spool_dir(self) -> str:
         """The folder uploads are spooled in before they are stored (`SpooledFile`): beside

@@ -15,7 +15,8 @@ No error here knows HTTP: the app maps each one to a status (`tracker._server._a
     ├── Unavailable         nothing was changed: try again later
     │   ├── StorageBusy     the database is locked by another process
     │   ├── StorageClosed   the storage was closed (the server is stopping)
-    │   └── FileReplaced    a file changed while it was read: read it again
+    │   ├── FileReplaced    a file changed while it was read: read it again
+    │   └── StorageLost     the database file was deleted or replaced: restore it, restart
     └── StorageFailed       the database failed: look at the server's disk and log
         └── SchemaTooNew    the database was written by a newer tracker
 """
@@ -38,6 +39,7 @@ __all__ = [
     "StorageClosed",
     "StorageError",
     "StorageFailed",
+    "StorageLost",
     "Unavailable",
 ]
 
@@ -127,6 +129,14 @@ class FileReplaced(Unavailable):
     """A file was replaced or deleted while its chunks were read: read it again."""
 
     code = "file_replaced"
+
+
+class StorageLost(Unavailable):
+    """The database file was deleted or replaced while the server had it open: writes are
+    refused (they would go to a file nobody will open again) until the file is restored
+    and the server restarted."""
+
+    code = "storage_lost"
 
 
 class StorageFailed(StorageError):

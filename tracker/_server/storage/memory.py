@@ -154,6 +154,9 @@ class MemoryBackend:
         if self._closed:
             raise StorageClosed("the in-memory database is closed; make a new one")
 
+    def check(self) -> None:
+        """See `Backend.check`: there is no file to lose."""
+
     @property
     def spool_dir(self) -> str:
         """See `Backend.spool_dir`: the system's temporary folder (there is no database file)."""

@@ -117,6 +117,9 @@ class PostgresBackend:
         if self._closed:
             raise StorageClosed(f"the database {self.where} is closed; restart the server")
 
+    def check(self) -> None:
+        """See `Backend.check`: the database server keeps its own files."""
+
     @property
     def spool_dir(self) -> str:
         """See `Backend.spool_dir`: the system's temporary folder (the database is remote)."""

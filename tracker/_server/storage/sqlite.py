@@ -37,6 +37,7 @@ from tracker._server.storage.errors import (
     StorageClosed,
     StorageError,
     StorageFailed,
+    StorageLost,
 )
 from tracker._server.storage.migrations import Migrated, pending
 from tracker._server.storage.sqlite_queries import (
@@ -143,6 +144,9 @@ class SQLiteBackend:
         for lane in self._all_readers:
             self._readers.put_nowait(lane)
         self._closed = False
+        self._identity: tuple[int, int] | None = None
+        """The opened file's device and inode (None for ``:memory:``), see `check`."""
+        self._lost: StorageLost | None = None
         self._committed = threading.Event()
         self._stopping = threading.Event()
         self._checkpointer = threading.Thread(
@@ -163,6 +167,7 @@ class SQLiteBackend:
         except BaseException:
             await backend.close()
             raise
+        backend._identity = _identity(path)
         return backend
 
     def _connect(self) -> sqlite3.Connection:
@@ -234,12 +239,33 @@ class SQLiteBackend:
         if self._closed:
             raise StorageClosed(f"the database {self.path} is closed; restart the server")
 
+    def check(self) -> None:
+        """See `Backend.check`: the file at the path must still be the one opened (its device
+        and inode); the first time it is not, say so once on the log (ERROR)."""
+        if self._lost is None and self._identity is not None:
+            now = _identity(self.path)
+            if now != self._identity:
+                what = "was deleted" if now is None else "was replaced by another file"
+                self._lost = StorageLost(
+                    f"the database file {os.path.abspath(self.path)} {what} while the server "
+                    "ran: writes are refused, nothing is stored into a file no one will open "
+                    "again; put the file back at that path (or point --db at a copy) and "
+                    "restart the server"
+                )
+                _logger.error("%s", self._lost.message)
+        if self._lost is not None:
+            raise self._lost
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        self.check()
+
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Session]:
         """A write transaction on the writer thread (BEGIN IMMEDIATE ... COMMIT)."""
         self._check_open()
         async with self._write_lock:
-            self._check_open()
+            self._check_writable()
             session = Session(self._writer, "BEGIN IMMEDIATE")
             try:
                 yield session
@@ -269,7 +295,7 @@ class SQLiteBackend:
 
         self._check_open()
         async with self._write_lock:
-            self._check_open()
+            self._check_writable()
             writes = await self._writer.run(job)
         self._committed.set()
         return writes
@@ -299,7 +325,7 @@ class SQLiteBackend:
 
         self._check_open()
         async with self._write_lock:
-            self._check_open()
+            self._check_writable()
             writes = await self._writer.run(job)
         if writes is not None:
             self._committed.set()
@@ -339,6 +365,18 @@ class SQLiteBackend:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path``; None when there is none (or the
+    database is ``:memory:``, which has no file)."""
+    if path == ":memory:":
+        return None
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _commit(conn: sqlite3.Connection) -> None:

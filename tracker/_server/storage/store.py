@@ -148,6 +148,11 @@ class Store:
         self._compactor = Compactor(self._compact_step, self._logged_runs)
         self._known_keys: OrderedDict[RunKey, set[str]] = OrderedDict()
 
+    def check(self) -> None:
+        """Raise `StorageLost` when the database is no longer the one opened
+        (`Backend.check`)."""
+        self.backend.check()
+
     async def close(self) -> None:
         """Stop compacting (what is left stays logged), finish what is in flight and
         release the database."""
