@@ -19,7 +19,12 @@ from tests.storage.making import put_bytes
 from tracker._records.codec import encode_record
 from tracker._records.kinds import decode_record
 from tracker._server.storage import RunKey, StartRequest, Store, open_storage
-from tracker._server.storage.errors import SchemaTooNew, StorageClosed, StorageFailed
+from tracker._server.storage.errors import (
+    SchemaTooNew,
+    StorageClosed,
+    StorageFailed,
+    StorageLost,
+)
 from tracker._server.storage.spool import FILE_CHUNK_BYTES
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
@@ -241,3 +246,38 @@ async def test_files_stored_whole_before_chunks_are_cut_into_chunks(tmp_path: Pa
         ("several", FILE_CHUNK_BYTES),
         ("several", FILE_CHUNK_BYTES // 2),
     ]
+
+
+async def test_a_replaced_file_refuses_writes_and_keeps_reading(tmp_path: Path) -> None:
+    """Another file moved to the database's path: every write and read raises StorageLost
+    saying what happened and what to do (the same error each time), and nothing is
+    written to the new file."""
+    path = tmp_path / "tracker.db"
+    store = await opened(path)
+    try:
+        await start(store)
+        (tmp_path / "other.db").write_bytes(b"")
+        os.replace(tmp_path / "other.db", path)
+        with pytest.raises(StorageLost, match="was replaced by another file") as first:
+            await store.heartbeat(KEY, NOW)
+        with pytest.raises(StorageLost) as second:
+            await store.add_api_key("local", "k" * 16)
+        assert first.value is second.value
+        with pytest.raises(StorageLost, match="restart the server"):
+            store.check()
+        with pytest.raises(StorageLost):
+            await store.get_run(KEY)
+        assert path.stat().st_size == 0
+    finally:
+        await store.close()
+
+
+async def test_an_in_memory_database_has_no_file_to_lose() -> None:
+    """``:memory:`` is never lost: its check passes and it takes writes."""
+    store = await open_storage("sqlite:///:memory:")
+    try:
+        store.check()
+        await store.add_api_key("local", "k" * 16)
+        store.check()
+    finally:
+        await store.close()

@@ -334,8 +334,8 @@ class Backend(Protocol):
 
     def check(self) -> None:
         """Raise `StorageLost` when the database is no longer the one opened (its file
-        deleted or replaced); cheap (a ``stat``), called before each write transaction
-        and by the health check. A database that is not a file never raises."""
+        deleted or replaced); cheap (a ``stat``), called before each transaction and by
+        the health check. A database that is not a file never raises."""
 
     @property
     def spool_dir(self) -> str:

@@ -333,8 +333,10 @@ class SQLiteBackend:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Session]:
-        """A read transaction (one snapshot) on a reader thread of its own."""
-        self._check_open()
+        """A read transaction (one snapshot) on a reader thread of its own; refused too once
+        the file is lost (`check`): a reader thread connecting then would create an empty
+        database at the path."""
+        self._check_writable()
         lane = await self._readers.get()
         session = Session(lane, "BEGIN")
         try:
