@@ -1,22 +1,30 @@
 """Measure streaming to a real `tracker server`: rows/s acknowledged, log() cost, init, finish.
 
 Starts ``python -m tracker server`` on a free loopback port with a fresh SQLite file in a
-temporary directory (stopped and deleted at the end, error or not). Everything client-side
-runs in this process except the concurrent-clients measurement, which starts one process
-per client and releases them together. Every stream is read back through `tracker.Api`.
+temporary directory (stopped and deleted at the end, error or not), or on the database
+``--db`` names (a SQLite path or ``postgresql://...``); ``--replicas N`` starts N servers
+on that database behind nginx (the configuration of tests/balancer.py). Everything
+client-side runs in this process except the concurrent-clients measurement, which starts
+one process per client and releases them together. Every stream is read back through
+`tracker.Api`; server CPU is the sum over the replicas. While the one run streams, another
+run's one-row batches time the server's acks (tests/ack_probe.py): the ack latency.
 
 Usage: ``python benchmarks/stream.py [--rows N] [--rows-per-client N] [--clients N]
-[--quick] [--json PATH]``
+[--db URL] [--replicas N] [--quick] [--json PATH]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import importlib
 import json
+import math
 import os
 import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -85,22 +93,83 @@ class RunLike(_common.LoggingRun, Protocol):
 
 @dataclass(frozen=True)
 class Server:
-    """A running ``tracker server`` subprocess and where its output goes."""
+    """The running ``tracker server`` subprocesses (one, or the replicas behind nginx), the
+    URL clients use, and where the servers' stderr goes."""
 
     url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    processes: list[subprocess.Popen[bytes]]
+    log_paths: list[Path]
+    balancer_pid: int | None = None
+    db_url: str | None = None
+    """A PostgreSQL database, whose sessions' CPU `database_cpu_seconds` reads."""
+
+    def cpu_readings(self) -> dict[str, float | None]:
+        """CPU seconds so far of the servers, nginx's workers and the database's sessions
+        (None: not read here); subtract two readings with `cpu_used`."""
+        return {
+            "server": self.cpu_seconds(),
+            "balancer": self.balancer_cpu_seconds(),
+            "database": self.database_cpu_seconds(),
+        }
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU seconds the server has used so far (Linux /proc; else None)."""
-        return process_cpu_seconds(self.process.pid)
+        """User + system CPU seconds the servers have used so far (Linux /proc; else None)."""
+        seconds = [process_cpu_seconds(process.pid) for process in self.processes]
+        return None if None in seconds else sum(filter(None, seconds))
+
+    def balancer_cpu_seconds(self) -> float | None:
+        """CPU seconds of nginx's worker processes so far (None without a balancer)."""
+        if self.balancer_pid is None:
+            return None
+        children = Path(f"/proc/{self.balancer_pid}/task/{self.balancer_pid}/children")
+        try:
+            pids = [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return None
+        return sum(filter(None, map(process_cpu_seconds, pids)))
+
+    def database_cpu_seconds(self) -> float | None:
+        """CPU seconds so far of the PostgreSQL backends serving the database (the
+        sessions open now: a session closed meanwhile is not counted); None on SQLite,
+        whose work is in the server processes."""
+        if self.db_url is None:
+            return None
+        pids = asyncio.run(_database_pids(self.db_url))
+        return sum(filter(None, map(process_cpu_seconds, pids)))
+
+    def exited(self) -> list[int]:
+        """The exit codes of servers that exited."""
+        return [code for code in (process.poll() for process in self.processes) if code is not None]
 
     def stderr_tail(self, limit: int = 2000) -> str:
-        """The last ``limit`` characters the server wrote to stderr."""
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
+        """The last ``limit`` characters the servers wrote to stderr."""
+        texts = []
+        for path in self.log_paths:
+            try:
+                texts.append(path.read_text(errors="replace")[-limit:])
+            except OSError:
+                continue
+        return "".join(texts)[-limit:]
+
+
+async def _database_pids(db_url: str) -> list[int]:
+    """The pids of the PostgreSQL backends connected to the database of ``db_url``."""
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [int(row["pid"]) for row in rows]
+
+
+def cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, Any]:
+    """CPU seconds per reading of `Server.cpu_readings` between two readings."""
+    return {name: _common.delta(before[name], after[name]) for name in before}
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -125,13 +194,25 @@ def stop_process(process: subprocess.Popen[Any], seconds: float = SERVER_STOP_SE
             process.wait()
 
 
-@contextmanager
-def running_server(root: Path) -> Iterator[Server]:
-    """Start ``tracker server`` on ``127.0.0.1:0`` with a fresh SQLite file under ``root``.
+def database_url(db: str | None, root: Path) -> str:
+    """The server's ``--db``: a fresh SQLite file under ``root`` when ``db`` is None, a
+    SQLite path as a ``sqlite:///`` URL, any URL as it is."""
+    if db is None:
+        return f"sqlite:///{root / 'tracker.db'}"
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).resolve()}"
 
-    The first line on its stdout names the URL; the server is stopped on exit, error or not.
-    """
-    out_path, err_path = root / "server.out", root / "server.err"
+
+def database_kind(db: str | None) -> str:
+    """``sqlite`` or ``postgresql`` (the URL's scheme): what the report names, no password."""
+    return "sqlite" if db is None or "://" not in db else db.split("://", 1)[0]
+
+
+def start_server(root: Path, db_url: str, port: int, name: str) -> tuple[Path, Path, Any]:
+    """Start one ``tracker server`` on ``127.0.0.1:port`` (0: a free one); its output
+    files and process."""
+    out_path, err_path = root / f"{name}.out", root / f"{name}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         process = subprocess.Popen(
             [
@@ -142,9 +223,9 @@ def running_server(root: Path) -> Iterator[Server]:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "0",
+                str(port),
                 "--db",
-                f"sqlite:///{root / 'tracker.db'}",
+                db_url,
             ],
             cwd=root,
             env=_common.child_env(),
@@ -152,11 +233,50 @@ def running_server(root: Path) -> Iterator[Server]:
             stdout=out,
             stderr=err,
         )
-    try:
-        server = Server(wait_for_url(process, out_path, err_path), process, err_path)
-        yield server
-    finally:
-        stop_process(process)
+    return out_path, err_path, process
+
+
+@contextmanager
+def running_server(root: Path, db_url: str, replicas: int = 1) -> Iterator[Server]:
+    """Start ``tracker server`` on ``db_url``: one on ``127.0.0.1:0``, or ``replicas`` of
+    them behind nginx. Each server's first stdout line names its URL; everything is
+    stopped on exit, error or not."""
+    postgres = db_url if db_url.startswith(("postgresql://", "postgres://")) else None
+    with ExitStack() as stack:
+        processes, urls, err_paths = [], [], []
+        for index in range(replicas):
+            port = 0 if replicas == 1 else free_port()
+            out_path, err_path, process = start_server(root, db_url, port, f"server-{index}")
+            stack.callback(stop_process, process)
+            processes.append(process)
+            err_paths.append(err_path)
+            urls.append(wait_for_url(process, out_path, err_path))
+        if replicas == 1:
+            yield Server(urls[0], processes, err_paths, db_url=postgres)
+            return
+        balancer = _tests_module("balancer")
+        binary = balancer.nginx_binary()
+        if binary is None:
+            raise RuntimeError("--replicas needs nginx (apt-get install nginx)")
+        ports = [int(url.rsplit(":", 1)[1]) for url in urls]
+        nginx = stack.enter_context(balancer.Balancer(binary, root / "nginx", free_port(), ports))
+        assert nginx.process is not None
+        yield Server(nginx.url, processes, err_paths, nginx.process.pid, postgres)
+
+
+def _tests_module(name: str) -> ModuleType:
+    """A helper module of tests/: ``balancer`` (the nginx the replica tests run, with the
+    configuration docs/server.md shows) or ``ack_probe`` (another run's one-row batches,
+    their acks timed, as the writer hold test measures them)."""
+    sys.path.insert(0, str(_common.ROOT / "tests"))
+    return importlib.import_module(name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for_url(process: subprocess.Popen[bytes], out_path: Path, err_path: Path) -> str:
@@ -296,15 +416,17 @@ class StreamBench:
         The first ``timed`` calls are timed one by one (log()'s cost while streaming).
         """
         run = self.online_run()
-        cpu_server, cpu_client = self.server.cpu_seconds(), time.process_time()
+        probe = _tests_module("ack_probe").AckProbe(self.server.url, f"probe-{os.getpid()}").start()
+        cpu_servers, cpu_client = self.server.cpu_readings(), time.process_time()
         start = time.perf_counter()
         latency = log_rows(run, self.pool, n, timed)
         logged = time.perf_counter()
         at_logged = _common.status_dict(run)
         status = wait_acknowledged(run, self.notes, "one run")
         acked = time.perf_counter()
+        acks = probe.stop()
         cpu_client = time.process_time() - cpu_client
-        cpu_server_end = self.server.cpu_seconds()
+        cpu_servers = cpu_used(cpu_servers, self.server.cpu_readings())
         check_acknowledged("one run after acks", status, self.notes)
         run.finish(quiet=True)
         seconds = acked - start
@@ -317,10 +439,8 @@ class StreamBench:
             "status_when_logged": at_logged,
             "status_when_acked": status,
             "log_us": dataclasses.asdict(latency),
-            "cpu_seconds": {
-                "client": cpu_client,
-                "server": _common.delta(cpu_server, cpu_server_end),
-            },
+            "probe_acks_ms": acks,
+            "cpu_seconds": {"client": cpu_client, **cpu_servers},
             "stored": verify_history(self.api, run.path, n, self.pool, self.notes),
         }
 
@@ -395,12 +515,13 @@ def read_line(process: subprocess.Popen[str], what: str, deadline: float) -> str
 @dataclass(frozen=True)
 class Released:
     """What `release_together` saw: when the clients went, how long they took to get
-    ready, their reports, and the server's CPU seconds from "go" to the last exit."""
+    ready, their reports, and the CPU seconds of the servers (`cpu_used`) from "go" to
+    the last exit."""
 
     go: float
     ready_seconds: float
     reports: list[dict[str, Any]]
-    server_cpu_seconds: float | None
+    cpu_seconds: dict[str, Any]
 
 
 def release_together(
@@ -417,7 +538,7 @@ def release_together(
         if read_line(process, '"ready"', started + ready_seconds) != "ready":
             raise RuntimeError("a client printed something other than 'ready' first")
     ready = time.monotonic() - started
-    cpu = server.cpu_seconds()
+    cpu = server.cpu_readings()
     go = time.time()
     for process in processes:
         assert process.stdin is not None
@@ -428,7 +549,7 @@ def release_together(
     reports = [json.loads(read_line(process, "report", deadline)) for process in processes]
     for process in processes:
         process.wait(exit_seconds)
-    return Released(go, ready, reports, _common.delta(cpu, server.cpu_seconds()))
+    return Released(go, ready, reports, cpu_used(cpu, server.cpu_readings()))
 
 
 def concurrent_clients(
@@ -465,7 +586,7 @@ def concurrent_clients(
         },
         "last_logged_after_go": max(r["logged"] for r in reports) - go,
         "cpu_seconds": {
-            "server": released.server_cpu_seconds,
+            **released.cpu_seconds,
             # each client from "go" to its last ack, the I/O thread included
             "clients": sum(float(r["cpu"]) for r in reports),
         },
@@ -485,12 +606,55 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"one run: rows/s acked ({one['rows']:,} rows)",
             one["rows_per_s_acked"],
             "rate",
-            ">= 150,000/s",
-            one["rows_per_s_acked"] >= 150_000,
+            ">= 300,000/s",
+            one["rows_per_s_acked"] >= 300_000,
+        ),
+        ("offline: rows/s on disk (same rows)", off["rows_per_s_on_disk"], "rate", "", None),
+        (
+            "one run: acked / offline rate",
+            one["rows_per_s_acked"] / off["rows_per_s_on_disk"],
+            "x",
+            ">= 0.8x",
+            one["rows_per_s_acked"] >= 0.8 * off["rows_per_s_on_disk"],
+        ),
+        (
+            "ack latency p50 (another run's 1-row batches, while streaming)",
+            one["probe_acks_ms"].get("p50_ms", math.nan) / 1000,
+            "ms",
+            "<= 50 ms",
+            one["probe_acks_ms"].get("p50_ms", math.inf) <= 50,
+        ),
+        (
+            "ack latency p99, same",
+            one["probe_acks_ms"].get("p99_ms", math.nan) / 1000,
+            "ms",
+            "",
+            None,
+        ),
+        (
+            "ack latency worst, same",
+            one["probe_acks_ms"].get("max_ms", math.nan) / 1000,
+            "ms",
+            "",
+            None,
         ),
         ("one run: log() calls/s", one["calls_per_s"], "rate", "", None),
         ("one run: seconds to all acked", one["seconds_to_acked"], "s", "", None),
         ("one run: server CPU while streaming", one["cpu_seconds"]["server"], "s", "", None),
+        (
+            "one run: server CPU per row",
+            _per_row(one["cpu_seconds"]["server"], one),
+            "us",
+            "",
+            None,
+        ),
+        (
+            "one run: database CPU per row (PostgreSQL)",
+            _per_row(one["cpu_seconds"]["database"], one),
+            "us",
+            "",
+            None,
+        ),
         ("one run: client CPU while streaming", one["cpu_seconds"]["client"], "s", "", None),
         (
             "one run: rows stored (read back)",
@@ -536,9 +700,29 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"{fin['rows']:,}",
             fin["stored"] == fin["rows"],
         ),
-        (f"{clients}: aggregate rows/s acked", many["rows_per_s_acked"], "rate", "", None),
+        (
+            f"{clients}: aggregate rows/s acked",
+            many["rows_per_s_acked"],
+            "rate",
+            ">= 300,000/s",
+            many["rows_per_s_acked"] >= 300_000,
+        ),
         (f"{clients}: seconds go to all acked", many["seconds_to_acked"], "s", "", None),
         (f"{clients}: server CPU", many["cpu_seconds"]["server"], "s", "", None),
+        (
+            f"{clients}: server CPU per row",
+            _per_row(many["cpu_seconds"]["server"], many),
+            "us",
+            "",
+            None,
+        ),
+        (
+            f"{clients}: database CPU per row (PostgreSQL)",
+            _per_row(many["cpu_seconds"]["database"], many),
+            "us",
+            "",
+            None,
+        ),
         (f"{clients}: clients' CPU (sum)", many["cpu_seconds"]["clients"], "s", "", None),
         (
             f"{clients}: rows stored (read back)",
@@ -554,15 +738,28 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _per_row(seconds: float | None, measured: dict[str, Any]) -> float | None:
+    """Microseconds of CPU per row acknowledged (None when the CPU was not read)."""
+    return None if seconds is None else seconds * 1e6 / measured["rows"]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line: ``--rows``, ``--rows-per-client``, ``--clients``, ``--quick``,
-    ``--json``."""
+    """The command line: ``--rows``, ``--rows-per-client``, ``--clients``, ``--db``,
+    ``--replicas``, ``--quick``, ``--json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000, help="rows of the one-run stream")
     parser.add_argument(
         "--rows-per-client", type=int, default=50_000, help="rows each concurrent client logs"
     )
     parser.add_argument("--clients", type=int, default=16, help="concurrent client processes")
+    parser.add_argument(
+        "--db",
+        help="the servers' database: a SQLite path or postgresql://USER@HOST:PORT/DATABASE "
+        "(default: a fresh SQLite file in a temporary directory)",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="servers on the database, behind nginx when > 1"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -575,7 +772,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rows = QUICK_ROWS
         args.rows_per_client = QUICK_ROWS_PER_CLIENT
-    for flag in ("rows", "rows_per_client", "clients"):
+    for flag in ("rows", "rows_per_client", "clients", "replicas"):
         value = getattr(args, flag)
         if value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -594,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     tracker = _common.import_tracker()
     with (
         tempfile.TemporaryDirectory(prefix="tracker-stream-") as tmp,
-        running_server(Path(tmp)) as server,
+        running_server(Path(tmp), database_url(args.db, Path(tmp)), args.replicas) as server,
     ):
         root = Path(tmp)
         bench = StreamBench(tracker, server, root, pool, notes)
@@ -606,8 +803,8 @@ def main(argv: list[str] | None = None) -> int:
         many = concurrent_clients(
             bench.api, server, root, args.clients, args.rows_per_client, notes
         )
-        if server.process.poll() is not None:
-            notes.append(f"server exited early ({server.process.returncode})")
+        if server.exited():
+            notes.append(f"a server exited early ({server.exited()})")
         stderr = server.stderr_tail()
         if stderr.strip():
             notes.append(f"server stderr (tail): {stderr.strip()[-500:]}")
@@ -619,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
             "finish_rows": finish_rows,
             "clients": args.clients,
             "rows_per_client": args.rows_per_client,
+            "database": database_kind(args.db),
+            "replicas": args.replicas,
             "pool_size": POOL_SIZE,
             "init_runs": INIT_RUNS,
             "ack_timeout_seconds": ACK_TIMEOUT_SECONDS,
@@ -635,7 +834,8 @@ def main(argv: list[str] | None = None) -> int:
     report["targets"] = target_rows(report)
     settings = (
         f"rows={n:,} timed={timed:,} finish rows={finish_rows:,} "
-        f"clients={args.clients} x {args.rows_per_client:,} pool={POOL_SIZE}"
+        f"clients={args.clients} x {args.rows_per_client:,} pool={POOL_SIZE} "
+        f"db={database_kind(args.db)} replicas={args.replicas}"
     )
     _common.print_report(report, settings, ("metric", "value", "target"))
     _common.write_json(args.json, report)

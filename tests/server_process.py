@@ -3,6 +3,7 @@ it can be killed, frozen (SIGSTOP), thawed and restarted on the same port and da
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -49,11 +50,22 @@ class ServerProcess:
     """A `tracker server` subprocess on a fixed loopback port and SQLite file: it can be
     SIGKILLed, frozen with SIGSTOP, thawed and restarted on the same port and database."""
 
-    def __init__(self, directory: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        """Prepare a server whose database and output live in ``directory``; ``env`` adds
-        variables to its environment."""
+    def __init__(
+        self,
+        directory: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        db_url: str | None = None,
+    ) -> None:
+        """Prepare a server whose output lives in ``directory``, and its SQLite file too
+        unless ``db_url`` names another database (another SQLite file, which replicas
+        share, or PostgreSQL); ``env`` adds variables to its environment."""
         directory.mkdir(parents=True, exist_ok=True)
-        self.db = directory / "server.db"
+        self.directory = directory
+        self.db_url = db_url or f"sqlite:///{directory / 'server.db'}"
+        sqlite = self.db_url.startswith("sqlite:///")
+        self.db = Path(self.db_url[len("sqlite:///") :]) if sqlite else None
+        """The SQLite file (None on PostgreSQL)."""
         self.output = directory / "server.out"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -77,13 +89,13 @@ class ServerProcess:
                     "--port",
                     str(self.port),
                     "--db",
-                    f"sqlite:///{self.db}",
+                    self.db_url,
                     *self.extra,
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**child_env(self.db.parent), **self.env},
+                env={**child_env(self.directory), **self.env},
             )
         deadline = time.monotonic() + timeout
         while self._listening_lines() == seen:
@@ -104,6 +116,13 @@ class ServerProcess:
         """Let the running server hold at most ``count`` file descriptors (sockets included)."""
         assert self.process is not None
         resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE, (count, count))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the running server has used (Linux ``/proc``)."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log_text(self) -> str:
         """Everything the server printed so far."""
@@ -143,11 +162,56 @@ class ServerProcess:
     def applied(self, run_id: str, key: str = "x") -> int:
         """How many history rows holding ``key`` the server folded into run ``run_id``,
         resends included: the count of the key's summary statistics (the run must have
-        ``define_metric(key, summary="mean")``). More than the rows stored means a
-        duplicate was applied."""
+        ``define_metric(key, summary="mean")``), once the compactor has folded every
+        acknowledged batch of the run (waiting up to `COMPACTED_SECONDS`). More than the
+        rows stored means a duplicate was applied."""
+        state = orjson.loads(self.compacted(run_id))[0]
+        return int(state["stats"][key][1])
+
+    def compacted(self, run_id: str) -> str:
+        """Wait (up to `COMPACTED_SECONDS`) until the compactor folded every acknowledged
+        batch of run ``run_id``; its summary's fold state then."""
+        deadline = time.monotonic() + COMPACTED_SECONDS
+        while True:
+            pending, text = self._fold_state(run_id)
+            if not pending:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"run {run_id}: {pending} logged batches still not compacted after "
+                    f"{COMPACTED_SECONDS} s"
+                )
+            time.sleep(0.05)
+
+    def _fold_state(self, run_id: str) -> tuple[int, str]:
+        """The run's row log entries not yet compacted, and its summary's fold state."""
+        if self.db_url.startswith("postgresql://"):
+            return asyncio.run(_postgres_fold_state(self.db_url, run_id))
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
+            (pending,) = conn.execute(_PENDING.replace("$1", "?"), (run_id,)).fetchone()
             (text,) = conn.execute(
                 "SELECT summary_state FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-        state = orjson.loads(text)[0]
-        return int(state["stats"][key][1])
+        return int(pending), str(text)
+
+
+COMPACTED_SECONDS = 30.0
+_PENDING = (
+    "SELECT COUNT(*) FROM row_log JOIN runs ON runs.pk = row_log.run_pk "
+    "WHERE runs.run_id = $1 AND row_log.failed IS NULL"
+)
+
+
+async def _postgres_fold_state(db_url: str, run_id: str) -> tuple[int, str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            pending = await conn.fetchval(_PENDING, run_id)
+            text: str = await conn.fetchval(
+                "SELECT summary_state FROM runs WHERE run_id = $1", run_id
+            )
+    finally:
+        await conn.close()
+    return int(pending), text

@@ -97,6 +97,21 @@ def test_many_rows_arrive_once(server: ServerProcess, tmp_path: Path) -> None:
     assert [row["x"] for row in history] == list(range(100_000))
 
 
+def test_rows_logged_before_the_first_ack_are_acknowledged_without_waiting_a_heartbeat(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A run that logged everything before its connection's first ack (one batch in flight
+    until then) sends the rest when that ack comes, not after a heartbeat interval."""
+    for _ in range(3):
+        run = _online(server, tmp_path, settings={"heartbeat_interval": 30.0})
+        for i in range(100_000):
+            run.log({"x": i})
+        began = time.monotonic()
+        assert run.flush(timeout=20.0)
+        assert time.monotonic() - began < 5.0
+        run.finish(quiet=True)
+
+
 def test_http_transport_streams_too(server: ServerProcess, tmp_path: Path) -> None:
     """settings transport='http' sends batches as POSTs, with the same result."""
     run = _online(server, tmp_path, settings={"transport": "http"})

@@ -88,7 +88,7 @@ def test_sigint_stops_an_idle_server_with_exit_0(
     [
         (["--port", "70000"], "--port"),
         (["--host", "0.0.0.0", "--port", "0"], "--insecure"),
-        (["--db", "postgresql://db/tracker"], "later release"),
+        (["--db", "mysql://db/tracker"], "not a database URL"),
     ],
 )
 def test_bad_server_arguments_exit_2_with_a_message(

@@ -4,7 +4,9 @@ and refusing calls once closed. Everything else runs on every backend in tests/s
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -13,10 +15,17 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.storage.making import put_bytes
 from tracker._records.codec import encode_record
 from tracker._records.kinds import decode_record
 from tracker._server.storage import RunKey, StartRequest, Store, open_storage
-from tracker._server.storage.errors import SchemaTooNew, StorageClosed, StorageFailed
+from tracker._server.storage.errors import (
+    SchemaTooNew,
+    StorageClosed,
+    StorageFailed,
+    StorageLost,
+)
+from tracker._server.storage.spool import FILE_CHUNK_BYTES
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 pytestmark = pytest.mark.anyio
@@ -61,7 +70,7 @@ async def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
     await first.ingest(
         KEY, LOG, row_records([(step, {"loss": step / 10}) for step in range(4)]), NOW
     )
-    await first.put_file(KEY, "f", b"data", NOW)
+    await put_bytes(first, KEY, "f", b"data", NOW)
     await first.add_api_key("local", "k")
     await first.close()
     await first.close()  # closing twice is harmless
@@ -163,10 +172,16 @@ async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: 
     store = await opened(path)
     await start(store)
     await store.ingest(KEY, LOG, row_records(rows[:200]), NOW)
+    await store.compacted()
     await store.close()
-    with sqlite3.connect(path) as conn:  # back to version 1: no extremes, sessions, streams
+    with sqlite3.connect(
+        path
+    ) as conn:  # back to version 1: no extremes, sessions, streams, row log
+        conn.execute("DROP TABLE row_log")
         conn.execute("ALTER TABLE series DROP COLUMN extremes")
         conn.execute("ALTER TABLE streams DROP COLUMN sessions")
+        conn.execute("DROP TABLE file_chunks")
+        conn.execute("ALTER TABLE files ADD COLUMN content BLOB NOT NULL DEFAULT x''")
         conn.execute("DROP TABLE stream_records")
         conn.execute("UPDATE schema_version SET version = 1")
     store, fresh = await opened(path), await opened(fresh_path)
@@ -184,3 +199,85 @@ async def test_a_database_from_before_block_extremes_samples_the_same(tmp_path: 
         await fresh.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)
+
+
+async def test_files_stored_whole_before_chunks_are_cut_into_chunks(tmp_path: Path) -> None:
+    """A database whose files are one value each (the schema before the last migration)
+    is migrated on open:
+    every file, empty, one byte, exactly one chunk or several, reads back byte for byte in
+    chunks, and its chunk rows are FILE_CHUNK_BYTES each."""
+    path = tmp_path / "tracker.db"
+    store = await opened(path)
+    await start(store)
+    await store.close()
+    contents = {
+        "empty": b"",
+        "one": b"x",
+        "chunk": bytes(range(256)) * (FILE_CHUNK_BYTES // 256),
+        "several": os.urandom(FILE_CHUNK_BYTES * 5 // 2),
+    }
+    with sqlite3.connect(path) as conn:  # back one version: each file's bytes in one value
+        conn.execute("DROP TABLE file_chunks")
+        conn.execute("ALTER TABLE files ADD COLUMN content BLOB NOT NULL DEFAULT x''")
+        conn.executemany(
+            "INSERT INTO files (run_pk, name, content, size, sha256, updated_at) "
+            "VALUES (1, ?, ?, ?, ?, ?)",
+            [
+                (name, data, len(data), hashlib.sha256(data).hexdigest(), NOW)
+                for name, data in contents.items()
+            ],
+        )
+        conn.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS) - 1,))
+    store = await opened(path)
+    try:
+        for name, data in contents.items():
+            assert await store.get_file(KEY, name) == data, name
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        sizes = conn.execute(
+            "SELECT name, length(data) FROM file_chunks ORDER BY name, idx"
+        ).fetchall()
+        assert "content" not in {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    assert sizes == [
+        ("chunk", FILE_CHUNK_BYTES),
+        ("one", 1),
+        ("several", FILE_CHUNK_BYTES),
+        ("several", FILE_CHUNK_BYTES),
+        ("several", FILE_CHUNK_BYTES // 2),
+    ]
+
+
+async def test_a_replaced_file_refuses_writes_and_keeps_reading(tmp_path: Path) -> None:
+    """Another file moved to the database's path: every write and read raises StorageLost
+    saying what happened and what to do (the same error each time), and nothing is
+    written to the new file."""
+    path = tmp_path / "tracker.db"
+    store = await opened(path)
+    try:
+        await start(store)
+        (tmp_path / "other.db").write_bytes(b"")
+        os.replace(tmp_path / "other.db", path)
+        with pytest.raises(StorageLost, match="was replaced by another file") as first:
+            await store.heartbeat(KEY, NOW)
+        with pytest.raises(StorageLost) as second:
+            await store.add_api_key("local", "k" * 16)
+        assert first.value is second.value
+        with pytest.raises(StorageLost, match="restart the server"):
+            store.check()
+        with pytest.raises(StorageLost):
+            await store.get_run(KEY)
+        assert path.stat().st_size == 0
+    finally:
+        await store.close()
+
+
+async def test_an_in_memory_database_has_no_file_to_lose() -> None:
+    """``:memory:`` is never lost: its check passes and it takes writes."""
+    store = await open_storage("sqlite:///:memory:")
+    try:
+        store.check()
+        await store.add_api_key("local", "k" * 16)
+        store.check()
+    finally:
+        await store.close()

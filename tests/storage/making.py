@@ -37,6 +37,13 @@ def row_records(pairs: Iterable[tuple[int, dict[str, Any]]], seq: int = 0) -> li
     return records(*(("row", step, 1000.0 + step, data) for step, data in pairs), seq=seq)
 
 
+async def put_bytes(store: Store, key: RunKey, name: str, content: bytes, now: float) -> None:
+    """Store ``content`` as a run file, spooled as the server spools an upload."""
+    with store.spool() as upload:
+        upload.write(content)
+        await store.put_file(key, name, upload, now)
+
+
 async def start(
     store: Store,
     mode: str = "new",

@@ -1,5 +1,5 @@
-"""The in-memory backend answers as the SQLite one: the same random histories of
-batches, forks, rewinds and edits, read back every way, give the same answers."""
+"""Every backend answers as the in-memory one: the same random histories of batches,
+forks, rewinds and edits, read back every way, give the same answers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tracker._records import sampler
 from tracker._server.storage import RunKey, Store, parse_order, parse_sort, series
 from tracker._server.storage.errors import StorageError
 
-from .backends import BACKENDS
+from .backends import BACKENDS, runnable
 from .making import KEY, LOG, NOW, records, row_records, start
 
 values = st.one_of(
@@ -88,24 +88,24 @@ async def play(store: Store, ops: list[tuple[str, Any]]) -> list[Any]:
 
 @settings(max_examples=40, deadline=None)
 @given(operations)
-def test_memory_answers_as_sqlite(ops: list[tuple[str, Any]]) -> None:
+def test_every_backend_answers_as_memory(ops: list[tuple[str, Any]]) -> None:
     """Any sequence of batches, forks, rewinds, edits and exits reads back the same from
-    both backends (NaN compared as NaN), refusals included."""
+    every backend (NaN compared as NaN), refusals included."""
 
     async def answers(backend: str, folder: Path) -> list[Any]:
-        store = Store(await BACKENDS[backend](folder))
-        try:
+        async with BACKENDS[backend](folder) as opened:
+            store = Store(opened)
             return await play(store, ops)
-        finally:
-            await store.close()
 
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
         patch.setattr(series, "OPEN_CHUNK", 3)
         patch.setattr(series, "MAX_CHUNK", 5)
         patch.setattr(sampler, "BLOCK", 2)
         memory = asyncio.run(answers("memory", Path(folder)))
-        sqlite = asyncio.run(answers("sqlite", Path(folder)))
-    assert repr(memory) == repr(sqlite)
+        for backend in runnable():
+            assert repr(asyncio.run(answers(backend, Path(folder) / backend))) == repr(memory), (
+                backend
+            )
 
 
 @settings(max_examples=60, deadline=None)
@@ -137,13 +137,11 @@ def test_read_run_samples_as_every_backend_does(
         log = list(read_records(Path(run.dir).parent / LOG_NAME))
 
         async def served(backend: str) -> list[Any]:
-            store = Store(await BACKENDS[backend](Path(folder) / backend))
-            try:
+            async with BACKENDS[backend](Path(folder) / backend) as opened:
+                store = Store(opened)
                 await start(store)
                 await store.ingest(KEY, LOG, log, NOW)
                 return await store.history(KEY, keys, None, None, samples)
-            finally:
-                await store.close()
 
-        for backend in BACKENDS:
+        for backend in runnable():
             assert repr(asyncio.run(served(backend))) == repr(local), backend

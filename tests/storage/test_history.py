@@ -269,8 +269,8 @@ def test_sampling_matches_the_reference_for_any_row_order(
     sample exactly as the definition says over what is stored; the last write of a step wins."""
 
     async def scenario(path: Path) -> None:
-        store = Store(await BACKENDS[backend](path))
-        try:
+        async with BACKENDS[backend](path) as opened:
+            store = Store(opened)
             await start(store)
             seq, expected = 0, {}
             for batch in batches:
@@ -297,8 +297,6 @@ def test_sampling_matches_the_reference_for_any_row_order(
                     assert [row["_step"] for row in sampled] == reference_steps(
                         bounded, wanted, samples
                     )
-        finally:
-            await store.close()
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
         patch.setattr(series, "OPEN_CHUNK", 3)  # tiny chunks: fills, splits, rebuilds all happen
@@ -319,8 +317,8 @@ def test_sampling_matches_the_reference_when_logging_live(
     """Rows logged in step order in small batches (a live run) sample exactly as defined."""
 
     async def scenario(path: Path) -> None:
-        store = Store(await BACKENDS[backend](path))
-        try:
+        async with BACKENDS[backend](path) as opened:
+            store = Store(opened)
             await start(store)
             seq, step = 0, -1
             for batch in batches:
@@ -334,8 +332,6 @@ def test_sampling_matches_the_reference_when_logging_live(
             for keys in (["a"], ["a", "b", "c"]):
                 sampled = await store.history(KEY, keys, None, None, samples)
                 assert [row["_step"] for row in sampled] == reference_steps(full, keys, samples)
-        finally:
-            await store.close()
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
         patch.setattr(series, "OPEN_CHUNK", 3)

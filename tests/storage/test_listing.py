@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tracker._server.storage import RunKey, Store, parse_order, parse_sort
-from tracker._server.storage.errors import BadRequest, RunNotFound
+from tracker._server.storage.errors import BadRequest, FileReplaced, RunNotFound
+from tracker._server.storage.spool import FILE_CHUNK_BYTES
 
-from .making import KEY, LOG, NOW, records, start
+from .making import KEY, LOG, NOW, put_bytes, records, start
 
 pytestmark = pytest.mark.anyio
 
@@ -152,9 +155,9 @@ async def test_update_run_edits_tags_and_notes(store: Store) -> None:
 async def test_files_are_stored_listed_and_replaced(store: Store) -> None:
     """put_file stores bytes with size and sha256; the same name replaces; get_file reads."""
     await start(store)
-    await store.put_file(KEY, "b/model.pt", b"\x00\x01weights", NOW)
-    await store.put_file(KEY, "a.txt", b"one", NOW)
-    await store.put_file(KEY, "a.txt", b"two!", NOW + 1)
+    await put_bytes(store, KEY, "b/model.pt", b"\x00\x01weights", NOW)
+    await put_bytes(store, KEY, "a.txt", b"one", NOW)
+    await put_bytes(store, KEY, "a.txt", b"two!", NOW + 1)
     files = await store.list_files(KEY)
     assert [(f["name"], f["size"], f["updated_at"]) for f in files] == [
         ("a.txt", 4, NOW + 1),
@@ -164,9 +167,52 @@ async def test_files_are_stored_listed_and_replaced(store: Store) -> None:
     assert await store.get_file(KEY, "a.txt") == b"two!"
     assert await store.get_file(KEY, "missing") is None
     with pytest.raises(RunNotFound):
-        await store.put_file(RunKey("local", "mnist", "nope"), "a", b"", NOW)
+        await put_bytes(store, RunKey("local", "mnist", "nope"), "a", b"", NOW)
     with pytest.raises(RunNotFound):
         await store.list_files(RunKey("local", "mnist", "nope"))
+
+
+async def test_a_file_of_many_chunks_is_read_back_in_chunks(store: Store) -> None:
+    """A file of 9.5 chunks reads back exactly, a chunk at a time (the last one short),
+    whatever the snapshot each read takes; replacing it with one chunk leaves none of the
+    old chunks."""
+    await start(store)
+    content = os.urandom(FILE_CHUNK_BYTES * 19 // 2)
+    await put_bytes(store, KEY, "model.pt", content, NOW)
+    found = await store.open_file(KEY, "model.pt")
+    assert found is not None
+    info, chunks = found
+    assert (info["size"], info["sha256"]) == (len(content), hashlib.sha256(content).hexdigest())
+    pieces = [chunk async for chunk in chunks]
+    assert [len(piece) for piece in pieces] == [FILE_CHUNK_BYTES] * 9 + [FILE_CHUNK_BYTES // 2]
+    assert b"".join(pieces) == content
+    await put_bytes(store, KEY, "model.pt", b"small", NOW + 1)
+    assert await store.get_file(KEY, "model.pt") == b"small"
+    await put_bytes(store, KEY, "empty", b"", NOW)
+    assert await store.get_file(KEY, "empty") == b""
+
+
+async def test_a_file_replaced_while_it_is_read_stops_the_read(store: Store) -> None:
+    """A download whose file is replaced between two of its reads raises FileReplaced (never
+    a mix of the two files' chunks); one of the new file reads it whole."""
+    await start(store)
+    await put_bytes(store, KEY, "f", b"a" * (FILE_CHUNK_BYTES * 9), NOW)
+    found = await store.open_file(KEY, "f")
+    assert found is not None
+    chunks = found[1]
+    assert await anext(chunks) == b"a" * FILE_CHUNK_BYTES
+    await put_bytes(store, KEY, "f", b"b" * (FILE_CHUNK_BYTES * 9), NOW + 1)
+    before: list[bytes] = []
+    with pytest.raises(FileReplaced, match="download it again"):
+        await _drain(chunks, before)
+    assert before == [b"a" * FILE_CHUNK_BYTES] * 3  # what the first read held
+    assert await store.get_file(KEY, "f") == b"b" * (FILE_CHUNK_BYTES * 9)
+
+
+async def _drain(chunks: AsyncIterator[bytes], into: list[bytes]) -> None:
+    """Append every chunk to ``into`` until the iterator ends or raises."""
+    async for chunk in chunks:
+        into.append(chunk)
 
 
 async def test_api_keys_map_to_entities(store: Store) -> None:

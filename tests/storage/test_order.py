@@ -77,7 +77,9 @@ async def abandoned_writes(store: Store, other: RunKey) -> None:
         await tx.move_history(stored["pk"], pk, 0)
         await tx.rebuild_series(stored["pk"], 0, 10)
         await tx.update_run(stored["pk"], {"name": "changed", "tags": ["t"], "last_step": 5})
-        await tx.put_file(stored["pk"], "f", b"x", "0" * 64, NOW)
+        with store.spool() as upload:
+            upload.write(b"x")
+            await tx.put_file(stored["pk"], "f", upload, NOW)
         await tx.put_api_key("0" * 64, "local", NOW)
         await tx.delete_run(stored["pk"])
         raise RuntimeError("abandon")

@@ -9,7 +9,18 @@ import pytest
 from tracker._server.storage import RunKey, Store, parse_order
 from tracker._server.storage.errors import BadRequest, BadStep, RunExists, RunNotFound
 
-from .making import KEY, LOG, LOG2, NOW, history_steps, records, rows, run_with_rows, start
+from .making import (
+    KEY,
+    LOG,
+    LOG2,
+    NOW,
+    history_steps,
+    put_bytes,
+    records,
+    rows,
+    run_with_rows,
+    start,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +43,7 @@ async def test_new_run_starts_running_and_empty(store: Store) -> None:
 async def test_new_replaces_an_existing_runs_data(store: Store) -> None:
     """mode new on an existing id deletes its history, config, summary, files and streams."""
     await run_with_rows(store, range(5))
-    await store.put_file(KEY, "model.pt", b"weights", NOW)
+    await put_bytes(store, KEY, "model.pt", b"weights", NOW)
     result = await start(store, "new", now=NOW + 1)
     assert (result.resumed, result.last_step, result.acked_seq) == (False, -1, -1)
     assert (result.run["config"], result.run["summary"], result.run["name"]) == ({}, {}, None)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tracker._errors import UsageError
+from tracker._errors import Error, UsageError
 
 __all__ = ["add_parser", "default_db_path"]
 
@@ -31,8 +31,15 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--db",
-        help="database URL: sqlite:///PATH, or memory: (keeps nothing; default: sqlite:/// + "
+        help="database URL: sqlite:///PATH, postgresql://USER@HOST:PORT/DATABASE (needs "
+        "pip install 'tracker[postgres]'), or memory: (keeps nothing; default: sqlite:/// + "
         "$XDG_DATA_HOME/tracker/tracker.db, or ~/.local/share/tracker/tracker.db)",
+    )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="apply the database's pending schema migrations, then exit (a server applies "
+        "them itself when it starts; run this first when upgrading several replicas)",
     )
     parser.add_argument(
         "--api-key",
@@ -86,9 +93,20 @@ def add_parser(commands: Any) -> None:
 
 
 def run_server(arguments: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM; return 0 after a graceful shutdown."""
+    """Serve until SIGINT or SIGTERM (or migrate the schema and exit, with ``--migrate``);
+    return 0 after a graceful shutdown."""
+    from tracker._server.storage.errors import StorageError
+
+    try:
+        return _run(arguments)
+    except StorageError as exc:
+        raise Error(f"the database cannot be served: {exc.message}") from None
+
+
+def _run(arguments: argparse.Namespace) -> int:
     from tracker._server._keys import environment_key, parse_api_key, read_key_file
     from tracker._server._runner import serve
+    from tracker._server.storage import migrate_storage
 
     if not 0 <= arguments.port <= 65535:
         raise UsageError(f"--port {arguments.port}: give a port from 0 to 65535 (0: any free)")
@@ -103,6 +121,16 @@ def run_server(arguments: argparse.Namespace) -> int:
         path = default_db_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         db_url = f"sqlite:///{path}"
+    if arguments.migrate:
+        migrated = asyncio.run(migrate_storage(db_url))
+        if migrated.found == migrated.now:
+            print(f"tracker server: the schema is at version {migrated.now}; nothing to migrate")
+        else:
+            print(
+                f"tracker server: migrated the schema from version {migrated.found} to "
+                f"{migrated.now}"
+            )
+        return 0
     keys = [parse_api_key(text) for text in arguments.api_key]
     for path in arguments.api_key_file:
         keys += read_key_file(path)

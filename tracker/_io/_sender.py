@@ -28,6 +28,7 @@ from tracker._io._thread import wait_event
 from tracker._records.kinds import LOST, last_seq
 from tracker._runlog import FrameCursor, seq_range
 from tracker._wire.errors import TransportError
+from tracker._wire.limits import MAX_FILE_BYTES
 from tracker._wire.protocol import START_PATH, handshake_body, read_answer, run_path
 
 if TYPE_CHECKING:
@@ -318,9 +319,7 @@ class Sender:
                 if pause > 0:
                     await asyncio.sleep(pause)
                     complete = self._log_complete()
-            # until the connection's first ack, one batch: a link that dies early loses little
-            window = _WINDOW_BYTES if self._acks_on_connection else self._batch_limit
-            while self._inflight_bytes < window:
+            while self._inflight_bytes < self._window():
                 batch = self._next_batch()
                 if batch is None:
                     break
@@ -396,12 +395,18 @@ class Sender:
         cursor.offset = before
         return at_end
 
+    def _window(self) -> int:
+        """Bytes the pump may have in flight: until the connection's first ack, one batch
+        (a link that dies early loses little), then `_WINDOW_BYTES`."""
+        return _WINDOW_BYTES if self._acks_on_connection else self._batch_limit
+
     def _on_ack(self, seq: int) -> None:
+        # the window in effect when the batch went, before this ack widens it
+        window_was_full = self._inflight_bytes >= self._window()
         if seq > self.acked_seq:
             self._acks_on_connection += 1
             self._batch_limit = min(self._batch_max_bytes, self._batch_limit + _BATCH_STEP_BYTES)
         self.acked_seq = max(self.acked_seq, seq)
-        window_was_full = self._inflight_bytes >= _WINDOW_BYTES
         inflight = self._inflight
         while inflight and inflight[0][0] <= seq:
             _, end, size = inflight.popleft()
@@ -412,15 +417,36 @@ class Sender:
             self.notify()
 
     async def _send_uploads(self) -> None:
+        """PUT the queued files, each read from disk as it is sent; a file over the server's
+        limit is left out with an error (it stays in the run directory), never failing the
+        stream of the run's records."""
         while self._uploads:
             name, path = self._uploads[0]
-            if path.is_file():
-                await self.client.request(
-                    "PUT",
-                    f"{self.target.path}/files/{quote(name)}",  # '?', '#', '%' stay in the name
-                    data=path.read_bytes(),
-                    content_type="application/octet-stream",
+            size = path.stat().st_size if path.is_file() else None
+            if size is not None and size > MAX_FILE_BYTES:
+                logger.error(
+                    "tracker: file %r is %d bytes, over the limit of %d (MAX_FILE_BYTES) for a "
+                    "file stored with a run: it is not uploaded and stays at %s; split it into "
+                    "smaller files and save those to store it",
+                    name,
+                    size,
+                    MAX_FILE_BYTES,
+                    path,
                 )
+            elif size is not None:
+                try:
+                    await self.client.request(
+                        "PUT",
+                        f"{self.target.path}/files/{quote(name)}",  # '?', '#', '%' stay in the name
+                        data=path,
+                        content_type="application/octet-stream",
+                    )
+                except TransportError as exc:
+                    if exc.status != 413:
+                        raise
+                    logger.error(
+                        "tracker: file %r is not uploaded (it stays at %s): %s", name, path, exc
+                    )
             self._uploads.popleft()
 
     def _write_watermark(self, *, force: bool = False) -> None:

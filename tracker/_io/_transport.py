@@ -8,9 +8,11 @@ which one carries its batches. aiohttp is imported here, on the I/O thread only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import Callable
-from typing import Any, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 import aiohttp
 import orjson
@@ -55,11 +57,13 @@ class ServerClient:
         path: str,
         *,
         json: Any = None,
-        data: bytes | None = None,
+        data: bytes | Path | None = None,
         content_type: str | None = None,
         params: dict[str, str] | None = None,
     ) -> bytes:
-        """Send a request and return the body of a 2xx answer.
+        """Send a request and return the body of a 2xx answer; ``data`` a `Path` sends that
+        file, read from disk as it goes out (with no overall time limit: only the connect
+        and the server's answer to each piece are timed).
 
         Raises:
             TransportError: no answer (status 0), or the server's error answer.
@@ -70,18 +74,32 @@ class ServerClient:
             content_type = "application/json"
         if content_type is not None:
             headers["Content-Type"] = content_type
-        # A BytesIO body: aiohttp warns about bytes bodies over 1 MiB (batches are up to 16).
-        upload = None if data is None else io.BytesIO(data)
         try:
-            async with self.session().request(
-                method, self.url(path), data=upload, headers=headers, params=params
-            ) as response:
-                body = await response.read()
-                if response.status >= 400:
-                    raise error_from_answer(
-                        response.status, body, response.headers.get("Retry-After")
+            with contextlib.ExitStack() as stack:
+                timeout: aiohttp.ClientTimeout | None = None
+                upload: IO[bytes] | None = None
+                if isinstance(data, Path):
+                    upload = stack.enter_context(data.open("rb"))
+                    timeout = aiohttp.ClientTimeout(
+                        connect=CONNECT_TIMEOUT_SECONDS, sock_read=REQUEST_TIMEOUT_SECONDS
                     )
-                return body
+                elif data is not None:
+                    # aiohttp warns about bytes bodies over 1 MiB (batches are up to 16)
+                    upload = io.BytesIO(data)
+                async with self.session().request(
+                    method,
+                    self.url(path),
+                    data=upload,
+                    headers=headers,
+                    params=params,
+                    timeout=timeout,
+                ) as response:
+                    body = await response.read()
+                    if response.status >= 400:
+                        raise error_from_answer(
+                            response.status, body, response.headers.get("Retry-After")
+                        )
+                    return body
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}") from exc
 

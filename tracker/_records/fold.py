@@ -24,7 +24,7 @@ from tracker._records.kinds import (
 from tracker._records.state import RecordError, Rows, RunState
 from tracker._wire.limits import MAX_STEP
 
-__all__ = ["fold_records", "record_error"]
+__all__ = ["check_records", "fold_records", "record_error"]
 
 _KIND = itemgetter(1)
 _STEP = itemgetter(2)
@@ -69,6 +69,26 @@ def fold_records(
     return rows
 
 
+def check_records(records: Sequence[Sequence[Any]]) -> None:
+    """Check ``records`` as `fold_records` does, applying nothing: what a server checks
+    before it acknowledges a batch that its compactor folds later.
+
+    Raises:
+        RecordError: as `fold_records`.
+    """
+    others = [index for index, kind in enumerate(map(_KIND, records)) if kind != ROW]
+    start = 0
+    for index in [*others, len(records)]:
+        if index > start:
+            _checked_rows(records[start:index], start)
+        if index < len(records):
+            try:
+                check_record(records[index])
+            except RecordError as exc:
+                raise record_error(records[index], str(exc), index) from None
+        start = index + 1
+
+
 def record_error(record: Sequence[Any], problem: str, index: int) -> RecordError:
     """The error naming ``record`` (by sequence number and kind, at ``index``) and its
     ``problem``."""
@@ -82,6 +102,23 @@ def record_error(record: Sequence[Any], problem: str, index: int) -> RecordError
 def _fold_rows(state: RunState, records: Sequence[Sequence[Any]], rows: Rows, first: int) -> None:
     """Fold consecutive row records (``first`` the index of the first), checking and
     computing column by column; nothing is applied when one is malformed."""
+    steps, stamps, datas = _checked_rows(records, first)
+    offset, start = state.runtime_offset, state.session_start
+    runtimes = [offset + stamp - start for stamp in stamps]
+    deque(map(state.summary.observe, datas), maxlen=0)  # only a metric record replaces observe
+    state.last_step = max(state.last_step, *steps)
+    state.runtime = runtimes[-1]
+    rows.steps += steps
+    rows.stamps += stamps
+    rows.runtimes += runtimes
+    rows.datas += datas
+
+
+def _checked_rows(
+    records: Sequence[Sequence[Any]], first: int
+) -> tuple[list[int], list[float], list[dict[str, Any]]]:
+    """The steps, timestamps (as floats) and data of consecutive row records, checked
+    column by column (``first`` the index of the first, for the error)."""
     if set(map(len, records)) != {5}:
         raise _bad_rows(records, first)
     steps: list[int] = list(map(_STEP, records))
@@ -102,15 +139,7 @@ def _fold_rows(state: RunState, records: Sequence[Sequence[Any]], rows: Rows, fi
         stamps = list(map(float, stamps))
     elif not all(map(math.isfinite, stamps)):
         raise _bad_rows(records, first)
-    offset, start = state.runtime_offset, state.session_start
-    runtimes = [offset + stamp - start for stamp in stamps]
-    deque(map(state.summary.observe, datas), maxlen=0)  # only a metric record replaces observe
-    state.last_step = max(state.last_step, *steps)
-    state.runtime = runtimes[-1]
-    rows.steps += steps
-    rows.stamps += stamps
-    rows.runtimes += runtimes
-    rows.datas += datas
+    return steps, stamps, datas
 
 
 def _bad_rows(records: Sequence[Sequence[Any]], first: int) -> RecordError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,10 +31,11 @@ from tracker._server._dashboard import Dashboard, dashboard_auth
 from tracker._server._guard import guard_middleware
 from tracker._server._http import (
     error_middleware,
+    error_response,
     exact_answer,
     json_answer,
-    read_body,
     read_json,
+    spool_body,
 )
 from tracker._server._ingest import Ingest
 from tracker._server._params import (
@@ -47,12 +49,16 @@ from tracker._server._params import (
     run_not_found,
 )
 from tracker._server.storage import RunKey, StartRequest, Store, parse_order
+from tracker._server.storage.errors import FileReplaced, StorageLost
 from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP, MAX_STREAM_PAGE
 from tracker._wire.protocol import PROTOCOL
 
 __all__ = ["build_app"]
 
 SWEEP_SECONDS: Final = 1.0
+RESCAN_SWEEPS: Final = 2
+"""Every this many sweeps, the row log is rescanned for runs another replica acknowledged
+and did not compact (`Store.rescan_log`)."""
 DEFAULT_HEARTBEAT_SECONDS: Final = 10.0
 """The heartbeat interval of a handshake that names none."""
 
@@ -129,7 +135,9 @@ class _Api:
         ]
 
     async def sweeper(self, app: web.Application) -> AsyncIterator[None]:
-        """Mark runs whose heartbeats stopped as crashed, every second, while the app runs."""
+        """Mark runs whose heartbeats stopped as crashed, every second, and every
+        `RESCAN_SWEEPS` seconds queue for compaction the runs whose row log another
+        replica left, while the app runs."""
         task = asyncio.create_task(self._sweep_forever())
         yield
         task.cancel()
@@ -137,11 +145,15 @@ class _Api:
             await task
 
     async def _sweep_forever(self) -> None:
-        while True:
+        for sweep in itertools.count(1):
             try:
                 await self._storage.sweep_crashed(time.time())
+                if sweep % RESCAN_SWEEPS == 0:
+                    await self._storage.rescan_log()
+            except StorageLost:
+                pass  # said once on the log; health and every write say it since
             except Exception:
-                _logger.exception("marking crashed runs failed; trying again shortly")
+                _logger.exception("sweeping crashed runs or the row log failed; retrying shortly")
             await asyncio.sleep(SWEEP_SECONDS)
 
     def _url(self, request: web.Request, key: RunKey) -> str:
@@ -157,7 +169,14 @@ class _Api:
         return {**document, "url": self._url(request, key)}
 
     async def health(self, request: web.Request) -> web.Response:
-        """Liveness, protocol and version; public."""
+        """Liveness, protocol and version; public. 503 ``storage_lost`` when the database
+        file was deleted or replaced under the server."""
+        try:
+            self._storage.check()
+        except StorageLost as exc:
+            return error_response(
+                503, exc.code, exc.message, protocol=PROTOCOL, version=tracker.__version__
+            )
         return json_answer({"status": "ok", "protocol": PROTOCOL, "version": tracker.__version__})
 
     async def viewer(self, request: web.Request) -> web.Response:
@@ -210,34 +229,58 @@ class _Api:
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     async def put_file(self, request: web.Request) -> web.Response:
-        """Store a run file from the raw body."""
+        """Store a run file from the raw body, spooled to disk as it arrives (never whole in
+        memory); nothing is stored of a body refused."""
         key = run_key(request)
         name = _file_name(request.match_info["name"])
-        content = await read_body(request, MAX_FILE_BYTES, f"file {name!r}")
-        await self._storage.put_file(key, name, content, time.time())
+        with self._storage.spool() as upload:
+            await spool_body(
+                request,
+                upload,
+                MAX_FILE_BYTES,
+                f"file {name!r}",
+                "keep it in the run directory, or split it into smaller files and save those",
+            )
+            await self._storage.put_file(key, name, upload, time.time())
         return web.Response(status=204)
 
-    async def get_file(self, request: web.Request) -> web.Response:
-        """A run file's bytes, as a download (never rendered by a browser)."""
+    async def get_file(self, request: web.Request) -> web.StreamResponse:
+        """A run file's bytes, as a download (never rendered by a browser), streamed a chunk
+        at a time."""
         key = run_key(request)
         name = _file_name(request.match_info["name"])
-        content = await self._storage.get_file(key, name)
-        if content is None:
+        found = await self._storage.open_file(key, name)
+        if found is None:
             raise ApiError(
                 404,
                 "file_not_found",
                 f"run {key.run_id} in {key.entity}/{key.project} has no file {name!r}; "
                 "list its files with GET .../files",
             )
+        info, chunks = found
         filename = quote(name.rpartition("/")[2], safe="")
-        return web.Response(
-            body=content,
-            content_type="application/octet-stream",
+        response = web.StreamResponse(
             headers={
+                "Content-Type": "application/octet-stream",
                 "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
                 "X-Content-Type-Options": "nosniff",
-            },
+            }
         )
+        response.content_length = info["size"]
+        await response.prepare(request)
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except FileReplaced as exc:
+            # the answer is under way: all that can be said is to cut it short
+            _logger.warning("%s", exc.message)
+            request.protocol.force_close()
+            return response
+        except ConnectionError:
+            _logger.debug("client left while downloading %r of %s", name, key)
+            return response
+        await response.write_eof()
+        return response
 
     async def files(self, request: web.Request) -> web.Response:
         """The run's files: name, size, sha256, updated_at."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -24,6 +25,7 @@ from tracker._server.storage.errors import (
     StorageError,
     Unavailable,
 )
+from tracker._server.storage.spool import SpooledFile
 from tracker._wire.limits import MAX_JSON_BYTES
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "json_answer",
     "read_body",
     "read_json",
+    "spool_body",
     "too_large",
 ]
 
@@ -45,6 +48,8 @@ BODY_IDLE_SECONDS: Final = 15.0
 BODY_GRACE_SECONDS: Final = 10.0
 BODY_MIN_BYTES_PER_SECOND: Final = 4096
 """A body must arrive within BODY_GRACE_SECONDS plus a second per this many bytes received."""
+SPOOL_WRITE_BYTES: Final = 2**20
+"""What `spool_body` gathers before each write to its spool (one hop to a worker thread)."""
 
 _HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
@@ -138,10 +143,55 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
 async def read_body(request: web.Request, limit: int, what: str) -> bytes:
     """Read the request body, refusing (413) more than ``limit`` bytes, and (408) a body
     that pauses for BODY_IDLE_SECONDS or falls behind its deadline."""
+
+    def refuse(size: str, limit: int) -> ApiError:
+        return too_large(f"{what} of {size} bytes", limit)
+
+    pieces = _body_chunks(request, limit, what, refuse, cut=False)
+    return b"".join([chunk async for chunk in pieces])
+
+
+async def spool_body(
+    request: web.Request, spool: SpooledFile, limit: int, what: str, refusal: str
+) -> None:
+    """Write the request body into ``spool`` as it arrives (a `SPOOL_WRITE_BYTES` piece at a
+    time, written and hashed in a worker thread), under `read_body`'s deadlines; more than
+    ``limit`` bytes is refused (413) with ``refusal`` saying what to do."""
+
+    def refuse(size: str, limit: int) -> ApiError:
+        return ApiError(
+            413, "too_large", f"{what} is {size} bytes, over the limit of {limit}: {refusal}"
+        )
+
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in _body_chunks(request, limit, what, refuse, cut=True):
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= SPOOL_WRITE_BYTES:
+            await asyncio.to_thread(spool.write, b"".join(pending))
+            pending, held = [], 0
+    if pending:
+        await asyncio.to_thread(spool.write, b"".join(pending))
+
+
+async def _body_chunks(
+    request: web.Request,
+    limit: int,
+    what: str,
+    refuse: Callable[[str, int], ApiError],
+    *,
+    cut: bool,
+) -> AsyncIterator[bytes]:
+    """The request body's pieces as they arrive, under the size limit (``refuse`` makes its
+    413; ``cut``: the connection is closed after it rather than the rest of the body read
+    and discarded, for bodies that may be as large as a file) and the deadlines of
+    `read_body`."""
     length = request.content_length
     if length is not None and length > limit:
-        raise too_large(f"{what} of {length} bytes", limit)
-    chunks: list[bytes] = []
+        if cut:
+            _stop_reading(request)
+        raise refuse(str(length), limit)
     size = 0
     clock = asyncio.get_running_loop().time
     began = clock()
@@ -174,13 +224,14 @@ async def read_body(request: web.Request, limit: int, what: str) -> bytes:
                 break
             size += len(chunk)
             if size > limit:
-                raise too_large(f"{what} of more than {limit} bytes", limit)
-            chunks.append(chunk)
+                if cut:
+                    _stop_reading(request)
+                raise refuse(f"more than {limit}", limit)
+            yield chunk
     except ClientPayloadError:
         raise ApiError(
             400, "bad_body", f"{what} arrived cut short or malformed; send it again"
         ) from None
-    return b"".join(chunks)
 
 
 def _stop_reading(request: web.Request) -> None:

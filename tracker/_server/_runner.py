@@ -55,7 +55,7 @@ async def serve(
     Args:
         host: the address to bind; a non-loopback one needs API keys or ``insecure``.
         port: the port; 0 picks a free one (the real one is reported).
-        db_url: ``sqlite:///PATH`` (``postgresql://...`` lands in a later release).
+        db_url: ``sqlite:///PATH``, ``postgresql://USER@HOST:PORT/DATABASE`` or ``memory:``.
         api_keys: keys to add to the database (`tracker._server._keys`).
         allow_anonymous: requests without a key act as the entity ``anonymous``.
         insecure: allow a non-loopback bind without API keys (everyone is ``local``).
@@ -72,6 +72,7 @@ async def serve(
     loopback = _is_loopback(host)
     storage = await open_storage(db_url)
     try:
+        storage.start_compactor()  # batches logged before a restart are folded now
         await store_keys(storage, api_keys)
         # keys stored by an earlier start count too
         has_keys = await storage.has_api_keys()

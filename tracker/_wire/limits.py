@@ -22,6 +22,7 @@ __all__ = [
     "MAX_PAGE",
     "MAX_RECORD_BYTES",
     "MAX_ROW_KEYS",
+    "MAX_RUN_KEYS",
     "MAX_STEP",
     "MAX_STREAM_PAGE",
     "MAX_TAG_CHARS",
@@ -34,6 +35,9 @@ MAX_RECORD_BYTES: Final = 16 * 2**20
 """The largest encoded record (a row, a config change): it must fit a batch on its own."""
 MAX_ROW_KEYS: Final = 10_000
 """The most keys one history row may have: each key is a series the server keeps."""
+MAX_RUN_KEYS: Final = 20_000
+"""The most keys one run's history may have over all its rows (twice a row's limit): each
+key is a series the server keeps and the dashboard may chart."""
 MAX_BATCH_BYTES: Final = MAX_RECORD_BYTES
 """The largest batch the server takes in one message or request; a client's batches
 (``batch_max_bytes``) may not be larger."""

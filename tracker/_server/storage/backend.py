@@ -14,10 +14,22 @@ The contract:
   its `Writer` commits together when the block ends, or not at all when it raises (the
   store raises *before* writing whenever it can: a refused request changes nothing).
   `Backend.ingest_batch` is one write transaction of its own, the hot path: it loads the
-  run, lets the store decide (a pure function, which may refuse), stores the decision
-  and commits, in one round trip to the database where the driver allows.
-  `Backend.read` opens a read: its `Reader` sees one committed snapshot, never a write in
-  progress, whatever is committed meanwhile.
+  run, lets the store decide (a pure function, which may refuse), appends the batch to
+  the row log as received, stores the log's seq and commits, in one round trip to the
+  database where the driver allows. `Backend.compact` is one write transaction too: it
+  hands the store the first logged batches of one run (about ``budget`` bytes), stores
+  the rows, series and fields the store folded from them and drops (or advances) those
+  entries. `Backend.read` opens a read: its `Reader` sees one committed snapshot, never
+  a write in progress, whatever is committed meanwhile.
+- **The row log.** Every acknowledged batch is kept, as received, in an append-only
+  log per run, keyed by the run and the seq range it holds, in the order of the acks
+  (`LoggedBatch`); nothing else reads the batch's records until the store's compactor
+  folds them into the history rows, the series and the run's fields. A run's stored
+  rows, series and fields are therefore those of its *compacted* batches; the store
+  merges each read with the run's logged tail (`Reader.read_log`), so a read right
+  after an ack sees the batch. A logged entry the store could not fold is set aside
+  (kept, with its error, never read again). `Writer.copy_history`, `move_history` and
+  `rebuild_series` see compacted data only: the store compacts a run's whole tail first.
 - **Order.** The store runs every write of one run (its start, ingest, heartbeat, edits)
   under a per-run lock, in the order the calls are made (an `asyncio.Lock` is FIFO): two
   ingest calls for one run are applied in call order, and each ingest batch is one write
@@ -37,6 +49,12 @@ The contract:
   become `tracker._server.storage.errors` (`StorageBusy` when locked, `StorageFailed`
   otherwise; `StorageClosed` after `close`); nothing is read from or written to another
   run than the one named.
+- **Files.** A file arrives as a `tracker._server.storage.spool.SpooledFile` (on disk, its
+  size and SHA-256 known) and is stored and read back in chunks of
+  `tracker._server.storage.spool.FILE_CHUNK_BYTES`, so neither an upload nor a download
+  ever holds a whole file in memory (a backend that keeps everything in memory, the
+  memory backend, holds its bytes). A replaced file's chunks are all replaced in the
+  transaction that replaces it.
 - **Streams.** Records of a stream kind (`tracker._records.kinds.STREAMS`: ``system``,
   ``console``) are kept per run and stream name, apart from the history: an ingest batch
   appends them (`BatchWrites.streams`) in its transaction, each taking its stream's next
@@ -56,11 +74,14 @@ from typing import Any, Protocol, TypeAlias, TypedDict
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import RunQuery
 from tracker._server.storage.series import Chunk, SeriesColumns
+from tracker._server.storage.spool import SpooledFile
 from tracker._wire.limits import MAX_STEP
 
 __all__ = [
     "Backend",
     "BatchWrites",
+    "CompactWrites",
+    "LoggedBatch",
     "Reader",
     "RunFields",
     "StoredRow",
@@ -115,6 +136,22 @@ class StoredRun(RunFields):
     """That log's writer sessions stored so far: ``[first seq, session]`` pairs."""
 
 
+@dataclass(frozen=True)
+class LoggedBatch:
+    """A batch in the row log: acknowledged, not yet (wholly) compacted."""
+
+    first_seq: int
+    """The seq of its first record not yet compacted."""
+    last_seq: int
+    """The last seq its records stand for."""
+    body: bytes
+    """Its record lines as received (each ending ``\\n``), from the first not yet compacted."""
+    received_at: float
+    """When it was acknowledged (unix seconds)."""
+    entry: int = 0
+    """Its place in the log, increasing with each ack (over all runs); the backend sets it."""
+
+
 StreamAppend: TypeAlias = tuple[str, float, str]
 """A stream record to store: its stream's name, its time (unix seconds), its payload as
 exact text."""
@@ -138,13 +175,31 @@ class StreamSpan:
 
 @dataclass
 class BatchWrites:
-    """What an ingest batch stores, as the store decided it (`Backend.ingest_batch`)."""
+    """What an acknowledged batch stores, as the store decided it (`Backend.ingest_batch`)."""
 
     pk: int
     acked_seq: int
     """The log's highest stored seq once the batch is stored."""
     fields: RunFields
-    """The run fields the batch sets."""
+    """The run fields the ack sets (heartbeat, a crashed run running again)."""
+    logged: list[LoggedBatch] = field(default_factory=list)
+    """The batch's new records, appended to the run's row log in this order: in pieces of
+    about `tracker._server.storage.rowlog.COMPACT_BYTES` of whole lines, so a compaction
+    step reads each once (empty: all were stored)."""
+    sessions: list[list[Any]] | None = None
+    """The log's writer sessions once the batch is stored (None: unchanged)."""
+    streams: list[StreamAppend] = field(default_factory=list)
+    """Stream records to append in order, each at its stream's next seq (stored with the
+    ack: the compactor leaves them alone)."""
+
+
+@dataclass
+class CompactWrites:
+    """What one compaction step stores, as the store folded it (`Backend.compact`)."""
+
+    pk: int
+    fields: RunFields
+    """The run fields the folded records set."""
     steps: list[int] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
     runtimes: list[float] = field(default_factory=list)
@@ -155,10 +210,12 @@ class BatchWrites:
     ones (`tracker._server.storage.series.appended_chunks`)."""
     rebuild: tuple[int, int] | None = None
     """A step range whose series to rebuild from the rows (`Writer.rebuild_series`)."""
-    sessions: list[list[Any]] | None = None
-    """The log's writer sessions once the batch is stored (None: unchanged)."""
-    streams: list[StreamAppend] = field(default_factory=list)
-    """Stream records to append in order, each at its stream's next seq."""
+    done: list[int] = field(default_factory=list)
+    """Log entries (`LoggedBatch.entry`) folded whole: dropped from the log."""
+    advanced: tuple[int, int, int] | None = None
+    """A log entry folded in part: (entry, its new first seq, bytes of its body folded)."""
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    """Log entries that cannot be folded, with the reason: set aside, never read again."""
 
 
 StoredRow: TypeAlias = tuple[int, float, float, str]
@@ -194,6 +251,13 @@ class Reader(Protocol):
     async def chunk_spans(self, pk: int, low: int, high: int) -> dict[str, tuple[int, int]]:
         """Per key, the first and last step of its chunks overlapping ``[low, high]``."""
 
+    async def read_log(self, pk: int) -> list[LoggedBatch]:
+        """The run's logged batches not yet compacted (nor set aside), in ack order."""
+
+    async def logged_runs(self) -> list[tuple[int, RunKey]]:
+        """The runs whose row log holds batches not yet compacted (nor set aside): pk and
+        key, the run with the oldest such batch first (the compactor resumes with these)."""
+
     async def page_runs(self, query: RunQuery) -> tuple[list[RunDocument], int]:
         """The documents (`tracker._server.storage.stored.run_document`, made where it is
         cheapest: a page of 100 costs ~0.3 ms) of one page of the runs matching ``query``,
@@ -208,8 +272,12 @@ class Reader(Protocol):
     async def list_files(self, pk: int) -> list[FileInfo]:
         """The run's files by name."""
 
-    async def read_file(self, pk: int, name: str) -> bytes | None:
-        """A file's bytes, or None."""
+    async def read_file(
+        self, pk: int, name: str, first: int, count: int
+    ) -> tuple[FileInfo, list[bytes]] | None:
+        """The file's info and its chunks ``first`` to ``first + count - 1`` (chunk ``i``
+        holds bytes ``i * FILE_CHUNK_BYTES`` on, fewer chunks past the end), or None when the
+        run has no such file."""
 
     async def key_entity(self, digest: str) -> str | None:
         """The entity of the API key whose SHA-256 is ``digest``, or None."""
@@ -225,7 +293,7 @@ class Writer(Reader, Protocol):
         """Create the run (and its project) with ``fields`` (every one given); its pk."""
 
     async def delete_run(self, pk: int) -> None:
-        """Delete the run with its rows, series, logs' seqs, streams and files."""
+        """Delete the run with its rows, series, logs' seqs, row log, streams and files."""
 
     async def update_run(self, pk: int, fields: RunFields) -> None:
         """Set the given fields of the run."""
@@ -249,10 +317,13 @@ class Writer(Reader, Protocol):
 
     async def mark_crashed(self, now: float, intervals: float, at_least: float) -> int:
         """Mark running runs silent for ``intervals`` heartbeat intervals (and at least
-        ``at_least`` seconds) as crashed, updated at ``now``; how many."""
+        ``at_least`` seconds) as crashed, updated at ``now``; how many. A run whose row log
+        holds batches not yet compacted is left for a later sweep (they may finish it)."""
 
-    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
-        """Store a file of the run, replacing one of the same name."""
+    async def put_file(self, pk: int, name: str, content: SpooledFile, now: float) -> None:
+        """Store a file of the run (its size and SHA-256 those of ``content``), replacing
+        one of the same name and all its chunks; ``content`` stays open until the
+        transaction ends."""
 
     async def put_api_key(self, digest: str, entity: str, now: float) -> None:
         """Let the key whose SHA-256 is ``digest`` act as ``entity`` (replacing a binding)."""
@@ -261,6 +332,16 @@ class Writer(Reader, Protocol):
 class Backend(Protocol):
     """A database the store runs on."""
 
+    def check(self) -> None:
+        """Raise `StorageLost` when the database is no longer the one opened (its file
+        deleted or replaced); cheap (a ``stat``), called before each transaction and by
+        the health check. A database that is not a file never raises."""
+
+    @property
+    def spool_dir(self) -> str:
+        """The folder uploads are spooled in before they are stored (`SpooledFile`): beside
+        the database when it is a file, so an upload never fills a RAM-backed ``/tmp``."""
+
     def write(self) -> AbstractAsyncContextManager[Writer]:
         """A write transaction (see the module's contract)."""
 
@@ -268,10 +349,23 @@ class Backend(Protocol):
         self, key: RunKey, log_id: str, decide: Callable[[StoredRun | None], BatchWrites]
     ) -> BatchWrites:
         """In one write transaction: load the run with the seq of its log ``log_id``, call
-        ``decide`` on it (None: no such run), store what it returns (rows, series entries
-        and rebuild, stream records, the log's seq, the run's fields) and commit; return
-        the decision.
-        When ``decide`` raises, nothing is stored and the error propagates."""
+        ``decide`` on it (None: no such run), store what it returns (the batch appended to
+        the row log, stream records, the log's seq and sessions, the run's fields) and
+        commit; return the decision. When ``decide`` raises, nothing is stored and the
+        error propagates."""
+
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """In one write transaction: load the run ``pk`` and its first logged batches (in
+        ack order, as many as hold about ``budget`` bytes of body, at least one; none set
+        aside), call ``fold`` on them, store what it returns (rows, series entries and
+        rebuild, the run's fields; the entries done dropped, the one advanced advanced,
+        the failed set aside) and commit; return it. None, and nothing written, when the
+        run is gone or its log holds nothing to compact."""
 
     def read(self) -> AbstractAsyncContextManager[Reader]:
         """A read of one committed snapshot."""

@@ -14,7 +14,9 @@ No error here knows HTTP: the app maps each one to a status (`tracker._server._a
     │   └── LogConflict     two copies of one run log, resumed apart: one is stored, not both
     ├── Unavailable         nothing was changed: try again later
     │   ├── StorageBusy     the database is locked by another process
-    │   └── StorageClosed   the storage was closed (the server is stopping)
+    │   ├── StorageClosed   the storage was closed (the server is stopping)
+    │   ├── FileReplaced    a file changed while it was read: read it again
+    │   └── StorageLost     the database file was deleted or replaced: restore it, restart
     └── StorageFailed       the database failed: look at the server's disk and log
         └── SchemaTooNew    the database was written by a newer tracker
 """
@@ -26,6 +28,7 @@ from typing import Literal
 __all__ = [
     "BadRequest",
     "BadStep",
+    "FileReplaced",
     "LogConflict",
     "Refused",
     "RunExists",
@@ -36,10 +39,13 @@ __all__ = [
     "StorageClosed",
     "StorageError",
     "StorageFailed",
+    "StorageLost",
     "Unavailable",
 ]
 
-BadRequestCode = Literal["bad_batch", "bad_filter", "bad_order", "bad_request", "unknown_stream"]
+BadRequestCode = Literal[
+    "bad_batch", "bad_filter", "bad_order", "bad_request", "too_many_keys", "unknown_stream"
+]
 
 
 class StorageError(Exception):
@@ -117,6 +123,20 @@ class StorageClosed(Unavailable):
     """The storage is closed: the server is stopping or restarting."""
 
     code = "storage_closed"
+
+
+class FileReplaced(Unavailable):
+    """A file was replaced or deleted while its chunks were read: read it again."""
+
+    code = "file_replaced"
+
+
+class StorageLost(Unavailable):
+    """The database file was deleted or replaced while the server had it open: writes are
+    refused (they would go to a file nobody will open again) until the file is restored
+    and the server restarted."""
+
+    code = "storage_lost"
 
 
 class StorageFailed(StorageError):

@@ -1,46 +1,65 @@
-"""The exactly-once ingest rule: which records of a batch are new, and what they store.
+"""The exactly-once ingest rule: which records of a batch are new, and what an ack stores.
 
-`decide` is pure: given the run as stored, it skips the records already stored for the
-log, refuses a gap, folds the rest into the run's state (`tracker._records.fold`) and
-returns the writes; a backend runs it inside its ingest transaction
-(`tracker._server.storage.backend.Backend.ingest_batch`).
+`checked_lines` refuses, before anything is stored, what the compactor could not fold
+(`tracker._records.fold.check_records`, rows nested too deep, rows and runs with too
+many keys) and returns the lines to log. `decide` is pure: given the run as stored, it
+skips the records already stored for the log, refuses a gap and returns the batch's new
+lines for the row log (`tracker._server.storage.backend.LoggedBatch`); a backend runs it
+inside its ingest transaction (`tracker._server.storage.backend.Backend.ingest_batch`).
+Folding them is the compactor's (`tracker._server.storage.rowlog`), off the ack path.
 """
 
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import accumulate, pairwise, repeat
 from typing import Any, Final
 
 from tracker._errors import UsageError
-from tracker._records import sampler
-from tracker._records.fold import fold_records
+from tracker._records.codec import encode_record
+from tracker._records.fold import check_records
 from tracker._records.kinds import (
     LOST,
     ROW,
     RUN,
+    STREAMS,
     last_seq,
     session_of,
     stream_of,
     stream_stamp,
 )
 from tracker._records.state import RecordError
-from tracker._server.storage import series
-from tracker._server.storage.backend import BatchWrites, StoredRun, StreamAppend
+from tracker._server.storage.backend import (
+    BatchWrites,
+    LoggedBatch,
+    RunFields,
+    StoredRun,
+    StreamAppend,
+)
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import BadRequest, LogConflict, SeqGap
+from tracker._server.storage.rowlog import COMPACT_BYTES
 from tracker._server.storage.starts import missing
-from tracker._server.storage.stored import (
-    checked_row_texts,
-    exact,
-    fold_fields,
-    fold_state,
-    row_texts,
-)
+from tracker._server.storage.stored import exact
+from tracker._wire.limits import MAX_ROW_KEYS, MAX_RUN_KEYS
 
-__all__ = ["check_batch", "check_sessions", "decide"]
+__all__ = [
+    "check_batch",
+    "check_run_keys",
+    "check_sessions",
+    "checked_lines",
+    "decide",
+    "row_keys",
+]
 
 _KIND: Final = operator.itemgetter(1)
+_DATA: Final = operator.itemgetter(4)
+_STREAM_KINDS: Final = frozenset(kind.name for kind in STREAMS.values())
+_FLAT_ENOUGH: Final = 200
+"""A row line with at most this many brackets cannot nest past the exact encoding's
+depth limit (253 levels)."""
 
 
 def check_batch(records: Sequence[Any]) -> None:
@@ -65,17 +84,88 @@ def check_batch(records: Sequence[Any]) -> None:
         )
 
 
+def checked_lines(records: list[list[Any]], lines: Sequence[str] | None) -> list[str]:
+    """The lines to log for checked ``records`` (``lines``, as received, or the records
+    encoded again when not given), once every record is known to fold: checked as the
+    fold checks them, payloads that encode exactly (rows no deeper than the exact
+    encoding allows; other records, rare, encoded to check), rows of at most
+    `MAX_ROW_KEYS` keys.
+
+    Raises:
+        BadRequest: ``bad_batch``, a record that would not fold; ``too_many_keys``, a row
+            over the limit.
+    """
+    try:
+        check_records(records)
+    except RecordError as exc:
+        raise BadRequest("bad_batch", str(exc)) from None
+    rows = [record for record in records if record[1] == ROW]
+    if len(rows) < len(records):  # the fold stores these payloads exactly: they must encode
+        for record in records:
+            if record[1] != ROW:
+                exact(record[-1], f"record {record[0]} ({record[1]!r:.30})")
+    if rows:
+        widest = max(map(len, map(_DATA, rows)))
+        if widest > MAX_ROW_KEYS:
+            at = next(record for record in rows if len(record[4]) == widest)
+            raise BadRequest(
+                "too_many_keys",
+                f"the row at step {at[2]} (seq {at[0]}) has {widest} keys; a row holds at "
+                f"most {MAX_ROW_KEYS}: log fewer keys per step, or nest related values in "
+                "one key (a list or a table)",
+            )
+    if lines is None:
+        try:
+            return [
+                encode_record(tuple(record[:-1]), record[-1], f"record {record[0]}")[:-1].decode()
+                for record in records
+            ]
+        except UsageError as exc:
+            raise BadRequest("bad_batch", str(exc)) from None
+    if lines and max(map(len, lines)) > 2 * _FLAT_ENOUGH:  # every bracket opened closes
+        brackets = map(
+            operator.add, map(str.count, lines, repeat("{")), map(str.count, lines, repeat("["))
+        )
+        for index, count in enumerate(brackets):
+            if count > _FLAT_ENOUGH and records[index][1] == ROW:
+                exact(records[index][4], f"history row at step {records[index][2]}")
+    return list(lines)
+
+
+def row_keys(records: Sequence[Sequence[Any]]) -> set[str]:
+    """The keys of the batch's rows."""
+    return set().union(*(record[4] for record in records if record[1] == ROW))
+
+
+def check_run_keys(key: RunKey, known: set[str], added: set[str]) -> None:
+    """Refuse rows that would take a run past `MAX_RUN_KEYS` keys (``known``: its keys so
+    far, ``added``: the batch's).
+
+    Raises:
+        BadRequest: ``too_many_keys``.
+    """
+    new = added - known
+    if new and len(known) + len(new) > MAX_RUN_KEYS:
+        raise BadRequest(
+            "too_many_keys",
+            f"run {key.run_id} has {len(known)} keys and the batch adds {len(new)} (e.g. "
+            f"{sorted(new)[0]!r:.60}); a run holds at most {MAX_RUN_KEYS}: reuse keys across "
+            "steps, or nest related values in one key (a list or a table)",
+        )
+
+
 def decide(
     key: RunKey,
     log_id: str,
     records: list[list[Any]],
-    lines: Sequence[str] | None,
+    lines: Sequence[str],
     now: float,
     stored: StoredRun | None,
 ) -> BatchWrites:
-    """What a batch stores, given the run as stored: records already stored for the log
-    skipped, a gap refused, the rest folded into the run's state. Raises before anything
-    is written (`RunNotFound`, `SeqGap`, `BadRequest` ``bad_batch``)."""
+    """What an ack stores, given the run as stored: records already stored for the log
+    skipped, a gap refused, the rest (their ``lines``) for the row log and those of
+    stream kinds for their streams (stored with the ack: no fold needed). Raises before
+    anything is written (`RunNotFound`, `SeqGap`, `LogConflict`)."""
     if stored is None:
         raise missing(key)
     acked = stored["acked_seq"]
@@ -87,40 +177,47 @@ def decide(
         while skip < len(records) and last_seq(records[skip]) <= acked:
             skip += 1
     fresh = records[skip:]
+    fields: RunFields = {"heartbeat_at": now}
     if not fresh:
-        return BatchWrites(stored["pk"], acked, {"heartbeat_at": now}, sessions=sessions)
+        return BatchWrites(stored["pk"], acked, fields, sessions=sessions)
     if fresh[0][0] != acked + 1:
         raise SeqGap(
             f"log {log_id} of run {key.run_id}: the batch starts at seq {fresh[0][0]} "
             f"but seq {acked} is the last stored; resend from seq {acked + 1}",
             acked,
         )
-    rows_only = list(map(_KIND, fresh)).count(ROW) == len(fresh)
-    run = fold_state(stored, rows_only)
+    fields["updated_at"] = now
     if stored["state"] == "crashed":
-        run.state = "running"  # records mean the client is alive after all
-    prior_last = run.last_step
-    kept_lines = None if lines is None else lines[skip:]
-    try:
-        rows = fold_records(run, fresh, kept_lines)
-    except (RecordError, UsageError) as exc:
-        raise BadRequest("bad_batch", str(exc)) from None
-    texts: list[str] = []
-    if rows.steps:  # checked first, so a bad row is named as such, not by the summary
-        texts = (
-            checked_row_texts(rows) if kept_lines is not None else row_texts(rows.steps, rows.datas)
+        fields["state"] = "running"  # records mean the client is alive after all
+    kept = lines[skip:] if skip else lines
+    streamed = [record for record in fresh if record[1] in _STREAM_KINDS]
+    return BatchWrites(
+        stored["pk"],
+        last_seq(fresh[-1]),
+        fields,
+        _pieces(fresh, kept, now),
+        sessions,
+        _stream_appends(streamed),
+    )
+
+
+def _pieces(records: Sequence[Any], lines: Sequence[str], now: float) -> list[LoggedBatch]:
+    """The row log entries of new records: their lines, cut between lines into pieces of
+    about `COMPACT_BYTES` (a compaction step then reads each piece once, whole)."""
+    ends = list(accumulate(map(len, lines), lambda total, size: total + size + 1, initial=0))
+    cuts = [0]
+    while cuts[-1] < len(lines):
+        cuts.append(max(cuts[-1] + 1, bisect_left(ends, ends[cuts[-1]] + COMPACT_BYTES)))
+        cuts[-1] = min(cuts[-1], len(lines))
+    return [
+        LoggedBatch(
+            records[start][0],
+            last_seq(records[stop - 1]),
+            ("\n".join(lines[start:stop]) + "\n").encode(),
+            now,
         )
-    writes = BatchWrites(stored["pk"], last_seq(fresh[-1]), fold_fields(run, now, rows_only))
-    writes.sessions = sessions
-    if rows.streams:
-        writes.streams = _stream_appends(rows.streams)
-    if rows.steps:
-        writes.steps, writes.stamps, writes.runtimes = rows.steps, rows.stamps, rows.runtimes
-        writes.texts = texts
-        steps, datas, writes.rebuild = series.split_appendable(rows.steps, rows.datas, prior_last)
-        if steps:
-            writes.appended = sampler.series_of(steps, datas)
-    return writes
+        for start, stop in pairwise(cuts)
+    ]
 
 
 def _stream_appends(records: Sequence[Any]) -> list[StreamAppend]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import tempfile
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,6 +23,8 @@ import orjson
 from tracker._records.codec import decode_value
 from tracker._server.storage.backend import (
     BatchWrites,
+    CompactWrites,
+    LoggedBatch,
     RunFields,
     StoredRow,
     StoredRun,
@@ -45,6 +49,7 @@ from tracker._server.storage.series import (
     rebuild_range,
     rebuilt_chunks,
 )
+from tracker._server.storage.spool import FILE_CHUNK_BYTES, SpooledFile
 from tracker._server.storage.stored import run_document
 
 __all__ = ["MemoryBackend"]
@@ -63,6 +68,10 @@ class _Run:
     streams: dict[str, int] = field(default_factory=dict)
     sessions: dict[str, list[list[Any]]] = field(default_factory=dict)
     files: dict[str, tuple[bytes, FileInfo]] = field(default_factory=dict)
+    log: dict[int, LoggedBatch] = field(default_factory=dict)
+    """The row log's entries not yet compacted, by entry."""
+    set_aside: dict[int, tuple[LoggedBatch, str]] = field(default_factory=dict)
+    """Entries that could not be folded, with the reason."""
     stream_records: dict[str, list[StreamEntry]] = field(default_factory=dict)
     """Per stream name, its records in seq order (a record's seq is its index)."""
 
@@ -74,6 +83,7 @@ class _Data:
     projects: dict[tuple[str, str], float] = field(default_factory=dict)
     api_keys: dict[str, str] = field(default_factory=dict)
     next_pk: int = 1
+    next_entry: int = 1
 
 
 class MemoryBackend:
@@ -105,6 +115,28 @@ class MemoryBackend:
             tx.store_batch(writes, log_id)
             return writes
 
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """See `Backend.compact`."""
+        async with self.write() as tx:
+            run = self._data.runs.get(pk)
+            if run is None or not run.log:
+                return None
+            entries: list[LoggedBatch] = []
+            total = 0
+            for entry in sorted(run.log):
+                entries.append(run.log[entry])
+                total += len(run.log[entry].body)
+                if total >= budget:
+                    break
+            writes = fold(_copy(run.stored), entries)
+            tx.store_compaction(writes)
+            return writes
+
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[_Session]:
         """A read; no write runs meanwhile."""
@@ -121,6 +153,14 @@ class MemoryBackend:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageClosed("the in-memory database is closed; make a new one")
+
+    def check(self) -> None:
+        """See `Backend.check`: there is no file to lose."""
+
+    @property
+    def spool_dir(self) -> str:
+        """See `Backend.spool_dir`: the system's temporary folder (there is no database file)."""
+        return tempfile.gettempdir()
 
     async def close(self) -> None:
         """Drop everything; later calls raise `StorageClosed`."""
@@ -211,6 +251,16 @@ class _Session:
                 out[key] = (min(chunk[0] for chunk in found), max(chunk[1] for chunk in found))
         return out
 
+    async def read_log(self, pk: int) -> list[LoggedBatch]:
+        """See `Reader.read_log`."""
+        log = self._run(pk).log
+        return [log[entry] for entry in sorted(log)]
+
+    async def logged_runs(self) -> list[tuple[int, RunKey]]:
+        """See `Reader.logged_runs`."""
+        firsts = sorted((min(run.log), pk) for pk, run in self._data.runs.items() if run.log)
+        return [(pk, _key(self._run(pk).stored)) for _, pk in firsts]
+
     async def page_runs(self, query: RunQuery) -> tuple[list[RunDocument], int]:
         """See `Reader.page_runs`."""
         runs = [
@@ -253,10 +303,16 @@ class _Session:
         files = self._run(pk).files
         return [dict(files[name][1]) for name in sorted(files)]  # type: ignore[misc]
 
-    async def read_file(self, pk: int, name: str) -> bytes | None:
-        """See `Reader.read_file`."""
+    async def read_file(
+        self, pk: int, name: str, first: int, count: int
+    ) -> tuple[FileInfo, list[bytes]] | None:
+        """See `Reader.read_file`: slices of the bytes kept."""
         stored = self._run(pk).files.get(name)
-        return None if stored is None else stored[0]
+        if stored is None:
+            return None
+        content, info = stored
+        starts = range(first * FILE_CHUNK_BYTES, len(content), FILE_CHUNK_BYTES)[:count]
+        return info.copy(), [content[start : start + FILE_CHUNK_BYTES] for start in starts]
 
     async def key_entity(self, digest: str) -> str | None:
         """See `Reader.key_entity`."""
@@ -305,7 +361,21 @@ class _Session:
         self._undo.append(lambda: _assign(stored, old))
 
     def store_batch(self, writes: BatchWrites, log_id: str) -> None:
-        """Store an ingest batch's rows, series, the log's seq and the run's fields."""
+        """Store an ack: the batch appended to the row log, the log's seq, the run's fields."""
+        run = self._run(writes.pk)
+        for piece in writes.logged:
+            entry = self._data.next_entry
+            self._data.next_entry += 1
+            self._set(run.log, entry, dataclasses.replace(piece, entry=entry))
+        if writes.streams:
+            self._append_streams(run, writes.streams)
+        self._set(run.streams, log_id, writes.acked_seq)
+        if writes.sessions is not None:
+            self._set(run.sessions, log_id, writes.sessions)
+        self._update(writes.pk, writes.fields)
+
+    def store_compaction(self, writes: CompactWrites) -> None:
+        """Store a compaction step's rows, series and fields, and advance the row log."""
         run = self._run(writes.pk)
         for row in zip(writes.steps, writes.stamps, writes.runtimes, writes.texts, strict=True):
             self._set(run.rows, row[0], row)
@@ -317,12 +387,16 @@ class _Session:
             self._put_chunks(writes.pk, appended_chunks(last, writes.appended))
         if writes.rebuild is not None:
             self._rebuild(writes.pk, *writes.rebuild)
-        if writes.streams:
-            self._append_streams(run, writes.streams)
-        self._set(run.streams, log_id, writes.acked_seq)
-        if writes.sessions is not None:
-            self._set(run.sessions, log_id, writes.sessions)
         self._update(writes.pk, writes.fields)
+        for entry in writes.done:
+            self._pop(run.log, entry)
+        if writes.advanced is not None:
+            entry, first_seq, folded = writes.advanced
+            old = run.log[entry]
+            new = dataclasses.replace(old, first_seq=first_seq, body=old.body[folded:])
+            self._set(run.log, entry, new)
+        for entry, reason in writes.failed:
+            self._set(run.set_aside, entry, (self._pop(run.log, entry), reason))
 
     def _append_streams(self, run: _Run, appends: Sequence[StreamAppend]) -> None:
         for stream, stamp, text in appends:
@@ -401,6 +475,7 @@ class _Session:
             pk
             for pk, run in self._data.runs.items()
             if run.stored["state"] == "running"
+            and not run.log
             and run.stored["heartbeat_at"]
             < now - max(run.stored["heartbeat_interval"] * intervals, at_least)
         ]
@@ -408,10 +483,16 @@ class _Session:
             await self.update_run(pk, {"state": "crashed", "updated_at": now})
         return len(silent)
 
-    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
-        """See `Writer.put_file`."""
-        info: FileInfo = {"name": name, "size": len(content), "sha256": digest, "updated_at": now}
-        self._set(self._run(pk).files, name, (content, info))
+    async def put_file(self, pk: int, name: str, content: SpooledFile, now: float) -> None:
+        """See `Writer.put_file`: the bytes kept whole, as everything here is."""
+        data = b"".join(content.chunks())
+        info: FileInfo = {
+            "name": name,
+            "size": len(data),
+            "sha256": content.sha256,
+            "updated_at": now,
+        }
+        self._set(self._run(pk).files, name, (data, info))
 
     async def put_api_key(self, digest: str, entity: str, now: float) -> None:
         """See `Writer.put_api_key`."""
@@ -435,6 +516,10 @@ def _copied(fields: RunFields) -> dict[str, Any]:
     if "tags" in values:
         values["tags"] = list(values["tags"])
     return values
+
+
+def _key(stored: StoredRun) -> RunKey:
+    return RunKey(stored["entity"], stored["project"], stored["run_id"])
 
 
 def _copy(stored: StoredRun) -> StoredRun:

@@ -23,22 +23,32 @@ import contextlib
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Final, TypeVar
 
-from tracker._server.storage.backend import BatchWrites, StoredRun
+from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import (
-    SchemaTooNew,
     StorageBusy,
     StorageClosed,
     StorageError,
     StorageFailed,
+    StorageLost,
 )
-from tracker._server.storage.sqlite_queries import Job, Session, load_run, store_batch
+from tracker._server.storage.migrations import Migrated, pending
+from tracker._server.storage.sqlite_queries import (
+    Job,
+    Session,
+    load_run,
+    load_run_at,
+    log_entries,
+    store_batch,
+    store_compaction,
+)
 from tracker._server.storage.sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
@@ -121,6 +131,8 @@ class SQLiteBackend:
     def __init__(self, path: str) -> None:
         """Prepare the threads for the database at ``path``; `open` opens it."""
         self.path = path
+        self.migrated = Migrated(0, 0)
+        """What `open` did to the schema (`tracker._server.storage.migrations`)."""
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._writer = _Lane(self._connect_writer, "tracker-db-writer")
@@ -132,6 +144,9 @@ class SQLiteBackend:
         for lane in self._all_readers:
             self._readers.put_nowait(lane)
         self._closed = False
+        self._identity: tuple[int, int] | None = None
+        """The opened file's device and inode (None for ``:memory:``), see `check`."""
+        self._lost: StorageLost | None = None
         self._committed = threading.Event()
         self._stopping = threading.Event()
         self._checkpointer = threading.Thread(
@@ -152,6 +167,7 @@ class SQLiteBackend:
         except BaseException:
             await backend.close()
             raise
+        backend._identity = _identity(path)
         return backend
 
     def _connect(self) -> sqlite3.Connection:
@@ -186,7 +202,7 @@ class SQLiteBackend:
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _migrate(conn, self.path)
+            self.migrated = _migrate(conn, self.path)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -195,7 +211,8 @@ class SQLiteBackend:
 
     def _checkpoint_forever(self) -> None:
         """Checkpoint (PASSIVE: never blocks the writer or readers) after commits, at most
-        every `CHECKPOINT_SECONDS`, until the backend closes."""
+        every `CHECKPOINT_SECONDS`, until the backend closes; again after a checkpoint that
+        an open read held back."""
         conn = self._connect()
         while True:
             self._committed.wait()
@@ -203,21 +220,52 @@ class SQLiteBackend:
                 return
             self._committed.clear()
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if copied < frames:  # a read's snapshot held some back: try again soon
+                    self._committed.set()
             except sqlite3.Error as exc:  # the writer's backstop checkpoint still bounds the WAL
                 _logger.warning("cannot checkpoint the database %s: %s", self.path, exc)
             self._stopping.wait(CHECKPOINT_SECONDS)
 
+    @property
+    def spool_dir(self) -> str:
+        """See `Backend.spool_dir`: the database's folder (the system's temporary folder for
+        ``:memory:``)."""
+        if self.path == ":memory:":
+            return tempfile.gettempdir()
+        return os.path.dirname(os.path.abspath(self.path))
+
     def _check_open(self) -> None:
         if self._closed:
             raise StorageClosed(f"the database {self.path} is closed; restart the server")
+
+    def check(self) -> None:
+        """See `Backend.check`: the file at the path must still be the one opened (its device
+        and inode); the first time it is not, say so once on the log (ERROR)."""
+        if self._lost is None and self._identity is not None:
+            now = _identity(self.path)
+            if now != self._identity:
+                what = "was deleted" if now is None else "was replaced by another file"
+                self._lost = StorageLost(
+                    f"the database file {os.path.abspath(self.path)} {what} while the server "
+                    "ran: writes are refused, nothing is stored into a file no one will open "
+                    "again; put the file back at that path (or point --db at a copy) and "
+                    "restart the server"
+                )
+                _logger.error("%s", self._lost.message)
+        if self._lost is not None:
+            raise self._lost
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        self.check()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Session]:
         """A write transaction on the writer thread (BEGIN IMMEDIATE ... COMMIT)."""
         self._check_open()
         async with self._write_lock:
-            self._check_open()
+            self._check_writable()
             session = Session(self._writer, "BEGIN IMMEDIATE")
             try:
                 yield session
@@ -247,15 +295,48 @@ class SQLiteBackend:
 
         self._check_open()
         async with self._write_lock:
-            self._check_open()
+            self._check_writable()
             writes = await self._writer.run(job)
         self._committed.set()
         return writes
 
+    async def compact(
+        self,
+        pk: int,
+        budget: int,
+        fold: Callable[[StoredRun, list[LoggedBatch]], CompactWrites],
+    ) -> CompactWrites | None:
+        """See `Backend.compact`: one hop to the writer thread, which also runs ``fold``."""
+
+        def job(conn: sqlite3.Connection) -> CompactWrites | None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = load_run_at(conn, pk)
+                entries = [] if stored is None else log_entries(conn, pk, budget)
+                writes = None
+                if stored is not None and entries:
+                    writes = fold(stored, entries)
+                    store_compaction(conn, writes)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return writes
+
+        self._check_open()
+        async with self._write_lock:
+            self._check_writable()
+            writes = await self._writer.run(job)
+        if writes is not None:
+            self._committed.set()
+        return writes
+
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Session]:
-        """A read transaction (one snapshot) on a reader thread of its own."""
-        self._check_open()
+        """A read transaction (one snapshot) on a reader thread of its own; refused too once
+        the file is lost (`check`): a reader thread connecting then would create an empty
+        database at the path."""
+        self._check_writable()
         lane = await self._readers.get()
         session = Session(lane, "BEGIN")
         try:
@@ -288,6 +369,18 @@ class SQLiteBackend:
             conn.close()
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path``; None when there is none (or the
+    database is ``:memory:``, which has no file)."""
+    if path == ":memory:":
+        return None
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def _commit(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
@@ -302,19 +395,15 @@ def _after_rollback(job: Job[T], conn: sqlite3.Connection) -> T:
     return job(conn)
 
 
-def _migrate(conn: sqlite3.Connection, path: str) -> None:
+def _migrate(conn: sqlite3.Connection, path: str) -> Migrated:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT version FROM schema_version").fetchone()
     if row is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (0)")
     version = 0 if row is None else int(row[0])
-    if version > len(MIGRATIONS):
-        raise SchemaTooNew(
-            f"{path} has schema version {version}, newer than this tracker's "
-            f"{len(MIGRATIONS)}; upgrade tracker to serve it"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    for number, script in pending(version, MIGRATIONS, path):
         for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute("UPDATE schema_version SET version = ?", (number,))
+    return Migrated(version, len(MIGRATIONS))

@@ -21,6 +21,8 @@ import orjson
 from tracker._records.codec import decode_value
 from tracker._server.storage.backend import (
     BatchWrites,
+    CompactWrites,
+    LoggedBatch,
     RunFields,
     StoredRow,
     StoredRun,
@@ -36,9 +38,20 @@ from tracker._server.storage.series import (
     rebuild_range,
     rebuilt_chunks,
 )
+from tracker._server.storage.spool import SpooledFile
 from tracker._server.storage.stored import run_document
 
-__all__ = ["ROWS_PER_INSERT", "Job", "Lane", "Session", "load_run", "store_batch"]
+__all__ = [
+    "ROWS_PER_INSERT",
+    "Job",
+    "Lane",
+    "Session",
+    "load_run",
+    "load_run_at",
+    "log_entries",
+    "store_batch",
+    "store_compaction",
+]
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
@@ -248,6 +261,23 @@ class Session:
             }
         )
 
+    async def read_log(self, pk: int) -> list[LoggedBatch]:
+        """See `Reader.read_log`."""
+        return await self.flush(lambda conn: log_entries(conn, pk, None))
+
+    async def logged_runs(self) -> list[tuple[int, RunKey]]:
+        """See `Reader.logged_runs`."""
+        return await self.flush(
+            lambda conn: [
+                (int(pk), RunKey(entity, project, run_id))
+                for pk, entity, project, run_id in conn.execute(
+                    "SELECT runs.pk, runs.entity, runs.project, runs.run_id FROM runs JOIN "
+                    "(SELECT run_pk, MIN(entry) AS first FROM row_log WHERE failed IS NULL "
+                    "GROUP BY run_pk) AS logged ON logged.run_pk = runs.pk ORDER BY logged.first"
+                )
+            ]
+        )
+
     async def page_runs(self, query: RunQuery) -> tuple[list[RunDocument], int]:
         """See `Reader.page_runs`: SQL checks every condition but ``config.KEY`` and
         ``summary.KEY``, which Python checks on the decoded documents."""
@@ -329,14 +359,26 @@ class Session:
             ]
         )
 
-    async def read_file(self, pk: int, name: str) -> bytes | None:
+    async def read_file(
+        self, pk: int, name: str, first: int, count: int
+    ) -> tuple[FileInfo, list[bytes]] | None:
         """See `Reader.read_file`."""
 
-        def job(conn: sqlite3.Connection) -> bytes | None:
+        def job(conn: sqlite3.Connection) -> tuple[FileInfo, list[bytes]] | None:
             row = conn.execute(
-                "SELECT content FROM files WHERE run_pk = ? AND name = ?", (pk, name)
+                "SELECT size, sha256, updated_at FROM files WHERE run_pk = ? AND name = ?",
+                (pk, name),
             ).fetchone()
-            return None if row is None else bytes(row[0])
+            if row is None:
+                return None
+            size, sha256, updated = row
+            info: FileInfo = {"name": name, "size": size, "sha256": sha256, "updated_at": updated}
+            chunks = conn.execute(
+                "SELECT data FROM file_chunks WHERE run_pk = ? AND name = ? AND idx >= ? "
+                "AND idx < ? ORDER BY idx",
+                (pk, name, first, first + count),
+            )
+            return info, [bytes(data) for (data,) in chunks]
 
         return await self.flush(job)
 
@@ -444,23 +486,30 @@ class Session:
                 conn.execute(
                     "UPDATE runs SET state = 'crashed', updated_at = ?1 WHERE state = 'running' "
                     "AND heartbeat_at < ?1 - CASE WHEN heartbeat_interval * ?2 > ?3 "
-                    "THEN heartbeat_interval * ?2 ELSE ?3 END",
+                    "THEN heartbeat_interval * ?2 ELSE ?3 END AND NOT EXISTS "
+                    "(SELECT 1 FROM row_log WHERE run_pk = runs.pk AND failed IS NULL)",
                     (now, intervals, at_least),
                 ).rowcount
             )
         )
 
-    async def put_file(self, pk: int, name: str, content: bytes, digest: str, now: float) -> None:
-        """See `Writer.put_file`."""
-        self._later(
-            lambda conn: conn.execute(
-                "INSERT INTO files (run_pk, name, content, size, sha256, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_pk, name) DO UPDATE SET "
-                "content = excluded.content, size = excluded.size, sha256 = excluded.sha256, "
-                "updated_at = excluded.updated_at",
-                (pk, name, content, len(content), digest, now),
+    async def put_file(self, pk: int, name: str, content: SpooledFile, now: float) -> None:
+        """See `Writer.put_file`: a row per chunk, read from the spool on the writer thread."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO files (run_pk, name, size, sha256, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_pk, name) DO UPDATE SET "
+                "size = excluded.size, sha256 = excluded.sha256, updated_at = excluded.updated_at",
+                (pk, name, content.size, content.sha256, now),
             )
-        )
+            conn.execute("DELETE FROM file_chunks WHERE run_pk = ? AND name = ?", (pk, name))
+            conn.executemany(
+                "INSERT INTO file_chunks (run_pk, name, idx, data) VALUES (?, ?, ?, ?)",
+                ((pk, name, index, chunk) for index, chunk in enumerate(content.chunks())),
+            )
+
+        self._later(job)
 
     async def put_api_key(self, digest: str, entity: str, now: float) -> None:
         """See `Writer.put_api_key`."""
@@ -491,6 +540,29 @@ def load_run(conn: sqlite3.Connection, key: RunKey, log_id: str | None) -> Store
     return stored
 
 
+def load_run_at(conn: sqlite3.Connection, pk: int) -> StoredRun | None:
+    """The run ``pk`` (without a log's seq), or None."""
+    rows = _tuples(conn, f"SELECT {_RUN_SELECT} FROM runs WHERE pk = ?", (pk,))
+    return _stored(rows[0]) if rows else None
+
+
+def log_entries(conn: sqlite3.Connection, pk: int, budget: int | None) -> list[LoggedBatch]:
+    """The run's logged batches not compacted nor set aside, in ack order: all of them,
+    or as many as hold ``budget`` bytes (at least one)."""
+    entries: list[LoggedBatch] = []
+    total = 0
+    for entry, first, last, body, received in conn.execute(
+        "SELECT entry, first_seq, last_seq, substr(body, done + 1), received_at FROM row_log "
+        "WHERE run_pk = ? AND failed IS NULL ORDER BY entry",
+        (pk,),
+    ):
+        entries.append(LoggedBatch(int(first), int(last), bytes(body), float(received), entry))
+        total += len(body)
+        if budget is not None and total >= budget:
+            break
+    return entries
+
+
 def _update_run(conn: sqlite3.Connection, pk: int, fields: RunFields) -> None:
     if fields:
         assignments = ", ".join(f"{_COLUMNS[name]} = ?" for name in fields)
@@ -499,7 +571,29 @@ def _update_run(conn: sqlite3.Connection, pk: int, fields: RunFields) -> None:
 
 
 def store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> None:
-    """Store an ingest batch's rows, series, the log's seq and the run's fields."""
+    """Store an ack: the batch appended to the row log, the log's seq, the run's fields."""
+    pk = writes.pk
+    conn.executemany(
+        "INSERT INTO row_log (run_pk, log_id, first_seq, last_seq, body, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (pk, log_id, piece.first_seq, piece.last_seq, piece.body, piece.received_at)
+            for piece in writes.logged
+        ],
+    )
+    if writes.streams:
+        _append_streams(conn, pk, writes.streams)
+    conn.execute(
+        "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
+        + ("" if writes.sessions is None else ", sessions = excluded.sessions"),
+        (pk, log_id, writes.acked_seq, orjson.dumps(writes.sessions or []).decode()),
+    )
+    _update_run(conn, pk, writes.fields)
+
+
+def store_compaction(conn: sqlite3.Connection, writes: CompactWrites) -> None:
+    """Store a compaction step's rows, series and fields, and advance the row log."""
     pk = writes.pk
     if writes.steps:
         _upsert_rows(conn, pk, writes.steps, writes.stamps, writes.runtimes, writes.texts)
@@ -510,15 +604,18 @@ def store_batch(conn: sqlite3.Connection, writes: BatchWrites, log_id: str) -> N
         conn.executemany(_PUT_CHUNK, [(pk, key, *chunk) for key, chunk in chunks])
     if writes.rebuild is not None:
         _rebuild_series(conn, pk, *writes.rebuild)
-    if writes.streams:
-        _append_streams(conn, pk, writes.streams)
-    conn.execute(
-        "INSERT INTO streams (run_pk, log_id, acked_seq, sessions) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (run_pk, log_id) DO UPDATE SET acked_seq = excluded.acked_seq"
-        + ("" if writes.sessions is None else ", sessions = excluded.sessions"),
-        (pk, log_id, writes.acked_seq, orjson.dumps(writes.sessions or []).decode()),
-    )
     _update_run(conn, pk, writes.fields)
+    conn.executemany("DELETE FROM row_log WHERE entry = ?", [(entry,) for entry in writes.done])
+    if writes.advanced is not None:
+        entry, first_seq, folded = writes.advanced
+        conn.execute(
+            "UPDATE row_log SET first_seq = ?, done = done + ? WHERE entry = ?",
+            (first_seq, folded, entry),
+        )
+    conn.executemany(
+        "UPDATE row_log SET failed = ? WHERE entry = ?",
+        [(reason, entry) for entry, reason in writes.failed],
+    )
 
 
 def _append_streams(conn: sqlite3.Connection, pk: int, appends: Sequence[StreamAppend]) -> None:

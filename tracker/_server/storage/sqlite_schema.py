@@ -4,14 +4,17 @@ Tables: projects; runs (metadata, config, summary, the summary's fold state, sta
 heartbeat, last step, parent); streams (per run and log id, the highest stored sequence
 number: what makes resends harmless); history (one row per step, the values in exact
 JSON); series (per run and key, chunks of packed steps and values with their block
-extremes); files (bytes in the database); api_keys (SHA-256 hashes); stream_records
+extremes); files (name, size, SHA-256) and file_chunks (their bytes, `FILE_CHUNK_BYTES` a
+row); api_keys (SHA-256 hashes); stream_records
 (per run, stream name and the stream's seq, a record of a stream kind: its time and
-payload in exact JSON).
+payload in exact JSON); row_log (each acknowledged batch as received, until compacted).
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from tracker._server.storage.spool import FILE_CHUNK_BYTES
 
 __all__ = ["MIGRATIONS"]
 
@@ -108,6 +111,46 @@ MIGRATIONS: Final = (
         data TEXT NOT NULL,
         PRIMARY KEY (run_pk, stream, seq)
     )
+    """,
+    # the row log: each acknowledged batch as received, until the compactor folds it
+    # (`tracker._server.storage.backend.LoggedBatch`); ``done`` bytes of it are folded,
+    # ``failed`` says why an entry that cannot be folded was set aside
+    """
+    CREATE TABLE row_log (
+        entry INTEGER PRIMARY KEY,
+        run_pk BIGINT NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+        log_id TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        body BLOB NOT NULL,
+        done BIGINT NOT NULL DEFAULT 0,
+        received_at DOUBLE PRECISION NOT NULL,
+        failed TEXT
+    );
+    CREATE INDEX row_log_by_run ON row_log (run_pk, entry) WHERE failed IS NULL
+    """,
+    # files in chunks of FILE_CHUNK_BYTES (`tracker._server.storage.spool`), never one value
+    # of their whole size; the files stored before are cut into chunks
+    f"""
+    CREATE TABLE file_chunks (
+        run_pk BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        idx BIGINT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_pk, name, idx),
+        FOREIGN KEY (run_pk, name) REFERENCES files (run_pk, name) ON DELETE CASCADE
+    );
+    WITH RECURSIVE pieces (run_pk, name, idx) AS (
+        SELECT run_pk, name, 0 FROM files WHERE size > 0
+        UNION ALL
+        SELECT p.run_pk, p.name, p.idx + 1 FROM pieces AS p JOIN files AS f
+        ON f.run_pk = p.run_pk AND f.name = p.name WHERE (p.idx + 1) * {FILE_CHUNK_BYTES} < f.size
+    )
+    INSERT INTO file_chunks (run_pk, name, idx, data)
+    SELECT p.run_pk, p.name, p.idx,
+        substr(f.content, p.idx * {FILE_CHUNK_BYTES} + 1, {FILE_CHUNK_BYTES})
+    FROM pieces AS p JOIN files AS f ON f.run_pk = p.run_pk AND f.name = p.name;
+    ALTER TABLE files DROP COLUMN content
     """,
 )
 """Schema migrations, applied in order at open; ``schema_version`` holds how many ran."""

@@ -1,10 +1,11 @@
 """`Store`: the one object the server calls for runs, and the owner of every storage rule.
 
 Start modes, fork and rewind (with `starts`), the exactly-once ingest rule (with
-`ingest`), series maintenance, sampling, the filter language and argument checks are
-here, once; a `Backend` provides primitives (`tracker._server.storage.backend`, whose
-docstring holds the contract). Writes of one run go through a per-run lock, in call
-order.
+`ingest`), the row log's compaction and merged reads (with `rowlog` and `compactor`),
+series maintenance, sampling, the filter language and argument checks are here, once; a
+`Backend` provides primitives (`tracker._server.storage.backend`, whose docstring holds
+the contract). Writes of one run, compaction steps included, go through a per-run lock,
+in call order.
 """
 
 from __future__ import annotations
@@ -15,23 +16,28 @@ import hashlib
 import math
 import time
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
 from tracker._records import sampler
+from tracker._records.batch import parse_batch
 from tracker._records.codec import decode_value
 from tracker._records.history import shape_row
 from tracker._records.kinds import STREAMS
 from tracker._server.storage import series
 from tracker._server.storage.backend import (
     Backend,
+    BatchWrites,
     Reader,
     RunFields,
     StoredRow,
+    StoredRun,
     StreamSpan,
 )
+from tracker._server.storage.compactor import Compactor
 from tracker._server.storage.document import (
     ChartAnswer,
     ChartColumns,
@@ -40,9 +46,18 @@ from tracker._server.storage.document import (
     RunDocument,
     RunKey,
 )
-from tracker._server.storage.errors import BadRequest, RunExists
+from tracker._server.storage.errors import BadRequest, FileReplaced, RunExists
 from tracker._server.storage.filters import RunQuery, RunSort, check_page, parse_filters
-from tracker._server.storage.ingest import check_batch, check_sessions, decide
+from tracker._server.storage.ingest import (
+    check_batch,
+    check_run_keys,
+    check_sessions,
+    checked_lines,
+    decide,
+    row_keys,
+)
+from tracker._server.storage.rowlog import COMPACT_BYTES, Merged, compact_fold, read_tail
+from tracker._server.storage.spool import FILE_CHUNK_BYTES, SpooledFile
 from tracker._server.storage.starts import LOWEST, check_start, fork, missing, rewind
 from tracker._server.storage.stored import (
     new_run_fields,
@@ -60,9 +75,16 @@ CRASH_AT_LEAST_SECONDS: Final = 3.0
 """...and for at least this long."""
 EDITABLE: Final = ("tags", "notes")
 _THREAD_RECORDS: Final = 2000
-"""Reads of more rows than this (files of more KiB) are decoded (hashed) in a worker
-thread, so the event loop keeps serving while they take milliseconds."""
+"""Reads of more rows than this are decoded in a worker thread, so the event loop keeps
+serving while they take milliseconds."""
+_CHUNKS_PER_READ: Final = 4
+"""File chunks (`FILE_CHUNK_BYTES` each) a download reads per snapshot."""
 _RESUMING: Final = ("allow", "continue", "must", "rewind")
+_UNFOLDED_SORTS: Final = frozenset({"created_at", "updated_at"})
+"""Run sorts on columns an ack sets itself: a listing sorted so needs no compaction."""
+_KNOWN_KEYS_RUNS: Final = 1024
+"""Runs whose keys the store keeps in memory (the most recently ingested), to check the
+run key limit without reading them."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +145,51 @@ class Store:
         """Serve from ``backend`` (opened by the caller, closed by `close`)."""
         self.backend = backend
         self._locks = _RunLocks()
+        self._compactor = Compactor(self._compact_step, self._logged_runs)
+        self._known_keys: OrderedDict[RunKey, set[str]] = OrderedDict()
+
+    def check(self) -> None:
+        """Raise `StorageLost` when the database is no longer the one opened
+        (`Backend.check`)."""
+        self.backend.check()
 
     async def close(self) -> None:
-        """Finish what is in flight and release the database."""
+        """Stop compacting (what is left stays logged), finish what is in flight and
+        release the database."""
+        await self._compactor.close()
         await self.backend.close()
+
+    def start_compactor(self) -> None:
+        """Start folding the row log in the background (the server calls this at start,
+        so batches logged before a restart are compacted; an ack starts it too)."""
+        self._compactor.start()
+
+    async def rescan_log(self) -> None:
+        """Compact every run the database's row log holds, not only those acked here: with
+        several servers on one database, what a replica acknowledged and died before
+        compacting is taken up by another (the server calls this every few seconds)."""
+        await self._compactor.rescan()
+
+    async def compacted(self) -> None:
+        """Wait until every batch acknowledged so far is compacted (tests, benchmarks)."""
+        await self._compactor.idle()
+
+    async def _logged_runs(self) -> list[tuple[int, RunKey]]:
+        async with self.backend.read() as snap:
+            return await snap.logged_runs()
+
+    async def _compact_step(self, pk: int, key: RunKey) -> bool:
+        """One compaction step of the run, under its lock; False when nothing was left."""
+        async with self._locks.hold(key):
+            return await self.backend.compact(pk, COMPACT_BYTES, _FOLD) is not None
+
+    async def _compact_all(self, key: RunKey) -> None:
+        """Compact the run's whole row log (the caller holds the run's lock)."""
+        async with self.backend.read() as snap:
+            stored = await snap.load_run(key)
+        if stored is not None:
+            while await self.backend.compact(stored["pk"], COMPACT_BYTES, _FOLD) is not None:
+                pass
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -142,8 +205,20 @@ class Store:
             BadStep: a fork or rewind step beyond the run's last step.
         """
         check_start(request)
+        key = request.key
+        if request.fork_from is not None and request.fork_from[0] != key.run_id:
+            parent = RunKey(key.entity, key.project, request.fork_from[0])
+            async with self._locks.hold(parent):
+                await self._compact_all(parent)  # a fork copies compacted history
+        async with self._locks.hold(key):
+            self._known_keys.pop(key, None)
+            await self._compact_all(key)  # what the handshake changes comes after the log
+            return await self._started(request)
+
+    async def _started(self, request: StartRequest) -> StartResult:
+        """`start_run` in one write transaction (the caller holds the run's lock)."""
         key, mode = request.key, request.mode
-        async with self._locks.hold(key), self.backend.write() as tx:
+        async with self.backend.write() as tx:
             stored = await tx.load_run(key)
             if stored is not None and mode in ("never", "fork"):
                 raise RunExists(
@@ -177,11 +252,12 @@ class Store:
             if mode != "continue":  # a sync must not revive a finished run
                 session.update({"state": "running", "end_time": None, "exit_code": None})
             await tx.update_run(pk, session)
-            started = await tx.load_run(key, request.log_id)
-            assert started is not None, "created or continued above"
+            loaded = await tx.load_run(key, request.log_id)
+            assert loaded is not None, "created or continued above"
             check_sessions(
-                key, request.log_id, started["sessions"], started["acked_seq"], request.sessions
+                key, request.log_id, loaded["sessions"], loaded["acked_seq"], request.sessions
             )
+            started = loaded
         return StartResult(
             resumed=stored is not None and mode in _RESUMING,
             last_step=started["last_step"],
@@ -197,20 +273,65 @@ class Store:
         now: float,
         lines: Sequence[str] | None = None,
     ) -> int:
-        """Apply decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in
+        """Log decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in
         one transaction, skipping those with seq <= the log's stored seq; return the log's
-        new stored seq. ``lines``, the records' JSON lines as received, lets rows be stored
-        as they came (`tracker._records.kinds.row_data_texts`) instead of encoded again.
+        new stored seq. ``lines``, the records' JSON lines as received, are logged as they
+        came (else the records are encoded again). The compactor folds them later; every
+        read sees them at once.
 
         Raises:
-            BadRequest: ``bad_batch``, a malformed batch or record (nothing is stored).
+            BadRequest: ``bad_batch``, a malformed batch or record; ``too_many_keys``, a
+                row or run over `MAX_ROW_KEYS` / `MAX_RUN_KEYS` (nothing is stored).
             RunNotFound: the run had no handshake.
             SeqGap: the first new record is past the stored seq + 1.
+            LogConflict: a copy of the run's log resumed apart.
         """
         check_batch(records)
-        decision = partial(decide, key, log_id, records, lines, now)
-        async with self._locks.hold(key):
-            return (await self.backend.ingest_batch(key, log_id, decision)).acked_seq
+        kept = checked_lines(records, lines)
+        added = row_keys(records)
+        decision = partial(decide, key, log_id, records, kept, now)
+        with self._compactor.acking():
+            async with self._locks.hold(key):
+                writes = await self._logged(key, log_id, decision, added)
+        if writes.logged:
+            self._compactor.logged(writes.pk, key, sum(len(piece.body) for piece in writes.logged))
+        return writes.acked_seq
+
+    async def _logged(
+        self,
+        key: RunKey,
+        log_id: str,
+        decision: Callable[[StoredRun | None], BatchWrites],
+        added: set[str],
+    ) -> BatchWrites:
+        """The ack's transaction, the run key limit checked (the caller holds the lock)."""
+        if added:
+            await self._check_run_keys(key, added)
+        writes = await self.backend.ingest_batch(key, log_id, decision)
+        known = self._known_keys.get(key)
+        if known is not None:
+            known |= added
+        return writes
+
+    async def _check_run_keys(self, key: RunKey, added: set[str]) -> None:
+        """Refuse rows taking the run past `MAX_RUN_KEYS` keys: its keys are read (stored
+        series and logged rows) at its first batch since this process started or handshook
+        it, then kept in memory with each batch's (so keys another replica adds meanwhile
+        count from the run's next handshake here)."""
+        known = self._known_keys.get(key)
+        if known is None:
+            async with self.backend.read() as snap:
+                stored = await snap.load_run(key)
+                if stored is None:
+                    raise missing(key)
+                known = set(await snap.series_keys(stored["pk"]))
+                for entry in await snap.read_log(stored["pk"]):
+                    known |= row_keys(parse_batch(entry.body)[0])
+            self._known_keys[key] = known
+            if len(self._known_keys) > _KNOWN_KEYS_RUNS:
+                self._known_keys.popitem(last=False)
+        self._known_keys.move_to_end(key)
+        check_run_keys(key, known, added)
 
     async def heartbeat(self, key: RunKey, now: float) -> None:
         """Note that the run's client is alive (a crashed run is running again).
@@ -237,17 +358,21 @@ class Store:
         """
         fields = _edits(changes)
         fields["updated_at"] = now
-        async with self._locks.hold(key), self.backend.write() as tx:
-            stored = await tx.load_run(key)
-            if stored is None:
-                raise missing(key)
-            await tx.update_run(stored["pk"], fields)
+        async with self._locks.hold(key):
+            await self._compact_all(key)  # an edit comes after the records acked before it
+            async with self.backend.write() as tx:
+                stored = await tx.load_run(key)
+                if stored is None:
+                    raise missing(key)
+                await tx.update_run(stored["pk"], fields)
 
     async def get_run(self, key: RunKey) -> RunDocument | None:
-        """The run document, or None."""
+        """The run document (its logged tail folded in), or None."""
         async with self.backend.read() as snap:
             stored = await snap.load_run(key)
-        return None if stored is None else run_document(stored)
+            if stored is None:
+                return None
+            return run_document((await read_tail(snap, stored)).stored)
 
     async def list_projects(self, entity: str) -> list[ProjectInfo]:
         """The entity's projects by name, with their run counts and latest updates."""
@@ -273,8 +398,26 @@ class Store:
         conditions = parse_filters(filters)
         limit, offset = check_page(limit, offset)
         query = RunQuery(entity, project, conditions, sort, limit, offset)
+        if conditions or sort.path or sort.column not in _UNFOLDED_SORTS:
+            await self._compact_project(entity, project)  # filters and sorts see it all
         async with self.backend.read() as snap:
-            return await snap.page_runs(query)
+            documents, total = await snap.page_runs(query)
+            logged = {key for _, key in await snap.logged_runs()}
+            for index, document in enumerate(documents):
+                key = RunKey(document["entity"], document["project"], document["id"])
+                stored = await snap.load_run(key) if key in logged else None
+                if stored is not None:
+                    documents[index] = run_document((await read_tail(snap, stored)).stored)
+        return documents, total
+
+    async def _compact_project(self, entity: str, project: str) -> None:
+        """Compact the whole row log of the project's runs, each under its lock."""
+        async with self.backend.read() as snap:
+            logged = await snap.logged_runs()
+        for _, key in logged:
+            if (key.entity, key.project) == (entity, project):
+                async with self._locks.hold(key):
+                    await self._compact_all(key)
 
     # -- history -------------------------------------------------------------------------
 
@@ -303,10 +446,10 @@ class Store:
         low = LOWEST if min_step is None else max(min_step, LOWEST)
         high = MAX_STEP if max_step is None else min(max_step, MAX_STEP)
         async with self.backend.read() as snap:
-            pk = await _pk(snap, key)
+            view = await _merged(snap, key)
             if keys == []:
                 return []
-            stored = await _sampled_rows(snap, pk, keys, low, high, samples)
+            stored = await _sampled_rows(view, keys, low, high, samples)
         return await _off_loop(len(stored), lambda: _shape(stored, keys))
 
     async def chart_series(
@@ -330,14 +473,13 @@ class Store:
         _check_samples(samples, 2)
         low = LOWEST if min_step is None else max(min_step, LOWEST)
         async with self.backend.read() as snap:
-            stored = await snap.load_run(key)
-            if stored is None:
-                raise missing(key)
-            names = await snap.series_keys(stored["pk"]) if keys is None else _unique(keys)
-            chunks = await snap.read_chunks(stored["pk"], names, low, MAX_STEP)
+            view = await _merged(snap, key)
+            stored = view.stored
+            names = await view.series_keys() if keys is None else _unique(keys)
+            chunks = await view.read_chunks(names, low, MAX_STEP)
             picked = _chart_points(names, chunks, low, samples)
             wanted = sorted(set().union(*(steps for steps, _ in picked.values())))
-            times = {row[0]: row for row in await snap.rows_at(stored["pk"], wanted, data=False)}
+            times = {row[0]: row for row in await view.rows_at(wanted, data=False)}
         columns: dict[str, ChartColumns] = {
             name: {
                 "step": steps,
@@ -397,15 +539,19 @@ class Store:
 
     # -- files and keys ------------------------------------------------------------------
 
-    async def put_file(self, key: RunKey, name: str, content: bytes, now: float) -> None:
-        """Store a file of the run, replacing one of the same name.
+    def spool(self) -> SpooledFile:
+        """An empty spool for an upload, in the backend's `Backend.spool_dir`; close it."""
+        return SpooledFile(self.backend.spool_dir)
+
+    async def put_file(self, key: RunKey, name: str, content: SpooledFile, now: float) -> None:
+        """Store the spooled ``content`` as a file of the run, replacing one of the same name
+        (the app refused it as it arrived if it is over `tracker._wire.limits.MAX_FILE_BYTES`).
 
         Raises:
             RunNotFound: the run does not exist.
         """
-        data, digest = await _off_loop(len(content) // 1024, lambda: _with_digest(content))
         async with self.backend.write() as tx:
-            await tx.put_file(await _pk(tx, key), name, data, digest, now)
+            await tx.put_file(await _pk(tx, key), name, content, now)
 
     async def list_files(self, key: RunKey) -> list[FileInfo]:
         """The run's files by name: ``name``, ``size``, ``sha256``, ``updated_at``.
@@ -416,14 +562,53 @@ class Store:
         async with self.backend.read() as snap:
             return await snap.list_files(await _pk(snap, key))
 
-    async def get_file(self, key: RunKey, name: str) -> bytes | None:
-        """A file's bytes, or None when the run has no such file.
+    async def open_file(
+        self, key: RunKey, name: str
+    ) -> tuple[FileInfo, AsyncIterator[bytes]] | None:
+        """A file's info and its bytes in chunks, each read in a snapshot of its own (a slow
+        download holds no read open), or None when the run has no such file. Iterating
+        raises `FileReplaced` if the file changes meanwhile.
 
         Raises:
             RunNotFound: the run does not exist.
         """
         async with self.backend.read() as snap:
-            return await snap.read_file(await _pk(snap, key), name)
+            found = await snap.read_file(await _pk(snap, key), name, 0, _CHUNKS_PER_READ)
+        if found is None:
+            return None
+        info, first = found
+        return info, self._chunks(key, info, first)
+
+    async def _chunks(
+        self, key: RunKey, info: FileInfo, first: list[bytes]
+    ) -> AsyncIterator[bytes]:
+        chunks, done = first, 0
+        while True:
+            for chunk in chunks:
+                yield chunk
+            done += len(chunks)
+            if done * FILE_CHUNK_BYTES >= info["size"]:
+                return
+            async with self.backend.read() as snap:
+                pk = await _pk(snap, key)
+                found = await snap.read_file(pk, info["name"], done, _CHUNKS_PER_READ)
+            if found is None or found[0]["sha256"] != info["sha256"] or not found[1]:
+                raise FileReplaced(
+                    f"file {info['name']!r} of run {key.run_id} was replaced or deleted while "
+                    "it was read; download it again"
+                )
+            chunks = found[1]
+
+    async def get_file(self, key: RunKey, name: str) -> bytes | None:
+        """A (small) file's bytes whole, or None when the run has no such file.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        found = await self.open_file(key, name)
+        if found is None:
+            return None
+        return b"".join([chunk async for chunk in found[1]])
 
     async def add_api_key(self, entity: str, api_key: str) -> None:
         """Allow ``api_key`` (stored as its SHA-256) to act as ``entity`` (replacing a binding)."""
@@ -444,22 +629,34 @@ class Store:
 # -- reads ---------------------------------------------------------------------------------
 
 
+async def _merged(snap: Reader, key: RunKey) -> Merged:
+    """The run as reads see it, its logged tail over its stored data.
+
+    Raises:
+        RunNotFound: the run does not exist.
+    """
+    stored = await snap.load_run(key)
+    if stored is None:
+        raise missing(key)
+    return await read_tail(snap, stored)
+
+
 async def _sampled_rows(
-    snap: Reader, pk: int, keys: list[str] | None, low: int, high: int, samples: int | None
+    view: Merged, keys: list[str] | None, low: int, high: int, samples: int | None
 ) -> list[StoredRow]:
     """The stored rows a history read returns (before shaping)."""
     if samples is None:
-        return await snap.read_rows(pk, low, high)
+        return await view.read_rows(low, high)
     if keys is None:
-        if await snap.count_rows(pk, low, high) <= samples:
-            return await snap.read_rows(pk, low, high)
-        wanted = await snap.series_keys(pk)
+        if await view.count_rows(low, high) <= samples:
+            return await view.read_rows(low, high)
+        wanted = await view.series_keys()
     else:
         wanted = _unique(keys)
-    chunks = await snap.read_chunks(pk, wanted, low, high)
+    chunks = await view.read_chunks(wanted, low, high)
     loaded = [series.unpack_series(chunks.get(name, [])).clip(low, high) for name in wanted]
     union = sampler.union_steps([one.steps for one in loaded])
-    return await snap.rows_at(pk, sampler.sample_steps(union, loaded, samples), data=True)
+    return await view.rows_at(sampler.sample_steps(union, loaded, samples), data=True)
 
 
 def _shape(stored: list[StoredRow], keys: list[str] | None) -> list[dict[str, Any]]:
@@ -489,6 +686,9 @@ def _chart_points(
 
 
 # -- checks and small helpers ----------------------------------------------------------------
+
+
+_FOLD: Final = partial(compact_fold, COMPACT_BYTES)
 
 
 def _edits(changes: dict[str, Any]) -> RunFields:
@@ -567,12 +767,6 @@ async def _off_loop(size: int, job: Callable[[], T]) -> T:
     if size > _THREAD_RECORDS:
         return await asyncio.to_thread(job)
     return job()
-
-
-def _with_digest(content: bytes) -> tuple[bytes, str]:
-    """The bytes (copied only when given a bytearray or memoryview) and their SHA-256 hex."""
-    data = bytes(content)
-    return data, hashlib.sha256(data).hexdigest()
 
 
 def _hash_key(api_key: str) -> str:

@@ -9,11 +9,8 @@ nested deeper than the exact encoding allows) are refused before anything is wri
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
 from itertools import repeat
 from typing import Any, Final
-
-import orjson
 
 from tracker._errors import UsageError
 from tracker._records.codec import decode_value, encode_value
@@ -32,7 +29,6 @@ __all__ = [
     "fold_state",
     "key_of",
     "new_run_fields",
-    "row_texts",
     "run_document",
 ]
 
@@ -57,21 +53,6 @@ def exact(value: Any, what: str) -> str:
 
 EMPTY_OBJECT: Final = exact({}, "an empty object")
 _EMPTY_STATE: Final = exact(Summary().to_state(), "summary state")
-
-
-def row_texts(steps: Sequence[int], datas: Sequence[dict[str, Any]]) -> list[str]:
-    """`exact` of history rows' data, with `encode_record`'s fast path done for the whole
-    batch at C speed: plain orjson output is the exact encoding when it holds no ``null``."""
-    try:
-        # Decode each result at once: orjson's bytes sit in ~4 KB blocks (FIELD-NOTES).
-        texts = list(map(bytes.decode, map(orjson.dumps, zip(datas))))  # each row as [data]
-    except TypeError:  # an int beyond 64 bits: every row takes the exact path
-        texts = ["null"] * len(datas)
-    if any(map(operator.contains, texts, repeat("null"))):
-        for index, text in enumerate(texts):
-            if "null" in text:
-                texts[index] = exact(datas[index], f"history row at step {steps[index]}")
-    return texts
 
 
 def checked_row_texts(rows: Rows) -> list[str]:
