@@ -54,6 +54,8 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = types.MappingProxyType(
         "TRACKER_DIR": "root_dir",
         "TRACKER_SILENT": "silent",
         "TRACKER_CONSOLE": "console",
+        "TRACKER_DISABLE_GIT": "disable_git",
+        "TRACKER_SAVE_REQUIREMENTS": "save_requirements",
     }
 )
 """Environment variable -> Settings field; the one table the reference docs are built from."""
@@ -218,6 +220,8 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "retry_max_wait_seconds": _seconds(allow_zero=False, example="60"),
     "fsync_policy": _choice("fsync policy", ("flush", "batch", "never"), optional=False),
     "console": _choice("console capture mode", ("auto", "off", "redirect"), optional=False),
+    "disable_git": _bool,
+    "save_requirements": _bool,
 }
 """Field -> check returning the normalized value; each check raises _Invalid."""
 
@@ -274,6 +278,9 @@ class Settings:
         console: capture the program's stdout and stderr into the run: "auto" (wrap
             ``sys.stdout``/``sys.stderr``), "redirect" (file descriptors 1 and 2, so
             C extensions and child processes are captured too) or "off".
+        disable_git: record no git state (remote, commit, branch, dirty) and no
+            ``diff.patch``.
+        save_requirements: store the installed packages as ``requirements.txt``.
     """
 
     mode: str | None = None
@@ -303,6 +310,8 @@ class Settings:
     retry_max_wait_seconds: float = 60.0
     fsync_policy: str = "flush"
     console: str = "auto"
+    disable_git: bool = False
+    save_requirements: bool = True
 
     def __post_init__(self) -> None:
         """Validate every field and store its normalized value (tuple tags, float seconds)."""
@@ -383,7 +392,7 @@ def _parse_environment_value(field: str, raw: str) -> object:
         raise _Invalid(
             f"is not a resume policy; use {_words((*_RESUME_POLICIES, 'true', 'false'))}"
         )
-    if field == "silent":
+    if _CHECKS[field] is _bool:
         word = raw.strip().lower()
         if word in _TRUE_WORDS:
             return True
