@@ -3,8 +3,9 @@
 Besides the pages (`tracker._server._pages`), three endpoints under
 ``/api/v1/dashboard/`` serve the scripts (docs/dashboard.md): a page of runs sorted on
 any column, a run's numeric history as chart columns downsampled per key, and a
-server-sent event stream that polls the storage twice a second and sends the new points
-and changed run documents of the runs a page shows. `dashboard_auth` lets the pages load
+server-sent event stream that reads the runs a page shows when they change (`Store.changes`,
+other replicas' changes included where the database tells them; else twice a second) and
+sends their new points and changed run documents. `dashboard_auth` lets the pages load
 without a key and lets the event stream carry its key in the URL, as EventSource cannot
 send headers; everything else is authenticated as the API is.
 """
@@ -12,7 +13,6 @@ send headers; everything else is authenticated as the API is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,7 +37,13 @@ __all__ = ["LIVE_ROUTE", "Dashboard", "dashboard_auth"]
 LIVE_ROUTE: Final = "dashboard.live"
 """The name of the event stream's route: the one that takes ``?key=``."""
 POLL_SECONDS: Final = 0.5
-"""How often a live stream reads the storage: new points show within about this long."""
+"""How often a live stream reads the storage when changes made by other server processes
+cannot reach it (SQLite replicas): their new points show within about this long."""
+HEARD_POLL_SECONDS: Final = 5.0
+"""How often it reads anyway when they can (PostgreSQL's NOTIFY): a backstop for a change
+that is announced to no one (a crashed run marked by the sweep)."""
+MIN_POLL_SECONDS: Final = 0.1
+"""The shortest time between two reads of one stream, however often its runs change."""
 PING_SECONDS: Final = 15.0
 """A comment line this often keeps proxies from closing an idle stream."""
 MAX_LIVE_RUNS: Final = 100
@@ -152,17 +158,33 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         pinged = loop.time()
         try:
-            while not self._closing.is_set() and not _gone(request):
-                for event, data in await stream.poll():
-                    await response.write(b"event: " + event + b"\ndata: " + data + b"\n\n")
-                if loop.time() - pinged >= PING_SECONDS:
-                    await response.write(b": ping\n\n")
-                    pinged = loop.time()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), POLL_SECONDS)
+            with self._storage.changes.watching(stream.keys) as changed:
+                while not self._closing.is_set() and not _gone(request):
+                    read_at = loop.time()
+                    changed.clear()
+                    for event, data in await stream.poll():
+                        await response.write(b"event: " + event + b"\ndata: " + data + b"\n\n")
+                    if loop.time() - pinged >= PING_SECONDS:
+                        await response.write(b": ping\n\n")
+                        pinged = loop.time()
+                    await self._next_read(changed, read_at)
         except ConnectionError:
             _logger.debug("a live stream of %s/%s lost its client", entity, project)
         return response
+
+    async def _next_read(self, changed: asyncio.Event, read_at: float) -> None:
+        """Wait until one of the stream's runs changes (or the backstop timer passes, or the
+        server closes), and at least `MIN_POLL_SECONDS` since the last read began."""
+        timer = HEARD_POLL_SECONDS if self._storage.hears_others else POLL_SECONDS
+        waits = [asyncio.ensure_future(event.wait()) for event in (changed, self._closing)]
+        try:
+            await asyncio.wait(waits, timeout=timer, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        pause = read_at + MIN_POLL_SECONDS - asyncio.get_running_loop().time()
+        if pause > 0 and not self._closing.is_set():
+            await asyncio.sleep(pause)
 
 
 class _LiveStream:
@@ -172,7 +194,7 @@ class _LiveStream:
         self, storage: Store, entity: str, project: str, after: dict[str, int], samples: int
     ) -> None:
         self._storage = storage
-        self._keys = [RunKey(entity, project, run_id) for run_id in after]
+        self.keys = [RunKey(entity, project, run_id) for run_id in after]
         self._sent_steps = after
         self._versions: dict[str, object] = {}
         self._samples = samples
@@ -180,7 +202,7 @@ class _LiveStream:
     async def poll(self) -> list[tuple[bytes, bytes]]:
         """The events since the last poll: changed run documents, then new points."""
         events: list[tuple[bytes, bytes]] = []
-        for key in self._keys:
+        for key in self.keys:
             try:
                 events += await self._poll_run(key)
             except StorageError as exc:  # busy or gone: the next poll tries again
