@@ -110,11 +110,17 @@ def keyed_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 
 @pytest.fixture
 def start_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    """Start a run streaming to a server: ``start_run(server, project="p", **init_kwargs)``."""
+    """Start a run streaming to a server: ``start_run(server, project="p", **init_kwargs)``;
+    ``settings={...}`` adds settings (``{"console": "auto"}`` captures what the test prints)."""
     runs: list[Run] = []
 
-    def start(server: EmbeddedServer, api_key: str | None = None, **kwargs: Any) -> Run:
-        settings: dict[str, Any] = {"base_url": server.url, "silent": True}
+    def start(
+        server: EmbeddedServer,
+        api_key: str | None = None,
+        settings: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        settings = {"base_url": server.url, "silent": True, **(settings or {})}
         if api_key is not None:
             settings["api_key"] = api_key
         run = tracker._init.init(
