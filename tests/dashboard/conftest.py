@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 import tracker._init
+from tracker._records import kinds
 from tracker._run import Run
 from tracker._server._runner import EmbeddedServer
 
@@ -132,3 +134,15 @@ def start_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     yield start
     for run in runs:
         run.finish(quiet=True)
+
+
+@pytest.fixture
+def system_sample() -> Callable[..., None]:
+    """``system_sample(run, **metrics)`` appends one ``system`` record (``_timestamp``: now,
+    unless given) to a live run, on the path the system sampler appends them by."""
+
+    def sample(run: Run, **metrics: float) -> None:
+        with run._outbox.lock:
+            run._emit(kinds.SYSTEM, {"_timestamp": time.time(), **metrics})
+
+    return sample

@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 import pytest
 
-from tracker._records import kinds
 from tracker._records.codec import decode_value
 from tracker._run import Run
 from tracker._server._runner import EmbeddedServer
@@ -251,12 +250,6 @@ def test_shutdown_ends_open_live_streams_at_once(
     stream.close()
 
 
-def _sample(run: Run, **metrics: float) -> None:
-    """Append one ``system`` record to ``run`` as the system sampler does."""
-    with run._outbox.lock:
-        run._emit(kinds.SYSTEM, {"_timestamp": time.time(), **metrics})
-
-
 def _follow(stream: Iterator[tuple[str, Any]], name: str) -> dict[str, Any]:
     """The next event called ``name`` of a live stream."""
     for event, message in stream:
@@ -266,13 +259,13 @@ def _follow(stream: Iterator[tuple[str, Any]], name: str) -> dict[str, Any]:
 
 
 def test_live_stream_follows_system_samples_from_a_seq(
-    server: EmbeddedServer, start_run: StartRun
+    server: EmbeddedServer, start_run: StartRun, system_sample: Callable[..., None]
 ) -> None:
     """``system=SEQ`` sends the run's system samples after SEQ as columns per metric (the
     ``_timestamp`` as their time), then new samples as they arrive, each once."""
     run = start_run(server, project="proj")
     for index in range(3):
-        _sample(run, **{"cpu.percent": 10.0 * index, "memory.used_mb": 100 + index})
+        system_sample(run, **{"cpu.percent": 10.0 * index, "memory.used_mb": 100 + index})
     run.flush()
     url = f"{server.url}/api/v1/dashboard/live/local/proj?runs={run.id}&system=0"
     stream = _events(url, 100)
@@ -283,7 +276,7 @@ def test_live_stream_follows_system_samples_from_a_seq(
     assert len(first["series"]["cpu.percent"]["timestamp"]) == 2
     assert "_timestamp" not in first["series"]
     started = time.monotonic()
-    _sample(run, **{"cpu.percent": 55.0})
+    system_sample(run, **{"cpu.percent": 55.0})
     fresh = _follow(stream, "system")
     assert time.monotonic() - started < 2.0
     assert (fresh["after"], fresh["last_seq"]) == (2, 3)
@@ -294,13 +287,13 @@ def test_live_stream_follows_system_samples_from_a_seq(
 
 
 def test_live_system_samples_are_downsampled_keeping_spikes(
-    server: EmbeddedServer, start_run: StartRun
+    server: EmbeddedServer, start_run: StartRun, system_sample: Callable[..., None]
 ) -> None:
     """From -1 a long system stream arrives cut to about ``samples`` samples per metric,
     a one-sample spike kept."""
     run = start_run(server, project="proj")
     for index in range(500):
-        _sample(run, **{"cpu.percent": 99.0 if index == 321 else 1.0})
+        system_sample(run, **{"cpu.percent": 99.0 if index == 321 else 1.0})
     run.finish(quiet=True)
     url = f"{server.url}/api/v1/dashboard/live/local/proj?runs={run.id}&system=-1&samples=20"
     message = _follow(_events(url, 10), "system")
