@@ -286,21 +286,31 @@ def test_live_stream_follows_system_samples_from_a_seq(
     stream.close()
 
 
-def test_live_system_samples_are_downsampled_keeping_spikes(
+def test_live_system_samples_are_downsampled_per_metric_keeping_spikes(
     server: EmbeddedServer, start_run: StartRun, system_sample: Callable[..., None]
 ) -> None:
-    """From -1 a long system stream arrives cut to about ``samples`` samples per metric,
-    a one-sample spike kept."""
+    """From -1 a long system stream arrives with each metric cut to about ``samples``
+    samples, its own one-sample spike kept (metrics spiking apart do not add up)."""
     run = start_run(server, project="proj")
     for index in range(500):
-        system_sample(run, **{"cpu.percent": 99.0 if index == 321 else 1.0})
+        system_sample(
+            run,
+            **{
+                "cpu.percent": 99.0 if index == 321 else 1.0,
+                "memory.percent": 70.0 if index == 45 else float(index % 7),
+                "disk.percent": float(index % 13),
+            },
+        )
     run.finish(quiet=True)
     url = f"{server.url}/api/v1/dashboard/live/local/proj?runs={run.id}&system=-1&samples=20"
     message = _follow(_events(url, 10), "system")
-    values = message["series"]["cpu.percent"]["value"]
     assert message["last_seq"] == 499
-    assert 2 <= len(values) <= 22
-    assert 99.0 in values
+    for columns in message["series"].values():
+        assert 2 <= len(columns["value"]) <= 22
+        assert len(columns["timestamp"]) == len(columns["value"])
+        assert columns["timestamp"] == sorted(columns["timestamp"])
+    assert 99.0 in message["series"]["cpu.percent"]["value"]
+    assert 70.0 in message["series"]["memory.percent"]["value"]
 
 
 def test_live_stream_follows_console_lines_collapsed(

@@ -10,6 +10,7 @@ getting at most the last `CONSOLE_TAIL_LINES` of them; the whole text is a downl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Final, TypedDict
 
@@ -33,6 +34,9 @@ CONSOLE_TAIL_LINES: Final = 5000
 """The most console lines a page is sent at once, and holds."""
 CONSOLE_TAIL_CHARS: Final = 2**21
 """The most characters of console lines sent at once (lines can be 64 Ki characters long)."""
+
+_ON_LOOP_RECORDS: Final = 2000
+"""More system records than this are turned into columns off the event loop."""
 
 
 class MetricColumns(TypedDict):
@@ -60,8 +64,8 @@ class ConsoleTail(TypedDict):
 
 
 async def system_columns(storage: Store, key: RunKey, after: int, samples: int) -> SystemColumns:
-    """The run's system samples with seq > ``after`` as chart columns, downsampled to about
-    ``samples`` samples (each bucket keeps every metric's smallest and largest value).
+    """The run's system samples with seq > ``after`` as chart columns, each metric cut to
+    about ``samples`` samples (each bucket keeping its smallest and largest value).
 
     Raises:
         RunNotFound: the run does not exist.
@@ -71,6 +75,12 @@ async def system_columns(storage: Store, key: RunKey, after: int, samples: int) 
         records += page
     if not records:
         return {"last_seq": after, "series": {}}
+    if len(records) <= _ON_LOOP_RECORDS:
+        return _columns(records, samples)
+    return await asyncio.to_thread(_columns, records, samples)
+
+
+def _columns(records: list[dict[str, Any]], samples: int) -> SystemColumns:
     seqs = [record["seq"] for record in records]
     times = {record["seq"]: float(record["time"]) for record in records}
     metrics = {
@@ -78,17 +88,14 @@ async def system_columns(storage: Store, key: RunKey, after: int, samples: int) 
         for name, columns in series_of(seqs, [record["data"] for record in records]).items()
         if not name.startswith("_")
     }
-    kept: set[int] | None = None
-    if len(records) > samples:
-        picked = [
-            Series(steps, values, Extremes.of_values(values)) for steps, values in metrics.values()
-        ]
-        kept = set(sample_steps(seqs, picked, samples))
     series: dict[str, MetricColumns] = {}
     for name in sorted(metrics):
         steps, values = metrics[name]
         points = list(zip(steps, values, strict=True))
-        if kept is not None:
+        if len(points) > samples:
+            kept = set(
+                sample_steps(steps, [Series(steps, values, Extremes.of_values(values))], samples)
+            )
             points = [(seq, value) for seq, value in points if seq in kept]
         series[name] = {
             "timestamp": [times[seq] for seq, _ in points],
