@@ -95,8 +95,11 @@ def test_a_keyed_server_serves_pages_without_a_key_but_no_data(
     refused on a page too."""
     assert _get(keyed_server.url + "/")[0] == 200
     assert _get(keyed_server.url + "/static/app.js")[0] == 200
-    status, _, body = _get(keyed_server.url + "/api/v1/dashboard/runs/alice/proj")
-    assert (status, _code(body)) == (401, "auth_required")
+    for read in ("runs/alice/proj", "console/alice/proj/run1"):
+        status, _, body = _get(f"{keyed_server.url}/api/v1/dashboard/{read}")
+        assert (status, _code(body)) == (401, "auth_required")
+    status, _, body = _get(keyed_server.url + "/api/v1/dashboard/console/bob/proj/run1", alice_key)
+    assert (status, _code(body)) == (403, "forbidden")
     assert _get(keyed_server.url + "/api/v1/dashboard/runs/alice/proj", alice_key)[0] == 200
     status, _, body = _get(keyed_server.url + "/bob/proj/runs/x", alice_key)
     assert (status, _code(body)) == (403, "forbidden")
