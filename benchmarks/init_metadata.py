@@ -1,9 +1,11 @@
 """What recording run metadata (git state and diff, installed packages) costs `init()` and
 `finish()`: two checkouts of tracker measured alternately in fresh processes.
 
-Each process starts an offline run in a git repository this script makes (200 tracked
-files, one of them changed, a remote), times the process's first `init()`, the `finish()`
-of that run after one row (it waits for the metadata thread), and five later `init()`s.
+Each process starts offline runs in a git repository this script makes (200 tracked
+files, one of them changed, a remote) and times: its first `init()` and how long after
+it the metadata is collected; `finish()` right after a later `init()` and a row (it
+waits for the metadata thread) and 0.5 s after one (nothing left to wait for); and five
+later `init()`s.
 
 Usage: ``python benchmarks/init_metadata.py --before /work/main --after . [--processes 8]``
 """
@@ -18,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 _PROBE = """\
 import json, sys, time
@@ -27,10 +28,24 @@ settings = {"silent": True, "console": "off"}
 began = time.perf_counter()
 run = tracker.init(mode="offline", project="bench", dir=sys.argv[1], settings=settings)
 first = time.perf_counter() - began
+collecting = getattr(run, "_metadata", None)  # None before: nothing to wait for
+if collecting is not None:
+    collecting.wait(30)
+collected = time.perf_counter() - began if collecting is not None else 0.0
+run.finish()
+began = time.perf_counter()
+run = tracker.init(mode="offline", project="bench", dir=sys.argv[1], settings=settings,
+                   reinit=True)
 run.log({"x": 1})
 began = time.perf_counter()
 run.finish()
 finish = time.perf_counter() - began
+run = tracker.init(mode="offline", project="bench", dir=sys.argv[1], settings=settings,
+                   reinit=True)
+time.sleep(0.5)
+began = time.perf_counter()
+run.finish()
+finish_later = time.perf_counter() - began
 later = []
 for _ in range(5):
     began = time.perf_counter()
@@ -38,7 +53,8 @@ for _ in range(5):
                        reinit=True)
     later.append(time.perf_counter() - began)
     run.finish()
-print(json.dumps({"first": first, "finish": finish, "later": sorted(later)[2]}))
+print(json.dumps({"first": first, "collected": collected, "finish": finish,
+                  "finish_later": finish_later, "later": sorted(later)[2]}))
 """
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "bench",
@@ -101,14 +117,16 @@ def main() -> None:
             for side in ("before", "after") if index % 2 == 0 else ("after", "before"):
                 checkout = getattr(arguments, side).resolve()
                 results[side].append(measure(checkout, repo, Path(folder) / side))
-    rows: list[tuple[str, Any, Any]] = [
-        ("first init() of a process", "first", "first"),
-        ("a later init() (median of 5)", "later", "later"),
-        ("finish() of a one-row run", "finish", "finish"),
+    rows = [
+        ("first init() of a process", "first"),
+        ("a later init() (median of 5)", "later"),
+        ("metadata collected, from init()", "collected"),
+        ("finish() right after init() and a row", "finish"),
+        ("finish() 0.5 s after init()", "finish_later"),
     ]
     print("| ms, median (min-max) | before | after |")
     print("|---|---|---|")
-    for label, key, _ in rows:
+    for label, key in rows:
         before, after = summary(results["before"], key), summary(results["after"], key)
         print(f"| {label} | {before} | {after} |")
 

@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 
 import tracker
-from tracker._metadata import DIFF_CUT_MARKER, MAX_DIFF_BYTES, strip_credentials
+from tracker._metadata import (
+    DIFF_CUT_MARKER,
+    MAX_DIFF_BYTES,
+    installed_requirements,
+    strip_credentials,
+)
 from tracker._rundir import LOG_NAME
 from tracker._runlog import RunLogReader
 from tracker._server._runner import EmbeddedServer
@@ -388,3 +393,14 @@ def test_bad_metadata_environment_values_are_refused(
     monkeypatch.setenv("TRACKER_SAVE_REQUIREMENTS", "sometimes")
     with pytest.raises(tracker.UsageError, match="TRACKER_SAVE_REQUIREMENTS='sometimes'"):
         tracker.init(mode="offline", dir=tmp_path)
+
+
+def test_requirements_name_every_distribution_as_importlib_metadata_does() -> None:
+    """The requirements read from the metadata headers name each installed distribution
+    with the name and version importlib.metadata's full parser gives, sorted by name."""
+    expected: dict[str, str] = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"]
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        expected.setdefault(key, f"{name}=={distribution.version}")
+    assert installed_requirements() == "".join(f"{expected[key]}\n" for key in sorted(expected))
