@@ -170,6 +170,26 @@ def test_the_metadata_and_its_files_are_written_before_the_exit_record(tmp_path:
     assert "start_time" not in git_record[2]  # it opens no session
 
 
+def test_a_run_the_program_never_finishes_still_gets_its_metadata(tmp_path: Path) -> None:
+    """A program that ends right after init() (the run finished at exit, while the I/O
+    thread may still be starting) still records its git state and files."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "data.txt").write_text("two\n")
+    runs = tmp_path / "runs"
+    script = f"import tracker\ntracker.init(mode='offline', project='p', dir={str(runs)!r})\n"
+    subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=repo,
+        env=child_env(TRACKER_SILENT="1"),
+        timeout=60,
+        check=True,
+    )
+    stored = tracker.read_run(runs)
+    assert stored.state == "finished"
+    assert stored.metadata["git"]["dirty"] is True
+    assert sorted(files_of(stored)) == ["diff.patch", "requirements.txt"]
+
+
 def test_a_clean_repo_on_a_detached_head_records_no_branch_and_no_diff(tmp_path: Path) -> None:
     """A clean work tree is not dirty and stores no ``diff.patch``; a detached HEAD has no
     branch."""
