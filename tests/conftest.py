@@ -24,12 +24,14 @@ if os.environ.get("CI"):
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No settings file or TRACKER_* variable of the machine reaches a test, and runs do
-    not capture the console (pytest's own capture stays in charge) unless a test asks."""
+    not capture the console (pytest's own capture stays in charge) nor sample system
+    metrics unless a test asks."""
     for name in list(os.environ):
         if name.startswith("TRACKER_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("TRACKER_CONSOLE", "off")
+    monkeypatch.setenv("TRACKER_DISABLE_STATS", "1")
 
 
 @pytest.fixture(autouse=True)

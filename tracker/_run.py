@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -51,6 +52,7 @@ from tracker._wire.limits import MAX_RECORD_BYTES, MAX_ROW_KEYS, MAX_STEP, MAX_T
 if TYPE_CHECKING:
     from tracker._console import ConsoleBuffer, ConsoleCapture
     from tracker._io._sender import Sender, StreamTarget
+    from tracker._system import SystemStats
     from tracker._watch import Watches
 
 __all__ = ["DisabledRun", "Run", "RunIdentity", "RunStart", "check_tags"]
@@ -192,12 +194,23 @@ class Run:
                 self._emit(kinds.CONFIG, self.config.as_dict())
         self.config._on_change = self._record_config
         self._console: ConsoleCapture | None = None
+        self._stats: SystemStats | None = None
         if run_dir is not None:
             self._summary.sync_with(self._fold_summary)
             if settings.console != "off":
                 from tracker._console import ConsoleCapture
 
                 self._console = ConsoleCapture(settings.console, self._ship_console)
+            if not settings.disable_stats:
+                from tracker._start import notice
+                from tracker._system import SystemStats
+
+                self._stats = SystemStats(
+                    run_dir,
+                    settings.stats_interval_seconds,
+                    self._record_system,
+                    partial(notice, settings),
+                )
 
     # -- identity -----------------------------------------------------------------
 
@@ -523,6 +536,16 @@ class Run:
                 self._emit(kinds.CONSOLE, payload)
         return True
 
+    def _record_system(self, payload: dict[str, float]) -> bool:
+        """Append a sample of system metrics (the I/O thread's call); False once the run
+        takes no more: its exit record is written, or a forked child inherited it. (A run
+        that is finishing still takes the first sample, which `finish()` waits for.)"""
+        with self._outbox.lock:
+            if self._outbox.closing or self._lifecycle is Lifecycle.FORKED:
+                return False
+            self._emit(kinds.SYSTEM, payload)
+        return True
+
     def _emit_checked(self, kind: str, payload: Any, what: str) -> None:
         """Append a control record from a user call; the run must be live."""
         with self._outbox.lock:
@@ -837,6 +860,8 @@ class Run:
             callback()
         if self._console is not None:
             self._console.stop()
+        if self._stats is not None:
+            self._stats.stop()
         stored_again = [] if self._files is None else self._files.store_again()
         deadline = time.monotonic() + self._settings.finish_timeout
         with outbox.lock:
@@ -914,6 +939,8 @@ class Run:
             self._lock_file.release()
         if self._console is not None:
             self._console.remove_in_child()
+        if self._stats is not None:
+            self._stats.remove_in_child()
 
     # -- context managers -----------------------------------------------------------
 
