@@ -1,7 +1,8 @@
 """System metrics of a run: samples taken on the I/O thread's loop, recorded as ``system`` records.
 
-`SystemStats` starts with the run (the loop imports psutil and takes the first sample, so
-``init()`` does not wait for either), samples every ``settings.stats_interval_seconds`` and
+`SystemStats` starts with the run (the loop imports the sampler and psutil and takes the
+first sample, so ``init()`` waits for none of it: importing the sampler's modules alone
+took ~2 ms, as much as an offline ``init()``), samples every ``settings.stats_interval_seconds`` and
 hands each sample to the run, which appends it under its outbox lock. Metric names and
 units: docs/run-log.md#system.
 """
@@ -19,17 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from tracker._io._thread import io_thread
-from tracker._system._gpu import GpuReader
-from tracker._system._sampler import (
-    Counters,
-    OsCounters,
-    PsutilCounters,
-    Sampler,
-    find_cgroup_memory,
-)
 
 if TYPE_CHECKING:
     import asyncio
+
+    from tracker._system._gpu import GpuReader
+    from tracker._system._sampler import Counters, Sampler
 
 __all__ = ["NO_PSUTIL_NOTICE", "SystemStats", "new_sampler"]
 
@@ -52,6 +48,8 @@ _noticed = False  # the notice is said once per process
 def new_sampler(run_dir: Path) -> tuple[Sampler, bool]:
     """A sampler of the run directory's file system, through psutil when it imports; and
     whether it did."""
+    from tracker._system._sampler import OsCounters, PsutilCounters, Sampler, find_cgroup_memory
+
     counters: Counters
     try:
         import psutil
@@ -67,6 +65,8 @@ def _new_gpu_reader() -> GpuReader | None:
         import pynvml
     except Exception:  # not installed, or an install that does not import
         return None
+    from tracker._system._gpu import GpuReader
+
     return GpuReader(pynvml)
 
 
