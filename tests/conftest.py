@@ -23,15 +23,18 @@ if os.environ.get("CI"):
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No settings file or TRACKER_* variable of the machine reaches a test, and runs do
-    not capture the console (pytest's own capture stays in charge) nor sample system
-    metrics unless a test asks."""
+    """No settings file or TRACKER_* variable of the machine reaches a test, and unless a
+    test asks runs do not capture the console (pytest's own capture stays in charge),
+    sample system metrics, nor store the checkout's git state and diff or the installed
+    packages as run files."""
     for name in list(os.environ):
         if name.startswith("TRACKER_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("TRACKER_CONSOLE", "off")
     monkeypatch.setenv("TRACKER_DISABLE_STATS", "1")
+    monkeypatch.setenv("TRACKER_DISABLE_GIT", "1")
+    monkeypatch.setenv("TRACKER_SAVE_REQUIREMENTS", "0")
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +56,18 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tr
         return tracker.init(project="tests", dir=tmp_path, settings={"silent": True}, **kwargs)
 
     return start
+
+
+@pytest.fixture
+def metadata_recorded() -> Callable[[tracker.Run], None]:
+    """``metadata_recorded(run)`` waits until the run's metadata thread has appended its
+    ``run`` record, which can otherwise land after a flush and be counted as queued."""
+
+    def wait(run: tracker.Run) -> None:
+        assert run._metadata is not None, "the run collects no metadata"
+        assert run._metadata.wait(10.0), "the run's metadata took over 10 s"
+
+    return wait
 
 
 @pytest.fixture

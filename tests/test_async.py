@@ -140,9 +140,12 @@ async def test_exception_escaping_async_with_marks_the_run_failed(tmp_path: Path
         await run.alog({"x": 2})
 
 
-async def test_aflush_makes_every_logged_row_durable(tmp_path: Path) -> None:
+async def test_aflush_makes_every_logged_row_durable(
+    tmp_path: Path, metadata_recorded: Callable[[tracker.Run], None]
+) -> None:
     """`await aflush()` returns True once nothing is queued and every row is readable."""
     run = await tracker.ainit(dir=tmp_path, settings=SILENT)
+    metadata_recorded(run)
     for i in range(1000):
         await run.alog({"i": i})
     assert await run.aflush() is True
@@ -177,9 +180,12 @@ async def test_afinish_does_not_block_the_event_loop(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("slow_disk")
-async def test_aflush_does_not_block_the_event_loop(tmp_path: Path) -> None:
+async def test_aflush_does_not_block_the_event_loop(
+    tmp_path: Path, metadata_recorded: Callable[[tracker.Run], None]
+) -> None:
     """While `aflush()` waits for a slow disk's fsync, the event loop keeps running."""
     run = await tracker.ainit(dir=tmp_path, settings=SILENT)
+    metadata_recorded(run)
     for i in range(20_000):
         run.log({"i": i})
     flushed, ticks, elapsed = await ticks_during(run.aflush)

@@ -407,6 +407,28 @@ def test_huge_output_is_bounded_and_what_is_dropped_is_counted(
     assert set(texts(lines, "stdout")) == {line}
 
 
+def test_a_burst_larger_than_the_buffer_is_shipped_as_it_fills(
+    capturing: Callable[..., tracker.Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1.2 MB printed in less time than the I/O thread waits between ships outgrows the
+    1 MiB buffer: a filling buffer is shipped at once, nothing dropped. The printing pauses
+    for 2 ms every 300 kB, as a program does now and then (a tight loop may keep the I/O
+    thread from the GIL), and starts once the I/O thread runs (the flush waits for it)."""
+    with open(os.devnull, "w") as devnull:
+        monkeypatch.setattr(sys, "stdout", devnull)
+        run = capturing()
+        run.flush()
+        count = 20_000
+        for step in range(count):
+            print(f"step {step:>7} loss {1 / (step + 1):.6f} lr 0.000300 tokens/s 51234.5")
+            if step % 5000 == 4999:
+                time.sleep(0.002)
+        run.finish()
+    lines = console_of(run)
+    assert not texts(lines, "stderr")
+    assert [text.split()[1] for text in texts(lines, "stdout")] == [str(s) for s in range(count)]
+
+
 def test_a_bad_console_setting_is_refused(capturing: Callable[..., tracker.Run]) -> None:
     """An unknown console mode is an error naming the setting and the modes there are."""
     with pytest.raises(

@@ -458,7 +458,7 @@ def test_save_code_stores_main_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     stored = tracker.read_run(tmp_path / "runs")
     code = stored.dir / "files" / "code" / "train.py"
-    assert [file.name for file in stored.files()] == ["code/train.py"]
+    assert [file.name for file in stored.files()] == ["code/train.py", "requirements.txt"]
     assert code.read_text(encoding="utf-8") == script.read_text(encoding="utf-8")
 
 

@@ -7,6 +7,7 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -486,10 +487,13 @@ def test_threads_logging_to_one_run_lose_nothing(tmp_path: Path) -> None:
 # -- status and the bounded queue -------------------------------------------------------
 
 
-def test_status_after_flush_counts_every_record(tmp_path: Path) -> None:
+def test_status_after_flush_counts_every_record(
+    tmp_path: Path, metadata_recorded: Callable[[tracker.Run], None]
+) -> None:
     """After flush(), nothing is queued and written/durable count every record in the
     run log; nothing is dropped."""
     run = start(tmp_path, config={"lr": 0.1})
+    metadata_recorded(run)
     for index in range(100):
         run.log({"i": index})
     run.summary["best"] = 1

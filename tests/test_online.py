@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,12 @@ def test_rows_stream_to_the_server_and_read_back_exactly(
     assert stored.summary["s"] == "héllo ✓ 日本"
 
 
-def test_status_counts_acknowledged_records(server: ServerProcess, tmp_path: Path) -> None:
+def test_status_counts_acknowledged_records(
+    server: ServerProcess, tmp_path: Path, metadata_recorded: Callable[[tracker.Run], None]
+) -> None:
     """After flush and a moment, status() shows every record acknowledged by the server."""
     run = _online(server, tmp_path)
+    metadata_recorded(run)
     for index in range(5000):
         run.log({"x": index})
     run.flush(timeout=10)  # online: durable and acknowledged
@@ -511,7 +514,8 @@ print(first[0], run.status().acknowledged)
 """
     result = python(["-c", script])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["tracker-io", "102"]  # the run record, rows, exit
+    # the run record, the metadata thread's run record, 100 rows, the exit record
+    assert result.stdout.split() == ["tracker-io", "103"]
 
 
 def test_fork_right_after_an_online_init_leaves_the_child_able_to_import(
@@ -534,4 +538,4 @@ print(os.waitstatus_to_exitcode(status), run.status().acknowledged)
 """
     result = python(["-c", script])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0", "3"]
+    assert result.stdout.split() == ["0", "4"]  # two run records, the row, the exit record

@@ -83,6 +83,8 @@ def test_defaults_match_the_documented_values() -> None:
     assert settings.fsync_policy == "flush"
     assert settings.stats_interval_seconds == 15.0
     assert settings.disable_stats is False
+    assert settings.disable_git is False
+    assert settings.save_requirements is True
 
 
 def test_settings_are_frozen_and_keyword_only() -> None:
@@ -163,6 +165,8 @@ def test_every_resume_policy_is_accepted(resume: str | bool | None) -> None:
         ("console", "redirect"),
         ("stats_interval_seconds", 0.1),
         ("disable_stats", True),
+        ("disable_git", True),
+        ("save_requirements", False),
     ],
 )
 def test_boundary_and_choice_values_are_accepted(field: str, value: Any) -> None:
@@ -206,6 +210,9 @@ def test_retry_initial_equal_to_max_is_accepted() -> None:
         ("root_dir", BytesPath(), "is not a directory path"),
         ("silent", 1, "use True or False"),
         ("silent", "yes", "use True or False"),
+        ("disable_git", "yes", "use True or False"),
+        ("disable_git", 1, "use True or False"),
+        ("save_requirements", None, "use True or False"),
         ("init_timeout", 0, "seconds > 0"),
         ("init_timeout", -1.0, "seconds > 0"),
         ("init_timeout", True, "seconds > 0"),
@@ -326,6 +333,8 @@ def test_replace_unknown_field_suggests_close_match() -> None:
         ("TRACKER_STATS_INTERVAL_SECONDS", " 60 ", "stats_interval_seconds", 60.0),
         ("TRACKER_DISABLE_STATS", "1", "disable_stats", True),
         ("TRACKER_DISABLE_STATS", "Off", "disable_stats", False),
+        ("TRACKER_DISABLE_GIT", "1", "disable_git", True),
+        ("TRACKER_SAVE_REQUIREMENTS", "off", "save_requirements", False),
     ],
 )
 def test_each_environment_variable_sets_its_field(
@@ -356,6 +365,8 @@ def test_environment_table_covers_every_documented_variable() -> None:
         "TRACKER_CONSOLE",
         "TRACKER_STATS_INTERVAL_SECONDS",
         "TRACKER_DISABLE_STATS",
+        "TRACKER_DISABLE_GIT",
+        "TRACKER_SAVE_REQUIREMENTS",
     }
     names = {field.name for field in dataclasses.fields(Settings)}
     assert set(ENVIRONMENT_VARIABLES.values()) <= names
@@ -456,6 +467,8 @@ def test_tracker_silent_parses_boolean_words(
         ("TRACKER_BASE_URL", "localhost:8080", "TRACKER_BASE_URL='localhost:8080' is not a"),
         ("TRACKER_RESUME", "maybe", "TRACKER_RESUME='maybe' is not a resume policy; use auto"),
         ("TRACKER_SILENT", "maybe", "TRACKER_SILENT='maybe' is not a boolean; use 1, true"),
+        ("TRACKER_DISABLE_GIT", "git", "TRACKER_DISABLE_GIT='git' is not a boolean; use 1"),
+        ("TRACKER_SAVE_REQUIREMENTS", "2", "TRACKER_SAVE_REQUIREMENTS='2' is not a boolean"),
         (
             "TRACKER_CONSOLE",
             "tee",

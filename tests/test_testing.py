@@ -29,6 +29,18 @@ def test_capture_runs_reads_back_what_code_under_test_logged() -> None:
     assert not captured.dir.exists()  # the temporary folder is gone, the runs are kept
 
 
+def test_captured_live_runs_hold_their_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live captured run is read back with the metadata collected after init() (the OS,
+    the GPUs, the packages), not only what init() wrote."""
+    monkeypatch.setenv("TRACKER_SAVE_REQUIREMENTS", "1")
+    with capture_runs() as captured:
+        tracker.init(project="mnist")
+        (run,) = captured.runs
+        assert "os" in run.metadata
+        assert isinstance(run.metadata["gpus"], list)
+        assert [file.name for file in run.files()] == ["requirements.txt"]
+
+
 def test_capture_runs_overrides_settings_and_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -175,6 +175,12 @@ class ApiRun(RunInfo):
         return RunSummary(self._document.get("summary") or {})
 
     @property
+    def metadata(self) -> dict[str, Any]:
+        """The fields of the run's ``run`` records that have no property of their own: where
+        and how it ran (host, command, git, ...; docs/run-log.md), as W&B's ``run.metadata``."""
+        return dict(self._document.get("metadata") or {})
+
+    @property
     def url(self) -> str | None:
         """The run's page on the server."""
         return self._document.get("url")

@@ -42,6 +42,9 @@ MAX_LINE_CHARS: Final = 2**16
 last ``\\r`` part (what reading shows of it anyway), one without is cut."""
 _SHIP_SECONDS: Final = 0.1
 """How long captured text gathers before the I/O thread ships it (more lines per record)."""
+_HURRY_FRACTION: Final = 4
+"""Text past 1/this of the buffer's bound is shipped at once, not after `_SHIP_SECONDS`: a
+program printing megabytes a second would otherwise overflow the buffer between ships."""
 _MERGE_SECONDS: Final = 0.01
 """Lines of one stream written within this time of each other share a record (and its time)."""
 _DRAIN_SECONDS: Final = 1.0
@@ -70,8 +73,10 @@ class ConsoleBuffer:
         self._partial_size = {STDOUT: 0, STDERR: 0}
         self._dropped = 0
         self._asleep = True
+        self._hurried = False
         self.capturing = True
         self.wake: Callable[[], None] = _nothing
+        self.hurry: Callable[[], None] = _nothing
 
     def write(self, stream: str, text: str) -> None:
         """Add ``text`` written to ``stream``; whole lines are queued, the rest waits."""
@@ -95,7 +100,11 @@ class ConsoleBuffer:
                 if self._partial_size[stream] > MAX_LINE_CHARS:
                     self._shorten(now, stream)
             wake, self._asleep = self._asleep, False
-        if wake:
+            hurry = not self._hurried and self._size > self._max // _HURRY_FRACTION
+            self._hurried |= hurry
+        if hurry:
+            self.hurry()
+        elif wake:
             self.wake()
 
     def _shorten(self, now: float, stream: str) -> None:
@@ -146,6 +155,7 @@ class ConsoleBuffer:
             dropped, self._dropped = self._dropped, 0
             self._size = 0
             self._asleep = True
+            self._hurried = False
         payloads = _payloads(chunks)
         if dropped:
             stamp = payloads[0]["time"] if payloads else time.time()
@@ -399,6 +409,7 @@ class ConsoleCapture:
 
         self._loop = asyncio.get_running_loop()
         self.buffer.wake = self._wake
+        self.buffer.hurry = self._hurry
         self._schedule()
 
     def _wake(self) -> None:
@@ -407,6 +418,13 @@ class ConsoleCapture:
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # closed at exit; finish() ships the rest
                 loop.call_soon_threadsafe(self._schedule)
+
+    def _hurry(self) -> None:
+        """From any thread: ship now, the buffer is filling."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._ship_now)
 
     def _schedule(self) -> None:
         if self._loop is not None:

@@ -202,6 +202,7 @@ def init(
     _process.remember(run, current=policy != "create_new")
     if captures:
         captures[-1].runs.append(run)
+    run._collect_metadata()
     return run
 
 

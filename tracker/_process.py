@@ -12,11 +12,14 @@ import atexit
 import os
 import sys
 import threading
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tracker._io._thread import io_thread, reset_after_fork
 from tracker._lifecycle import exit_state
+from tracker._metadata import reset_after_fork as forget_collections
+from tracker._metadata import wait_for_collections
 
 if TYPE_CHECKING:
     from tracker._run import Run
@@ -30,7 +33,7 @@ _install_lock = threading.Lock()
 _uncaught: BaseException | None = None
 _exit_code: int | None = None
 _FORK_WAIT_SECONDS = 5.0
-"""How long a fork waits, at most, for the I/O thread to finish its imports."""
+"""How long a fork waits, at most, for the I/O and metadata threads to finish their imports."""
 
 
 def remember(run: Run, *, current: bool) -> None:
@@ -112,13 +115,17 @@ def _before_fork() -> None:
     # A thread importing a module holds that module's import lock; a child forked then
     # inherits the lock held by a thread it does not have, and its first import of the
     # module hangs. The I/O thread imports asyncio as it starts, aiohttp as the first
-    # online run starts: let it finish first.
+    # online run starts; a run's metadata thread imports what reads git's answers and the
+    # installed packages. Let them finish first.
+    deadline = time.monotonic() + _FORK_WAIT_SECONDS
     io_thread().wait_queued(_FORK_WAIT_SECONDS)
+    wait_for_collections(max(0.0, deadline - time.monotonic()))
 
 
 def _after_fork_in_child() -> None:
     global _current
     reset_after_fork()
+    forget_collections()
     for run in live_runs():
         run._after_fork_in_child()
     _live.clear()

@@ -30,6 +30,7 @@ from tracker._io._outbox import Outbox
 from tracker._io._thread import io_thread
 from tracker._lifecycle import Lifecycle, exit_state
 from tracker._media import MediaBinder, MediaFile
+from tracker._metadata import Collected, MetadataCollection
 from tracker._records import kinds
 from tracker._records.codec import (
     check_size,
@@ -199,6 +200,7 @@ class Run:
         self.config._on_change = self._record_config
         self._console: ConsoleCapture | None = None
         self._stats: SystemStats | None = None
+        self._metadata: MetadataCollection | None = None
         if run_dir is not None:
             self._summary.sync_with(self._fold_summary)
             if settings.console != "off":
@@ -549,6 +551,41 @@ class Run:
             self._emit(kinds.SYSTEM, payload)
         return True
 
+    def _collect_metadata(self) -> None:
+        """Start collecting the run's git state, packages and machine (``run`` record fields
+        and files) off the caller's thread; `finish()` waits for them. init() calls it
+        last, and the I/O thread starts it once its loop runs: a thread collecting during
+        init() takes the GIL from it (a process's first init() took 1.3 ms -> 5 ms)."""
+        if self._run_dir is None:
+            return
+        self._metadata = MetadataCollection(
+            os.getcwd(),
+            git=not self._settings.disable_git,
+            requirements=self._settings.save_requirements,
+            deliver=self._record_collected,
+        )
+        io_thread().call_soon(self._metadata.start)
+
+    def _record_collected(self, collected: Collected) -> None:
+        """Store what the metadata thread collected (its call): the files, then a ``run``
+        record and their ``file`` records, unless the run has written its exit record."""
+        if not self._settings.silent:
+            for line in collected.notices:
+                print(line, file=sys.stderr)
+        assert self._files is not None, "a run without a directory collects no metadata"
+        try:
+            stored = [self._files.write(name, content) for name, content in collected.files]
+        except OSError as exc:
+            logger.warning("tracker: cannot store run %s's metadata files: %s", self._id, exc)
+            stored = []
+        with self._outbox.lock:
+            if self._outbox.closing or self._lifecycle is Lifecycle.FORKED:
+                return
+            self._emit(kinds.RUN, collected.fields)
+            for target, record in stored:
+                self._emit(kinds.FILE, record)
+                self._upload(record["name"], target)
+
     def _emit_checked(self, kind: str, payload: Any, what: str) -> None:
         """Append a control record from a user call; the run must be live."""
         with self._outbox.lock:
@@ -865,6 +902,8 @@ class Run:
             self._console.stop()
         if self._stats is not None:
             self._stats.stop()
+        if self._metadata is not None:  # its records and files come before the exit record
+            self._metadata.wait(self._settings.finish_timeout)
         stored_again = [] if self._files is None else self._files.store_again()
         deadline = time.monotonic() + self._settings.finish_timeout
         with outbox.lock:

@@ -56,6 +56,8 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = types.MappingProxyType(
         "TRACKER_CONSOLE": "console",
         "TRACKER_STATS_INTERVAL_SECONDS": "stats_interval_seconds",
         "TRACKER_DISABLE_STATS": "disable_stats",
+        "TRACKER_DISABLE_GIT": "disable_git",
+        "TRACKER_SAVE_REQUIREMENTS": "save_requirements",
     }
 )
 """Environment variable -> Settings field; the one table the reference docs are built from."""
@@ -235,6 +237,8 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "console": _choice("console capture mode", ("auto", "off", "redirect"), optional=False),
     "stats_interval_seconds": _stats_interval,
     "disable_stats": _bool,
+    "disable_git": _bool,
+    "save_requirements": _bool,
 }
 """Field -> check returning the normalized value; each check raises _Invalid."""
 
@@ -294,6 +298,9 @@ class Settings:
         stats_interval_seconds: how often system metrics (CPU, memory, disk, network,
             GPUs) are sampled into the run's ``system`` stream; at least 0.1.
         disable_stats: take no system metrics samples.
+        disable_git: record no git state (remote, commit, branch, dirty) and no
+            ``diff.patch``.
+        save_requirements: store the installed packages as ``requirements.txt``.
     """
 
     mode: str | None = None
@@ -325,6 +332,8 @@ class Settings:
     console: str = "auto"
     stats_interval_seconds: float = 15.0
     disable_stats: bool = False
+    disable_git: bool = False
+    save_requirements: bool = True
 
     def __post_init__(self) -> None:
         """Validate every field and store its normalized value (tuple tags, float seconds)."""
@@ -410,7 +419,7 @@ def _parse_environment_value(field: str, raw: str) -> object:
             return float(raw)
         except ValueError:
             raise _Invalid("is not a number; use digits, e.g. 15 or 0.5") from None
-    if isinstance(_DEFAULTS[field], bool):
+    if _CHECKS[field] is _bool:
         word = raw.strip().lower()
         if word in _TRUE_WORDS:
             return True

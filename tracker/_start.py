@@ -8,7 +8,6 @@ carries it out in the handshake.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -21,9 +20,9 @@ from typing import Any
 import __main__
 from tracker._config import Config
 from tracker._errors import UsageError
+from tracker._metadata import process_fields
 from tracker._names import new_run_id, new_run_name
 from tracker._records.summary import Summary
-from tracker._redact import redact_argv
 from tracker._resume import ResumePlan, plan_resume, stored_run_to_resume
 from tracker._run import DisabledRun, Run, RunIdentity, RunStart
 from tracker._rundir import (
@@ -121,7 +120,7 @@ def _start_offline(
             "created_at": time.time(),
             "log_id": uuid.uuid4().hex,
             "entity_given": settings.entity is not None,
-            **_environment(),
+            **process_fields(),
         }
         run_dir = create_run_dir(root, plan.run_id, time.time(), offline=True)
         return Run(
@@ -129,7 +128,11 @@ def _start_offline(
             identity,
             RunStart("offline", run_dir, merged.as_dict(), options.allow_val_change, metadata),
         )
-    resumed: dict[str, Any] = {"resumed": True, "runtime_offset": stored.runtime}
+    resumed: dict[str, Any] = {
+        "resumed": True,
+        "runtime_offset": stored.runtime,
+        **process_fields(),
+    }
     if "log_id" not in stored.metadata:
         resumed["log_id"] = uuid.uuid4().hex
     identity = _identity(
@@ -212,7 +215,7 @@ def _start_online(
             "log_id": log_id,
             "entity_given": True,
             "resumed": resumed,
-            **_environment(),
+            **process_fields(),
         },
         resumed=resumed,
         start_step=int(answer["last_step"]) + 1,
@@ -261,17 +264,6 @@ def default_project() -> str:
         name = Path(script).stem if script else None
     cleaned = re.sub(r"[/\\#?%:;,'\s]+", "-", name or "").strip("-.")[:128]
     return cleaned or "uncategorized"
-
-
-def _environment() -> dict[str, Any]:
-    return {
-        "pid": os.getpid(),
-        "host": os.uname().nodename,
-        "python": sys.version.split()[0],
-        "program": getattr(__main__, "__file__", None),
-        "args": redact_argv(sys.argv[1:]),  # a key on the command line must not be stored
-        "cwd": os.getcwd(),
-    }
 
 
 def notice(settings: Settings, line: str) -> None:

@@ -40,10 +40,12 @@ class CapturedRuns:
     @property
     def runs(self) -> list[StoredRun]:
         """Every run started in the block, in start order, read back as `tracker.read_run`
-        gives it (a live run first flushes what it logged)."""
+        gives it (a live run first flushes what it logged, its metadata collected)."""
         if self._stored is not None:
             return list(self._stored)
         for run in self._capture.runs:
+            if run._metadata is not None:  # collected after init() returned
+                run._metadata.wait(run.settings.finish_timeout)
             run.flush(timeout=run.settings.finish_timeout)
         return [read_run(run.dir) for run in self._capture.runs if run.dir]
 

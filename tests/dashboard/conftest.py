@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 import tracker._init
+from tracker._records import kinds
 from tracker._run import Run
 from tracker._server._runner import EmbeddedServer
 
@@ -110,11 +112,17 @@ def keyed_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 
 @pytest.fixture
 def start_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    """Start a run streaming to a server: ``start_run(server, project="p", **init_kwargs)``."""
+    """Start a run streaming to a server: ``start_run(server, project="p", **init_kwargs)``;
+    ``settings={...}`` adds settings (``{"console": "auto"}`` captures what the test prints)."""
     runs: list[Run] = []
 
-    def start(server: EmbeddedServer, api_key: str | None = None, **kwargs: Any) -> Run:
-        settings: dict[str, Any] = {"base_url": server.url, "silent": True}
+    def start(
+        server: EmbeddedServer,
+        api_key: str | None = None,
+        settings: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        settings = {"base_url": server.url, "silent": True, **(settings or {})}
         if api_key is not None:
             settings["api_key"] = api_key
         run = tracker._init.init(
@@ -126,3 +134,15 @@ def start_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     yield start
     for run in runs:
         run.finish(quiet=True)
+
+
+@pytest.fixture
+def system_sample() -> Callable[..., None]:
+    """``system_sample(run, **metrics)`` appends one ``system`` record (``_timestamp``: now,
+    unless given) to a live run, on the path the system sampler appends them by."""
+
+    def sample(run: Run, **metrics: float) -> None:
+        with run._outbox.lock:
+            run._emit(kinds.SYSTEM, {"_timestamp": time.time(), **metrics})
+
+    return sample

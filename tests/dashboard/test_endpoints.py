@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ import pytest
 from tracker._records.codec import decode_value
 from tracker._run import Run
 from tracker._server._runner import EmbeddedServer
+from tracker._server._streams import CONSOLE_TAIL_LINES
 
 StartRun = Callable[..., Run]
 
@@ -93,8 +95,11 @@ def test_a_keyed_server_serves_pages_without_a_key_but_no_data(
     refused on a page too."""
     assert _get(keyed_server.url + "/")[0] == 200
     assert _get(keyed_server.url + "/static/app.js")[0] == 200
-    status, _, body = _get(keyed_server.url + "/api/v1/dashboard/runs/alice/proj")
-    assert (status, _code(body)) == (401, "auth_required")
+    for read in ("runs/alice/proj", "console/alice/proj/run1"):
+        status, _, body = _get(f"{keyed_server.url}/api/v1/dashboard/{read}")
+        assert (status, _code(body)) == (401, "auth_required")
+    status, _, body = _get(keyed_server.url + "/api/v1/dashboard/console/bob/proj/run1", alice_key)
+    assert (status, _code(body)) == (403, "forbidden")
     assert _get(keyed_server.url + "/api/v1/dashboard/runs/alice/proj", alice_key)[0] == 200
     status, _, body = _get(keyed_server.url + "/bob/proj/runs/x", alice_key)
     assert (status, _code(body)) == (403, "forbidden")
@@ -213,10 +218,21 @@ def test_live_stream_sends_the_run_then_points_after_the_given_step(
 
 @pytest.mark.parametrize(
     "query",
-    ["", "runs=", "runs=a,b&after=1", "runs=a&after=x", "runs=a&after=-2", "runs=a%2Fb"],
+    [
+        "",
+        "runs=",
+        "runs=a,b&after=1",
+        "runs=a&after=x",
+        "runs=a&after=-2",
+        "runs=a%2Fb",
+        "runs=a&system=x",
+        "runs=a,b&system=1",
+        "runs=a&console=-2",
+        "runs=a,b&console=1,2,3",
+    ],
 )
 def test_live_stream_refuses_bad_queries(server: EmbeddedServer, query: str) -> None:
-    """A missing or bad run list, or steps not matching it, get a 400."""
+    """A missing or bad run list, or steps or seqs not matching it, get a 400."""
     status, _, body = _get(f"{server.url}/api/v1/dashboard/live/local/proj?{query}")
     assert status == 400
     assert _code(body) in {"bad_request", "bad_name"}
@@ -235,3 +251,133 @@ def test_shutdown_ends_open_live_streams_at_once(
     server.stop()
     assert time.monotonic() - started < 3.0
     stream.close()
+
+
+def _follow(stream: Iterator[tuple[str, Any]], name: str) -> dict[str, Any]:
+    """The next event called ``name`` of a live stream."""
+    for event, message in stream:
+        if event == name:
+            return message  # type: ignore[no-any-return]
+    raise AssertionError(f"the stream ended before a {name} event")
+
+
+def test_live_stream_follows_system_samples_from_a_seq(
+    server: EmbeddedServer, start_run: StartRun, system_sample: Callable[..., None]
+) -> None:
+    """``system=SEQ`` sends the run's system samples after SEQ as columns per metric (the
+    ``_timestamp`` as their time), then new samples as they arrive, each once."""
+    run = start_run(server, project="proj")
+    for index in range(3):
+        system_sample(run, **{"cpu.percent": 10.0 * index, "memory.used_mb": 100 + index})
+    run.flush()
+    url = f"{server.url}/api/v1/dashboard/live/local/proj?runs={run.id}&system=0"
+    stream = _events(url, 100)
+    first = _follow(stream, "system")
+    assert (first["run"], first["after"], first["last_seq"]) == (run.id, 0, 2)
+    assert first["series"]["cpu.percent"]["value"] == [10.0, 20.0]
+    assert first["series"]["memory.used_mb"]["value"] == [101, 102]
+    assert len(first["series"]["cpu.percent"]["timestamp"]) == 2
+    assert "_timestamp" not in first["series"]
+    started = time.monotonic()
+    system_sample(run, **{"cpu.percent": 55.0})
+    fresh = _follow(stream, "system")
+    assert time.monotonic() - started < 2.0
+    assert (fresh["after"], fresh["last_seq"]) == (2, 3)
+    assert fresh["series"] == {
+        "cpu.percent": {"timestamp": fresh["series"]["cpu.percent"]["timestamp"], "value": [55.0]}
+    }
+    stream.close()
+
+
+def test_live_system_samples_are_downsampled_per_metric_keeping_spikes(
+    server: EmbeddedServer, start_run: StartRun, system_sample: Callable[..., None]
+) -> None:
+    """From -1 a long system stream arrives with each metric cut to about ``samples``
+    samples, its own one-sample spike kept (metrics spiking apart do not add up)."""
+    run = start_run(server, project="proj")
+    for index in range(500):
+        system_sample(
+            run,
+            **{
+                "cpu.percent": 99.0 if index == 321 else 1.0,
+                "memory.percent": 70.0 if index == 45 else float(index % 7),
+                "disk.percent": float(index % 13),
+            },
+        )
+    run.finish(quiet=True)
+    url = f"{server.url}/api/v1/dashboard/live/local/proj?runs={run.id}&system=-1&samples=20"
+    message = _follow(_events(url, 10), "system")
+    assert message["last_seq"] == 499
+    for columns in message["series"].values():
+        assert 2 <= len(columns["value"]) <= 22
+        assert len(columns["timestamp"]) == len(columns["value"])
+        assert columns["timestamp"] == sorted(columns["timestamp"])
+    assert 99.0 in message["series"]["cpu.percent"]["value"]
+    assert 70.0 in message["series"]["memory.percent"]["value"]
+
+
+def test_live_stream_follows_console_lines_collapsed(
+    server: EmbeddedServer, start_run: StartRun
+) -> None:
+    """``console=-1`` sends the console's lines (``\\r`` progress collapsed as
+    ``run.console()`` does, stdout and stderr told apart), then new lines as printed."""
+    run = start_run(server, project="proj", settings={"console": "auto"})
+    print("epoch 1")
+    print("progress 10%\rprogress 60%\rprogress 100%")
+    print("oops", file=sys.stderr)
+    run.flush()
+    url = f"{server.url}/api/v1/dashboard/live/local/proj?runs={run.id}&console=-1"
+    stream = _events(url, 100)
+    lines: list[dict[str, Any]] = []
+    while len(lines) < 3:
+        message = _follow(stream, "console")
+        assert message["cut"] is False
+        lines += message["lines"]
+    assert [(line["stream"], line["text"]) for line in lines] == [
+        ("stdout", "epoch 1"),
+        ("stdout", "progress 100%"),
+        ("stderr", "oops"),
+    ]
+    assert all(isinstance(line["time"], float) for line in lines)
+    print("epoch 2")
+    while True:
+        message = _follow(stream, "console")
+        if message["lines"]:
+            break
+    assert [line["text"] for line in message["lines"]] == ["epoch 2"]
+    stream.close()
+
+
+def test_live_console_sends_at_most_the_last_lines_and_says_so(
+    server: EmbeddedServer, start_run: StartRun
+) -> None:
+    """A console longer than `CONSOLE_TAIL_LINES` arrives as its last lines, marked cut."""
+    run = start_run(server, project="proj", settings={"console": "auto"})
+    total = CONSOLE_TAIL_LINES + 700
+    for index in range(total):
+        print(f"line {index}")
+    run.finish(quiet=True)
+    url = f"{server.url}/api/v1/dashboard/live/local/proj?runs={run.id}&console=-1"
+    message = _follow(_events(url, 10), "console")
+    texts = [line["text"] for line in message["lines"]]
+    assert message["cut"] is True
+    assert texts == [f"line {index}" for index in range(total - CONSOLE_TAIL_LINES, total)]
+
+
+def test_console_download_is_the_whole_text_collapsed(
+    server: EmbeddedServer, start_run: StartRun
+) -> None:
+    """GET /api/v1/dashboard/console/... is the run's whole console as a text attachment,
+    one line each, progress lines collapsed; a missing run is a 404."""
+    run = start_run(server, project="proj", settings={"console": "auto"})
+    print("start")
+    print("step 1/3\rstep 3/3")
+    print("<script>alert(1)</script>", file=sys.stderr)
+    run.finish(quiet=True)
+    status, headers, body = _get(f"{server.url}/api/v1/dashboard/console/local/proj/{run.id}")
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["Content-Disposition"] == f"attachment; filename*=UTF-8''{run.id}-console.txt"
+    assert body.decode() == "start\nstep 3/3\n<script>alert(1)</script>\n"
+    status, _, body = _get(f"{server.url}/api/v1/dashboard/console/local/proj/nosuch")
+    assert (status, _code(body)) == (404, "run_not_found")

@@ -157,3 +157,56 @@ async def test_processes_opening_a_new_database_at_once_migrate_it_once(url: str
     finally:
         for backend in opened:
             await backend.close()
+
+
+async def _woken(event: asyncio.Event, seconds: float = 5.0) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+async def test_a_change_in_one_process_wakes_another_s_watchers(url: str) -> None:
+    """Two server processes on one database: a batch acked by one wakes the other's watcher
+    of that run through NOTIFY (within `ANNOUNCE_SECONDS` and the round trip); after the
+    listening connections are killed, they connect again and hear again."""
+    first, second = Store(await PostgresBackend.open(url)), Store(await PostgresBackend.open(url))
+    try:
+        await first.listen()
+        await second.listen()
+        for _ in range(100):
+            if first.hears_others and second.hears_others:
+                break
+            await asyncio.sleep(0.05)
+        assert first.hears_others
+        assert second.hears_others
+        await start(first)
+        with second.changes.watching([KEY]) as changed:
+            await first.ingest(KEY, LOG, rows(range(3)), NOW)
+            began = asyncio.get_running_loop().time()
+            assert await _woken(changed)
+            assert asyncio.get_running_loop().time() - began < 2.0
+
+            async with first.backend.write() as tx:
+                killed = await tx._conn.fetch(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+                )
+            assert len(killed) == 2
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if not second.hears_others:
+                    break
+            assert not second.hears_others
+            for _ in range(200):
+                if second.hears_others:
+                    break
+                await asyncio.sleep(0.05)
+            assert second.hears_others, "the listener did not connect again"
+            changed.clear()
+            await first.ingest(KEY, LOG, rows(range(3, 6), seq=3), NOW)
+            assert await _woken(changed)
+    finally:
+        await first.close()
+        await second.close()

@@ -1,20 +1,24 @@
 """The dashboard's server side: its pages, the reads its scripts need, and live updates.
 
-Besides the pages (`tracker._server._pages`), three endpoints under
+Besides the pages (`tracker._server._pages`), four endpoints under
 ``/api/v1/dashboard/`` serve the scripts (docs/dashboard.md): a page of runs sorted on
-any column, a run's numeric history as chart columns downsampled per key, and a
-server-sent event stream that polls the storage twice a second and sends the new points
-and changed run documents of the runs a page shows. `dashboard_auth` lets the pages load
-without a key and lets the event stream carry its key in the URL, as EventSource cannot
-send headers; everything else is authenticated as the API is.
+any column, a run's numeric history as chart columns downsampled per key, a run's console
+as a text download, and a server-sent event stream that reads the runs a page shows when
+they change (`Store.changes`, other replicas' changes included where the database tells
+them; else twice a second) and sends their changed run documents, their new points, and
+the new records of their system and console streams (`tracker._server._streams`).
+`dashboard_auth` lets the pages load without a key and lets the event stream carry its key
+in the URL, as EventSource cannot send headers; everything else is authenticated as the
+API is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -24,7 +28,8 @@ from tracker._records.codec import encode_value
 from tracker._server._auth import ApiError
 from tracker._server._benchmarks import BenchmarkViews
 from tracker._server._pages import PAGE_ROUTES, Pages
-from tracker._server._params import checked_name, int_query, json_query, project_of
+from tracker._server._params import checked_name, int_query, json_query, project_of, run_key
+from tracker._server._streams import console_tail, console_text, system_columns
 from tracker._server.storage import RunDocument, RunKey, Store, parse_sort
 from tracker._server.storage.errors import StorageError
 from tracker._wire.limits import MAX_PAGE, MAX_STEP
@@ -37,13 +42,21 @@ __all__ = ["LIVE_ROUTE", "Dashboard", "dashboard_auth"]
 LIVE_ROUTE: Final = "dashboard.live"
 """The name of the event stream's route: the one that takes ``?key=``."""
 POLL_SECONDS: Final = 0.5
-"""How often a live stream reads the storage: new points show within about this long."""
+"""How often a live stream reads the storage when changes made by other server processes
+cannot reach it (SQLite replicas): their new points show within about this long."""
+HEARD_POLL_SECONDS: Final = 5.0
+"""How often it reads anyway when they can (PostgreSQL's NOTIFY): a backstop for a change
+that is announced to no one (a crashed run marked by the sweep)."""
+MIN_POLL_SECONDS: Final = 0.1
+"""The shortest time between two reads of one stream, however often its runs change."""
 PING_SECONDS: Final = 15.0
 """A comment line this often keeps proxies from closing an idle stream."""
 MAX_LIVE_RUNS: Final = 100
 MAX_SAMPLES: Final = 10_000
 DEFAULT_SAMPLES: Final = 1000
 
+_UNREAD: Final = object()
+"""A follow whose streams were not read yet."""
 _LIST_FIELDS_LEFT_OUT: Final = ("metadata",)
 """Run fields the table and live events do without (the run page reads the whole run)."""
 
@@ -91,6 +104,11 @@ class Dashboard:
             web.get(
                 base + "/series/{entity}/{project}/{run_id}", self.series, name="dashboard.series"
             ),
+            web.get(
+                base + "/console/{entity}/{project}/{run_id}",
+                self.console,
+                name="dashboard.console",
+            ),
             web.get(base + "/live/{entity}/{project}", self.live, name=LIVE_ROUTE),
             *BenchmarkViews(self._storage).routes(),
             *Pages().routes(),
@@ -128,15 +146,45 @@ class Dashboard:
         answer = await self._storage.chart_series(key, keys, min_step, samples)
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
+    async def console(self, request: web.Request) -> web.StreamResponse:
+        """The run's whole console as a text download, lines collapsed as ``run.console()``
+        collapses them, streamed a page of records at a time."""
+        key = run_key(request)
+        chunks = console_text(self._storage, key)
+        first = await anext(chunks, b"")  # a missing run is a 404, before the answer starts
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/plain; charset=utf-8",
+                "Content-Disposition": "attachment; filename*=UTF-8''"
+                + quote(f"{key.run_id}-console.txt", safe=""),
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(request)
+        try:
+            await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            _logger.debug("client left while downloading the console of %s", key)
+        return response
+
     async def live(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: ``run`` when a run document changes, ``series`` with new points.
+        """Server-sent events: ``run`` when a run document changes, ``series`` with new
+        points, ``system`` and ``console`` with new records of those streams.
 
         ``runs=A,B`` names the runs, ``after=10,-1`` the last step the page holds of each
         (default -1: all of it), ``samples`` caps the points of one key in one event.
+        ``system=4,-1`` and ``console=,12`` give the last seq the page holds of each run's
+        stream (-1: none yet; empty, or the parameter left out: not followed).
         """
         entity, project = project_of(request)
         run_ids = _run_ids(request.query.get("runs", ""))
-        after = _steps(request.query.get("after"), len(run_ids))
+        count = len(run_ids)
+        after = _positions(request.query.get("after"), count, "after", "a step", -1)
+        system = _positions(request.query.get("system"), count, "system", "a seq", None)
+        console = _positions(request.query.get("console"), count, "console", "a seq", None)
         samples = int_query(request, "samples", DEFAULT_SAMPLES, 2, MAX_SAMPLES)
         response = web.StreamResponse(
             headers={
@@ -146,63 +194,111 @@ class Dashboard:
             }
         )
         await response.prepare(request)
-        stream = _LiveStream(
-            self._storage, entity, project, dict(zip(run_ids, after, strict=True)), samples
-        )
+        follows = [
+            _Follow(RunKey(entity, project, run_id), step, system_seq, console_seq)
+            for run_id, step, system_seq, console_seq in zip(
+                run_ids, after, system, console, strict=True
+            )
+        ]
+        stream = _LiveStream(self._storage, follows, samples)
         loop = asyncio.get_running_loop()
         pinged = loop.time()
         try:
-            while not self._closing.is_set() and not _gone(request):
-                for event, data in await stream.poll():
-                    await response.write(b"event: " + event + b"\ndata: " + data + b"\n\n")
-                if loop.time() - pinged >= PING_SECONDS:
-                    await response.write(b": ping\n\n")
-                    pinged = loop.time()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), POLL_SECONDS)
+            with self._storage.changes.watching(stream.keys) as changed:
+                while not self._closing.is_set() and not _gone(request):
+                    read_at = loop.time()
+                    changed.clear()
+                    for event, data in await stream.poll():
+                        await response.write(b"event: " + event + b"\ndata: " + data + b"\n\n")
+                    if loop.time() - pinged >= PING_SECONDS:
+                        await response.write(b": ping\n\n")
+                        pinged = loop.time()
+                    await self._next_read(changed, read_at)
         except ConnectionError:
             _logger.debug("a live stream of %s/%s lost its client", entity, project)
         return response
 
+    async def _next_read(self, changed: asyncio.Event, read_at: float) -> None:
+        """Wait until one of the stream's runs changes (or the backstop timer passes, or the
+        server closes), and at least `MIN_POLL_SECONDS` since the last read began."""
+        timer = HEARD_POLL_SECONDS if self._storage.hears_others else POLL_SECONDS
+        waits = [asyncio.ensure_future(event.wait()) for event in (changed, self._closing)]
+        try:
+            await asyncio.wait(waits, timeout=timer, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        pause = read_at + MIN_POLL_SECONDS - asyncio.get_running_loop().time()
+        if pause > 0 and not self._closing.is_set():
+            await asyncio.sleep(pause)
+
+
+@dataclass
+class _Follow:
+    """What one live stream has sent of a run: its last step, system and console seqs (None:
+    not followed), the document version last sent and the one its streams were read at."""
+
+    key: RunKey
+    step: int
+    system: int | None
+    console: int | None
+    version: object = None
+    streams_read_at: object = _UNREAD
+
 
 class _LiveStream:
-    """What one live stream has sent: each run's last step and document version."""
+    """The runs one live stream follows, polled in turn."""
 
-    def __init__(
-        self, storage: Store, entity: str, project: str, after: dict[str, int], samples: int
-    ) -> None:
+    def __init__(self, storage: Store, follows: list[_Follow], samples: int) -> None:
         self._storage = storage
-        self._keys = [RunKey(entity, project, run_id) for run_id in after]
-        self._sent_steps = after
-        self._versions: dict[str, object] = {}
+        self._follows = follows
+        self.keys = [follow.key for follow in follows]
         self._samples = samples
 
     async def poll(self) -> list[tuple[bytes, bytes]]:
-        """The events since the last poll: changed run documents, then new points."""
+        """The events since the last poll: changed run documents, new points, new records."""
         events: list[tuple[bytes, bytes]] = []
-        for key in self._keys:
+        for follow in self._follows:
             try:
-                events += await self._poll_run(key)
+                events += await self._poll_run(follow)
             except StorageError as exc:  # busy or gone: the next poll tries again
-                _logger.debug("live stream: reading %s failed: %s", key, exc.message)
+                _logger.debug("live stream: reading %s failed: %s", follow.key, exc.message)
         return events
 
-    async def _poll_run(self, key: RunKey) -> list[tuple[bytes, bytes]]:
+    async def _poll_run(self, follow: _Follow) -> list[tuple[bytes, bytes]]:
         events: list[tuple[bytes, bytes]] = []
+        key = follow.key
         document = await self._storage.get_run(key)
         if document is None:
             return events
         version = (document.get("updated_at"), document.get("state"))
-        if self._versions.get(key.run_id) != version:
-            self._versions[key.run_id] = version
+        if follow.version != version:
+            follow.version = version
             events.append((b"run", encode_value(_slim(document), "run")[:-1]))
         last_step = document.get("last_step")
-        sent = self._sent_steps[key.run_id]
-        if isinstance(last_step, int) and last_step > sent:
-            answer = await self._storage.chart_series(key, None, sent + 1, self._samples)
-            self._sent_steps[key.run_id] = max(sent, int(answer["last_step"]))
+        if isinstance(last_step, int) and last_step > follow.step:
+            answer = await self._storage.chart_series(key, None, follow.step + 1, self._samples)
+            follow.step = max(follow.step, int(answer["last_step"]))
             if answer["series"]:
                 events.append((b"series", orjson.dumps({"run": key.run_id, **answer})))
+        # stream records come with a new updated_at: read the streams only when it moved
+        updated = document.get("updated_at")
+        if follow.streams_read_at == updated:
+            return events
+        first = follow.streams_read_at is _UNREAD
+        follow.streams_read_at = updated
+        if follow.system is not None:
+            system = await system_columns(self._storage, key, follow.system, self._samples)
+            if first or system["last_seq"] > follow.system:
+                message = {"run": key.run_id, "after": follow.system, **system}
+                events.append((b"system", orjson.dumps(message)))
+                follow.system = system["last_seq"]
+        if follow.console is not None:
+            console = await console_tail(self._storage, key, follow.console)
+            if first or console["last_seq"] > follow.console:
+                message = {"run": key.run_id, "after": follow.console, **console}
+                events.append((b"console", orjson.dumps(message)))
+                follow.console = console["last_seq"]
         return events
 
 
@@ -227,19 +323,27 @@ def _run_ids(text: str) -> list[str]:
     return [checked_name(run_id, "run id in runs") for run_id in run_ids]
 
 
-def _steps(text: str | None, count: int) -> list[int]:
+def _positions(
+    text: str | None, count: int, name: str, what: str, default: int | None
+) -> list[Any]:
+    """One position per run of ``name=4,,-1``: an integer >= -1, or None for an empty part;
+    ``default`` for every run when the parameter is absent or empty."""
     if not text:
-        return [-1] * count
+        return [default] * count
     parts = text.split(",")
     try:
-        steps = [int(part) for part in parts if len(part) <= 20]
+        positions = [int(part) if part else None for part in parts if len(part) <= 20]
     except ValueError:
-        steps = []
-    if len(steps) != count or len(parts) != count or not all(-1 <= s <= MAX_STEP for s in steps):
+        positions = []
+    if len(positions) != count or not all(
+        position is None or -1 <= position <= MAX_STEP for position in positions
+    ):
         raise ApiError(
             400,
             "bad_request",
-            f"query parameter after={text[:120]!r} must hold one step (an integer >= -1) "
-            f"per run in runs, {count} in all, separated by commas",
+            f"query parameter {name}={text[:120]!r} must hold one position ({what}, an "
+            f"integer >= -1) per run in runs, {count} in all, separated by commas",
         )
-    return steps
+    if default is None:
+        return positions
+    return [default if position is None else position for position in positions]

@@ -73,6 +73,7 @@ async def serve(
     storage = await open_storage(db_url)
     try:
         storage.start_compactor()  # batches logged before a restart are folded now
+        await storage.listen()  # other replicas' changes wake this one's live pages
         await store_keys(storage, api_keys)
         # keys stored by an earlier start count too
         has_keys = await storage.has_api_keys()

@@ -54,6 +54,17 @@ export async function request(url, { method = "GET", body } = {}) {
   return response;
 }
 
+/** Save the answer of an API URL as a file called `name`: fetched with this tab's key (a
+ * plain link cannot send it), then handed to the browser from a `blob:` URL. */
+export async function downloadFile(url, name) {
+  const blob = await (await request(url)).blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
 /** A plain JSON answer. */
 export async function getJson(url) {
   return (await request(url)).json();
@@ -77,22 +88,11 @@ export function decodeExact([document, specials = []]) {
   return root;
 }
 
-/**
- * Open the live stream of some runs of a project: `onRun(document)` when a run changes,
- * `onSeries({run, last_step, series})` with new points, `onError()` once when the stream
- * breaks (it is closed then; open a new one with the steps you hold).
- */
-export function openLive(entity, project, runIds, after, { onRun, onSeries, onError }) {
-  const params = new URLSearchParams({ runs: runIds.join(","), after: after.join(",") });
+/** The URL of the live event stream of a project's runs with these query parameters. */
+export function liveUrl(entity, project, params) {
+  const query = new URLSearchParams(params);
   const key = sessionStorage.getItem(KEY);
   // EventSource cannot send headers: the server takes the key from the URL on this endpoint
-  if (key) params.set("key", key);
-  const source = new EventSource(`/api/v1/dashboard/live/${path(entity, project)}?${params}`);
-  source.addEventListener("run", (event) => onRun(decodeExact(JSON.parse(event.data))));
-  source.addEventListener("series", (event) => onSeries(JSON.parse(event.data)));
-  source.addEventListener("error", () => {
-    source.close();
-    onError();
-  });
-  return source;
+  if (key) query.set("key", key);
+  return `/api/v1/dashboard/live/${path(entity, project)}?${query}`;
 }

@@ -1,10 +1,25 @@
-// A run's page: state and timing, tags and notes (editable), charts, config, summary, files.
+// A run's page: state and timing; an Overview tab (tags and notes, editable; charts, system
+// charts, media, config, summary, environment, files) and a Logs tab (the console, live).
 
-import { ApiError, getExact, getJson, path, request } from "./api.js";
+import { ApiError, downloadFile, getExact, getJson, path } from "./api.js";
 import { ChartGrid } from "./charts.js";
 import { el, flatten, formatBytes, formatDuration, formatTime, formatValue } from "./format.js";
+import { LiveFeed } from "./live.js";
+import { ConsoleView } from "./logs.js";
 import { MediaPanels } from "./media.js";
 import { stateBadge } from "./runs.js";
+import { SystemGrid } from "./system.js";
+
+/** The run page's tabs: id (also the URL's #fragment) and label; the first is the default. */
+const TABS = [
+  ["overview", "Overview"],
+  ["logs", "Logs"],
+];
+/** Run files the Environment panel links to when the run has them. */
+const ENVIRONMENT_FILES = [
+  ["diff.patch", "Diff"],
+  ["requirements.txt", "Requirements"],
+];
 
 /** Draw the page of a run into `main`. */
 export async function showRun(main, entity, project, runId) {
@@ -18,8 +33,12 @@ class RunPage {
     this.runId = runId;
     this.main = main;
     this.api = `/api/v1/runs/${path(entity, project, runId)}`;
-    this.charts = new ChartGrid(entity, project, { onRun: (document) => this.update(document) });
+    const feed = new LiveFeed(entity, project);
+    this.charts = new ChartGrid(entity, project, { onRun: (document) => this.update(document), feed });
+    this.system = new SystemGrid(feed);
+    this.logs = new ConsoleView(feed, entity, project, runId);
     this.media = new MediaPanels(this.api);
+    this.fileList = [];
   }
 
   async load() {
@@ -45,13 +64,13 @@ class RunPage {
     this.config = el("div", {});
     this.summary = el("div", {});
     this.files = el("div", {}, el("p", { class: "muted" }, "Loading…"));
+    this.environment = el("div", {});
     this.status = el("p", { class: "status", role: "status" });
     const notes = el("textarea", { id: "notes", rows: "3" });
     notes.value = this.run.notes || "";
-    this.main.replaceChildren(
-      this.heading,
-      el("p", { class: "muted" }, el("code", {}, this.runId), ` in ${this.entity}/${this.project}`),
-      this.facts,
+    const overview = el(
+      "div",
+      {},
       el(
         "section",
         { "aria-labelledby": "tags-heading" },
@@ -77,6 +96,12 @@ class RunPage {
         el("h2", { id: "charts-heading" }, "Charts"),
         this.charts.element,
       ),
+      el(
+        "section",
+        { "aria-labelledby": "system-heading" },
+        el("h2", { id: "system-heading" }, "System"),
+        this.system.element,
+      ),
       (this.mediaSection = el(
         "section",
         { "aria-labelledby": "media-heading", hidden: true },
@@ -101,18 +126,40 @@ class RunPage {
       ),
       el(
         "section",
+        { "aria-labelledby": "environment-heading" },
+        el("h2", { id: "environment-heading" }, "Environment"),
+        this.environment,
+      ),
+      el(
+        "section",
         { "aria-labelledby": "files-heading" },
         el("h2", { id: "files-heading" }, "Files"),
         this.files,
       ),
       el(
         "details",
-        { class: "system" },
-        el("summary", {}, "System and run metadata"),
+        { class: "metadata" },
+        el("summary", {}, "All run metadata"),
         keyValues(this.run.metadata),
       ),
     );
+    const logs = el(
+      "section",
+      { "aria-labelledby": "logs-heading" },
+      el("h2", { id: "logs-heading", class: "visually-hidden" }, "Logs"),
+      this.logs.element,
+    );
+    this.main.replaceChildren(
+      this.heading,
+      el("p", { class: "muted" }, el("code", {}, this.runId), ` in ${this.entity}/${this.project}`),
+      this.facts,
+      this.tabBar({ overview, logs }),
+      overview,
+      logs,
+    );
     this.render();
+    this.renderEnvironment();
+    this.system.setRuns([this.run]);
     this.charts.setRuns([this.run]);
     this.loadFiles();
     this.loadMedia();
@@ -234,21 +281,14 @@ class RunPage {
       this.files.replaceChildren(el("p", { class: "error" }, `Could not list the files: ${error.message}`));
       return;
     }
+    this.fileList = files;
+    this.renderEnvironment();
     if (!files.length) {
       this.files.replaceChildren(el("p", { class: "muted" }, "No files."));
       return;
     }
     const rows = files.map((file) => {
-      const url = `${this.api}/files/${file.name.split("/").map(encodeURIComponent).join("/")}`;
-      const link = el(
-        "a",
-        {
-          href: url,
-          download: file.name.split("/").at(-1),
-          onclick: (event) => this.download(event, url, file.name),
-        },
-        "Download",
-      );
+      const link = this.fileLink(file.name, "Download");
       link.setAttribute("aria-label", `Download ${file.name}`);
       return el(
         "tr",
@@ -277,17 +317,121 @@ class RunPage {
     );
   }
 
-  /** Downloads go through fetch, so they carry this tab's key (a plain link cannot). */
-  async download(event, url, name) {
-    event.preventDefault();
-    try {
-      const blob = await (await request(url)).blob();
-      const link = el("a", { href: URL.createObjectURL(blob), download: name.split("/").at(-1) });
-      link.click();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-    } catch (error) {
-      this.status.textContent = `Could not download ${name}: ${error.message}`;
+  /** A link that downloads a run file, through fetch so that it carries this tab's key. */
+  fileLink(name, text) {
+    const url = `${this.api}/files/${name.split("/").map(encodeURIComponent).join("/")}`;
+    const base = name.split("/").at(-1);
+    return el(
+      "a",
+      {
+        href: url,
+        download: base,
+        onclick: async (event) => {
+          event.preventDefault();
+          try {
+            await downloadFile(url, base);
+          } catch (error) {
+            this.status.textContent = `Could not download ${name}: ${error.message}`;
+          }
+        },
+      },
+      text,
+    );
+  }
+
+  /** The tab bar over the page's panels (`{id: element}`); the URL's #fragment picks one. */
+  tabBar(panels) {
+    const buttons = TABS.map(([id, label]) =>
+      el(
+        "button",
+        {
+          type: "button",
+          role: "tab",
+          id: `tab-${id}`,
+          "aria-controls": `panel-${id}`,
+          onclick: () => select(id, true),
+          onkeydown: (event) => {
+            const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+            if (!step) return;
+            const index = (TABS.findIndex(([other]) => other === id) + step + TABS.length) % TABS.length;
+            select(TABS[index][0], true);
+            buttons[index].focus();
+          },
+        },
+        label,
+      ),
+    );
+    for (const [id] of TABS) {
+      panels[id].id = `panel-${id}`;
+      panels[id].setAttribute("role", "tabpanel");
+      panels[id].setAttribute("aria-labelledby", `tab-${id}`);
     }
+    const select = (chosen, byUser) => {
+      TABS.forEach(([id], index) => {
+        const on = id === chosen;
+        buttons[index].setAttribute("aria-selected", String(on));
+        buttons[index].tabIndex = on ? 0 : -1;
+        panels[id].hidden = !on;
+      });
+      if (chosen === "logs") this.logs.follow();
+      if (byUser) {
+        const hash = chosen === TABS[0][0] ? "" : `#${chosen}`;
+        history.replaceState(history.state, "", location.pathname + location.search + hash);
+      }
+    };
+    const wanted = location.hash.slice(1);
+    select(TABS.some(([id]) => id === wanted) ? wanted : TABS[0][0], false);
+    return el("div", { class: "tabs", role: "tablist", "aria-label": "Run views" }, buttons);
+  }
+
+  /** Where and how the run ran (its metadata), with links to its diff and requirements. */
+  renderEnvironment() {
+    const meta = this.run.metadata || {};
+    const git = meta.git && typeof meta.git === "object" ? meta.git : null;
+    const rows = [
+      ["Host", meta.host],
+      ["OS", meta.os],
+      ["Python", meta.python],
+      ["Python executable", meta.python_executable],
+      ["Command", meta.command == null ? null : el("code", {}, String(meta.command))],
+      ["Working directory", meta.cwd == null ? null : el("code", {}, String(meta.cwd))],
+      ["CPUs", meta.cpu_count],
+      ["GPUs", Array.isArray(meta.gpus) ? meta.gpus.join(", ") || "none" : null],
+    ];
+    if (git) {
+      rows.push(
+        ["Git remote", git.remote],
+        ["Git branch", "branch" in git ? (git.branch ?? "none (detached HEAD)") : null],
+        ["Git commit", git.commit == null ? null : el("code", {}, String(git.commit))],
+        ["Uncommitted changes", typeof git.dirty === "boolean" ? (git.dirty ? "yes" : "no") : null],
+      );
+    }
+    const names = new Set(this.fileList.map((file) => file.name));
+    for (const [name, label] of ENVIRONMENT_FILES)
+      if (names.has(name)) rows.push([label, this.fileLink(name, name)]);
+    const shown = rows.filter(([, value]) => value !== null && value !== undefined && value !== "");
+    if (!shown.length) {
+      this.environment.replaceChildren(el("p", { class: "muted" }, "Nothing recorded."));
+      return;
+    }
+    this.environment.replaceChildren(
+      el(
+        "table",
+        { class: "plain kv environment" },
+        el(
+          "tbody",
+          {},
+          shown.map(([label, value]) =>
+            el(
+              "tr",
+              {},
+              el("th", { scope: "row" }, label),
+              el("td", {}, typeof value === "object" ? value : formatValue(value)),
+            ),
+          ),
+        ),
+      ),
+    );
   }
 }
 

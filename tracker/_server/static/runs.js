@@ -1,4 +1,5 @@
-// A project's page: filters, the runs table (paged and sorted by the server), and charts.
+// A project's page: filters, the runs table (paged and sorted by the server), charts and
+// system charts of the runs shown.
 
 import { getExact, path } from "./api.js";
 import { ChartGrid } from "./charts.js";
@@ -12,6 +13,8 @@ import {
   runColor,
   valueAt,
 } from "./format.js";
+import { LiveFeed } from "./live.js";
+import { SystemGrid } from "./system.js";
 
 const STATES = ["running", "finished", "failed", "crashed", "killed"];
 /** Runs charted when none is selected: the first rows of the table. */
@@ -51,7 +54,9 @@ class ProjectPage {
     this.seenKeys = new Map(); // "config\u0000a\u0000b" -> ["config", "a", "b"]
     this.seen = { tags: new Set(), group: new Set(), job_type: new Set() };
     this.columns = JSON.parse(localStorage.getItem(this.storageKey) || "null");
-    this.charts = new ChartGrid(entity, project, { onRun: (document) => this.runChanged(document) });
+    const feed = new LiveFeed(entity, project);
+    this.charts = new ChartGrid(entity, project, { onRun: (document) => this.runChanged(document), feed });
+    this.system = new SystemGrid(feed);
     this.element = el(
       "div",
       { class: "project" },
@@ -70,6 +75,12 @@ class ProjectPage {
         { "aria-labelledby": "charts-heading" },
         el("h2", { id: "charts-heading" }, "Charts"),
         this.charts.element,
+      ),
+      el(
+        "section",
+        { "aria-labelledby": "system-heading" },
+        el("h2", { id: "system-heading" }, "System"),
+        this.system.element,
       ),
     );
     setInterval(() => this.refresh(), REFRESH_MS);
@@ -470,6 +481,7 @@ class ProjectPage {
       note = `Showing the first ${runs.length} runs of the table; select runs to compare others.`;
     else if (this.selected.size > MAX_CHARTED)
       note = `Showing the first ${MAX_CHARTED} of ${this.selected.size} selected runs.`;
+    this.system.setRuns(runs);
     this.charts.setRuns(runs, note);
   }
 

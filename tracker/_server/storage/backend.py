@@ -61,6 +61,9 @@ The contract:
   seq (0, 1, 2, ... in the order stored, whichever of the run's logs sent it), and
   `Reader.read_stream` reads a stretch of one. A fork does not copy them, a rewind keeps
   them (they have times, not steps), `Writer.delete_run` deletes them.
+- **Changes.** A backend shared by several server processes may tell them which runs
+  changed (`Notifier`); an announcement is a hint to read again, never data: a process
+  that misses one (not listening yet, reconnecting) finds the change on its next read.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias, TypedDict
+from typing import Any, Protocol, TypeAlias, TypedDict, runtime_checkable
 
 from tracker._server.storage.document import FileInfo, ProjectInfo, RunDocument, RunKey
 from tracker._server.storage.filters import RunQuery
@@ -82,6 +85,7 @@ __all__ = [
     "BatchWrites",
     "CompactWrites",
     "LoggedBatch",
+    "Notifier",
     "Reader",
     "RunFields",
     "StoredRow",
@@ -327,6 +331,24 @@ class Writer(Reader, Protocol):
 
     async def put_api_key(self, digest: str, entity: str, now: float) -> None:
         """Let the key whose SHA-256 is ``digest`` act as ``entity`` (replacing a binding)."""
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """A backend that tells the server processes sharing its database which runs changed
+    (PostgreSQL's LISTEN/NOTIFY), so their live streams need not poll; one that is not
+    leaves them to their timers."""
+
+    @property
+    def hearing(self) -> bool:
+        """Whether the other processes' announcements reach this one now."""
+
+    async def announce(self, keys: list[RunKey]) -> None:
+        """Tell the other processes that the runs ``keys`` changed."""
+
+    async def listen(self, heard: Callable[[RunKey], None]) -> None:
+        """From now on call ``heard`` with each run another process announces (reconnecting
+        when the connection is lost) until the backend closes."""
 
 
 class Backend(Protocol):

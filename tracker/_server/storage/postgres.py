@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Final
+from functools import partial
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import orjson
 
 from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
@@ -37,11 +41,17 @@ from tracker._server.storage.postgres_schema import MIGRATIONS
 
 __all__ = ["PostgresBackend"]
 
+_logger = logging.getLogger(__name__)
+
 POOL_SIZE: Final = 10
 """Connections per server process: writes of different runs and reads run at once."""
 CONNECT_SECONDS: Final = 10.0
 MIGRATION_LOCK: Final = 0x7472_6163_6B00_0002
 """The advisory lock key held while migrating: one process migrates at a time."""
+CHANNEL: Final = "tracker_runs"
+"""The NOTIFY channel of changed runs; a payload is ``[process, entity, project, run_id]``."""
+LISTEN_RETRY_SECONDS: Final = 2.0
+"""How long the listening connection waits before it connects again, once lost."""
 _BUSY: Final = (
     asyncpg.exceptions.LockNotAvailableError,
     asyncpg.exceptions.DeadlockDetectedError,
@@ -57,13 +67,18 @@ _DRIVER: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asynci
 class PostgresBackend:
     """The storage primitives on one PostgreSQL database; create it with `open`."""
 
-    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
-        """Serve from ``pool``; ``where`` names the database in messages. `open` makes it."""
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        """Serve from ``pool``, the database at ``url``. `open` makes it."""
         self._pool = pool
-        self.where = where
+        self._url = url
+        self.where = describe(url)
         self.migrated = Migrated(0, 0)
         """What `open` did to the schema (`tracker._server.storage.migrations`)."""
         self._closed = False
+        self._process = uuid.uuid4().hex
+        """Names this process in its announcements, so it does not hear its own."""
+        self._listener: asyncio.Task[None] | None = None
+        self._hearing = False
 
     @classmethod
     async def open(cls, url: str) -> PostgresBackend:
@@ -86,7 +101,7 @@ class PostgresBackend:
                 "database exists (createdb), and that pg_hba.conf lets this user in with the "
                 "URL's password"
             ) from exc
-        backend = cls(pool, where)
+        backend = cls(pool, url)
         try:
             async with backend._translated(), pool.acquire() as conn, conn.transaction():
                 backend.migrated = await _migrate(conn, where)
@@ -170,12 +185,84 @@ class PostgresBackend:
         ):
             yield Session(conn, writing=False)
 
+    @property
+    def hearing(self) -> bool:
+        """See `Notifier.hearing`: the listening connection is up."""
+        return self._hearing
+
+    async def announce(self, keys: list[RunKey]) -> None:
+        """See `Notifier.announce`: one ``pg_notify`` per run, in one statement."""
+        payloads = [
+            orjson.dumps([self._process, key.entity, key.project, key.run_id]).decode()
+            for key in keys
+        ]
+        self._check_open()
+        async with self._translated(), self._pool.acquire() as conn:
+            await conn.execute(
+                "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+                CHANNEL,
+                payloads,
+            )
+
+    async def listen(self, heard: Callable[[RunKey], None]) -> None:
+        """See `Notifier.listen`: a connection of its own, outside the pool, LISTENs."""
+        self._check_open()
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen_forever(heard), name="listen"
+            )
+
+    async def _listen_forever(self, heard: Callable[[RunKey], None]) -> None:
+        def notified(conn: Any, pid: int, channel: str, payload: str) -> None:
+            try:
+                process, *names = orjson.loads(payload)
+                key = RunKey(*names)
+            except (orjson.JSONDecodeError, TypeError, ValueError):
+                _logger.warning("ignored a %s notification that is not tracker's", CHANNEL)
+                return
+            if process != self._process:
+                heard(key)
+
+        while not self._closed:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self._url, timeout=CONNECT_SECONDS)
+                conn.add_termination_listener(partial(_set, lost))
+                await conn.add_listener(CHANNEL, notified)
+            except _DRIVER as exc:
+                _logger.warning(
+                    "cannot listen to PostgreSQL %s for changed runs (%s); live pages read "
+                    "on a timer meanwhile, retrying in %.0f s",
+                    self.where,
+                    exc,
+                    LISTEN_RETRY_SECONDS,
+                )
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            self._hearing = True
+            try:
+                await lost.wait()
+            finally:
+                self._hearing = False
+                with contextlib.suppress(*_DRIVER):
+                    await conn.close(timeout=CONNECT_SECONDS)
+            _logger.warning("the connection listening to PostgreSQL %s was lost", self.where)
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
     async def close(self) -> None:
-        """Wait for the transactions in flight, then close every connection."""
+        """Stop listening, wait for the transactions in flight, then close every connection."""
         if self._closed:
             return
         self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self._pool.close()
+
+
+def _set(event: asyncio.Event, *_: object) -> None:
+    event.set()
 
 
 def _parts(url: str) -> tuple[str, int, str, str | None] | None:

@@ -31,12 +31,14 @@ from tracker._server.storage import series
 from tracker._server.storage.backend import (
     Backend,
     BatchWrites,
+    Notifier,
     Reader,
     RunFields,
     StoredRow,
     StoredRun,
     StreamSpan,
 )
+from tracker._server.storage.changes import RunChanges
 from tracker._server.storage.compactor import Compactor
 from tracker._server.storage.document import (
     ChartAnswer,
@@ -144,6 +146,9 @@ class Store:
     def __init__(self, backend: Backend) -> None:
         """Serve from ``backend`` (opened by the caller, closed by `close`)."""
         self.backend = backend
+        self._notifier = backend if isinstance(backend, Notifier) else None
+        self.changes = RunChanges(None if self._notifier is None else self._notifier.announce)
+        """Which runs change, for the live streams (`RunChanges`)."""
         self._locks = _RunLocks()
         self._compactor = Compactor(self._compact_step, self._logged_runs)
         self._known_keys: OrderedDict[RunKey, set[str]] = OrderedDict()
@@ -157,12 +162,25 @@ class Store:
         """Stop compacting (what is left stays logged), finish what is in flight and
         release the database."""
         await self._compactor.close()
+        await self.changes.close()
         await self.backend.close()
 
     def start_compactor(self) -> None:
         """Start folding the row log in the background (the server calls this at start,
         so batches logged before a restart are compacted; an ack starts it too)."""
         self._compactor.start()
+
+    async def listen(self) -> None:
+        """Hear the runs other server processes on the database change, where the backend
+        tells them (`Notifier`; the server calls this at start)."""
+        if self._notifier is not None:
+            await self._notifier.listen(self.changes.heard)
+
+    @property
+    def hears_others(self) -> bool:
+        """Whether the changes other server processes make reach `changes` now (else a live
+        stream reads on a timer)."""
+        return self._notifier is not None and self._notifier.hearing
 
     async def rescan_log(self) -> None:
         """Compact every run the database's row log holds, not only those acked here: with
@@ -181,7 +199,10 @@ class Store:
     async def _compact_step(self, pk: int, key: RunKey) -> bool:
         """One compaction step of the run, under its lock; False when nothing was left."""
         async with self._locks.hold(key):
-            return await self.backend.compact(pk, COMPACT_BYTES, _FOLD) is not None
+            compacted = await self.backend.compact(pk, COMPACT_BYTES, _FOLD) is not None
+        if compacted:
+            self.changes.changed(key)
+        return compacted
 
     async def _compact_all(self, key: RunKey) -> None:
         """Compact the run's whole row log (the caller holds the run's lock)."""
@@ -213,7 +234,9 @@ class Store:
         async with self._locks.hold(key):
             self._known_keys.pop(key, None)
             await self._compact_all(key)  # what the handshake changes comes after the log
-            return await self._started(request)
+            started = await self._started(request)
+        self.changes.changed(key)
+        return started
 
     async def _started(self, request: StartRequest) -> StartResult:
         """`start_run` in one write transaction (the caller holds the run's lock)."""
@@ -295,6 +318,7 @@ class Store:
                 writes = await self._logged(key, log_id, decision, added)
         if writes.logged:
             self._compactor.logged(writes.pk, key, sum(len(piece.body) for piece in writes.logged))
+        self.changes.changed(key)
         return writes.acked_seq
 
     async def _logged(
@@ -365,6 +389,7 @@ class Store:
                 if stored is None:
                     raise missing(key)
                 await tx.update_run(stored["pk"], fields)
+        self.changes.changed(key)
 
     async def get_run(self, key: RunKey) -> RunDocument | None:
         """The run document (its logged tail folded in), or None."""
