@@ -378,6 +378,8 @@ print(os.waitstatus_to_exitcode(status))
         (REMOTE, "https://git.example.com/team/project.git"),
         ("https://ghp_abcdefghijklmnop@github.com/o/r.git", "https://github.com/o/r.git"),
         ("http://user@host:8080/r", "http://host:8080/r"),
+        ("git+https://tok3n@host/r.git", "git+https://host/r.git"),
+        ("HTTPS://u:p@Host/r", "HTTPS://Host/r"),
         ("ssh://git:pw@host/r.git", "ssh://git@host/r.git"),
         ("ssh://git@host/r.git", "ssh://git@host/r.git"),
         ("git@github.com:o/r.git", "git@github.com:o/r.git"),

@@ -181,13 +181,13 @@ def reset_after_fork() -> None:
 
 def strip_credentials(url: str) -> str:
     """``url`` without the credentials it may carry: the user and password of an http(s)
-    URL (a token is often given as either), the password of any other URL. An scp-like
-    ``git@host:path`` names no secret and is kept."""
+    URL (``git+https`` too; a token is often given as either), the password of any other
+    URL. An scp-like ``git@host:path`` names no secret and is kept."""
     match = re.match(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/@]*)@", url)
     if match is None:
         return url
     scheme, userinfo = match["scheme"], match["userinfo"]
-    if scheme.lower() in ("http", "https"):
+    if re.search(r"(^|\+)https?$", scheme.lower()):
         kept = ""
     else:
         user = userinfo.partition(":")[0]

@@ -178,13 +178,19 @@ def test_logs_of_a_long_console_show_its_end_and_download_it_whole(
 
 
 def test_environment_panel_shows_metadata_git_and_file_links(
-    page: Any, server: EmbeddedServer, start_run: StartRun, tmp_path: Path
+    page: Any,
+    server: EmbeddedServer,
+    start_run: StartRun,
+    tmp_path: Path,
+    metadata_recorded: Callable[[Run], None],
 ) -> None:
     """The Environment panel lists host, OS, Python, command, CPUs, GPUs and git, links the
     run's diff.patch and requirements.txt, leaves out what is absent, and shows text as text."""
     run = start_run(server, project="proj", name="env")
+    metadata_recorded(run)  # the run's own os and gpus first, then these over them
     run._record_metadata(
         {
+            "python_executable": None,
             "os": "Linux-6.1-x86_64 <b>x</b>",
             "command": "python train.py --lr 0.1 --api-key=***",
             "cpu_count": 8,
@@ -215,7 +221,7 @@ def test_environment_panel_shows_metadata_git_and_file_links(
     assert rows["Host"] == os.uname().nodename
     assert rows["Python"] == sys.version.split()[0]
     assert rows["Working directory"] == os.getcwd()
-    assert "Python executable" not in rows  # absent from the metadata: no row
+    assert "Python executable" not in rows  # null in the metadata: no row
     assert page.locator(".environment b").count() == 0
     with page.expect_download() as download:
         page.locator(".environment").get_by_role("link", name="diff.patch", exact=True).click()
