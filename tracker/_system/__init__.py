@@ -1,10 +1,10 @@
 """System metrics of a run: samples taken on the I/O thread's loop, recorded as ``system`` records.
 
-`SystemStats` starts with the run (the loop imports the sampler and psutil and takes the
-first sample, so ``init()`` waits for none of it: importing the sampler's modules alone
-took ~2 ms, as much as an offline ``init()``), samples every ``settings.stats_interval_seconds`` and
-hands each sample to the run, which appends it under its outbox lock. Metric names and
-units: docs/run-log.md#system.
+`SystemStats` starts with the run; the loop imports the sampler's modules and psutil and
+takes the first sample, so ``init()`` waits for none of it (this module is small and loads
+with tracker). It samples every ``settings.stats_interval_seconds`` and hands each sample
+to the run, which appends it under its outbox lock. Metric names and units:
+docs/run-log.md#system.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ GPU_TIMEOUT_SECONDS: Final = 1.0
 """How long a sample waits, at most, for the GPUs' reading (less when the interval is)."""
 NO_PSUTIL_NOTICE: Final = (
     "tracker: psutil is not installed, so the system metrics leave out child processes (and, "
-    "outside Linux, all but the CPU count and the disk); for all of them: "
-    "pip install 'tracker[system]'"
+    "outside Linux, all but this process's CPU, the CPU count and the disk); for all of "
+    "them: pip install 'tracker[system]'"
 )
 
 _noticed = False  # the notice is said once per process
@@ -74,8 +74,8 @@ class SystemStats:
     """One run's sampling: a first sample as soon as the loop runs, then one per interval.
 
     ``record(payload)`` is the run's: it appends the sample under the outbox lock and
-    returns False once the run no longer takes samples (finishing, forked), which ends
-    the sampling.
+    returns False once the run takes no more samples (its exit record is written, or a
+    forked child inherited it), which ends the sampling.
     """
 
     def __init__(
