@@ -24,13 +24,15 @@ if os.environ.get("CI"):
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No settings file or TRACKER_* variable of the machine reaches a test, and unless a
-    test asks runs do not capture the console (pytest's own capture stays in charge), nor
-    store the checkout's git state and diff or the installed packages as run files."""
+    test asks runs do not capture the console (pytest's own capture stays in charge),
+    sample system metrics, nor store the checkout's git state and diff or the installed
+    packages as run files."""
     for name in list(os.environ):
         if name.startswith("TRACKER_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TRACKER_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("TRACKER_CONSOLE", "off")
+    monkeypatch.setenv("TRACKER_DISABLE_STATS", "1")
     monkeypatch.setenv("TRACKER_DISABLE_GIT", "1")
     monkeypatch.setenv("TRACKER_SAVE_REQUIREMENTS", "0")
 

@@ -26,7 +26,8 @@ ROOT = Path(tracker.__file__).resolve().parent.parent
 
 def child_env(tmp_path: Path, **settings: Any) -> dict[str, str]:
     """The environment of a child process importing this tracker, with ``settings`` written
-    to its own settings file (so `tracker sync` can be given fast retries and heartbeats)."""
+    to its own settings file (so `tracker sync` can be given fast retries and heartbeats),
+    taking no system metrics samples."""
     config = tmp_path / "child-config"
     config.mkdir(exist_ok=True)
     (config / "settings.toml").write_text(
@@ -35,6 +36,7 @@ def child_env(tmp_path: Path, **settings: Any) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRACKER_")}
     env["TRACKER_CONFIG_DIR"] = str(config)
     env["TRACKER_SILENT"] = "1"
+    env["TRACKER_DISABLE_STATS"] = "1"  # as in this process (conftest); tests that sample say so
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 

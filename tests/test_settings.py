@@ -81,6 +81,8 @@ def test_defaults_match_the_documented_values() -> None:
     assert settings.retry_initial_wait_seconds == 0.5
     assert settings.retry_max_wait_seconds == 60.0
     assert settings.fsync_policy == "flush"
+    assert settings.stats_interval_seconds == 15.0
+    assert settings.disable_stats is False
     assert settings.disable_git is False
     assert settings.save_requirements is True
 
@@ -161,6 +163,8 @@ def test_every_resume_policy_is_accepted(resume: str | bool | None) -> None:
         ("silent", True),
         ("console", "off"),
         ("console", "redirect"),
+        ("stats_interval_seconds", 0.1),
+        ("disable_stats", True),
         ("disable_git", True),
         ("save_requirements", False),
     ],
@@ -234,6 +238,16 @@ def test_retry_initial_equal_to_max_is_accepted() -> None:
         ("fsync_policy", "always", "use flush, batch or never"),
         ("console", "wrap", "is not a console capture mode; use auto, off or redirect"),
         ("console", True, "is not a console capture mode; use auto, off or redirect"),
+        ("stats_interval_seconds", 0.09, "is not a number of seconds >= 0.1; use a finite"),
+        ("stats_interval_seconds", 0, "seconds >= 0.1"),
+        ("stats_interval_seconds", -15, "seconds >= 0.1"),
+        ("stats_interval_seconds", float("nan"), "seconds >= 0.1"),
+        ("stats_interval_seconds", float("inf"), "seconds >= 0.1"),
+        ("stats_interval_seconds", 10**400, "seconds >= 0.1"),
+        ("stats_interval_seconds", True, "seconds >= 0.1"),
+        ("stats_interval_seconds", "15", "seconds >= 0.1"),
+        ("disable_stats", 1, "is not a bool; use True or False"),
+        ("disable_stats", "yes", "is not a bool; use True or False"),
     ],
 )
 def test_bad_value_names_the_field_and_accepted_values(
@@ -315,6 +329,10 @@ def test_replace_unknown_field_suggests_close_match() -> None:
         ("TRACKER_DIR", "/tmp/runs", "root_dir", "/tmp/runs"),
         ("TRACKER_SILENT", "1", "silent", True),
         ("TRACKER_CONSOLE", "redirect", "console", "redirect"),
+        ("TRACKER_STATS_INTERVAL_SECONDS", "0.5", "stats_interval_seconds", 0.5),
+        ("TRACKER_STATS_INTERVAL_SECONDS", " 60 ", "stats_interval_seconds", 60.0),
+        ("TRACKER_DISABLE_STATS", "1", "disable_stats", True),
+        ("TRACKER_DISABLE_STATS", "Off", "disable_stats", False),
         ("TRACKER_DISABLE_GIT", "1", "disable_git", True),
         ("TRACKER_SAVE_REQUIREMENTS", "off", "save_requirements", False),
     ],
@@ -345,6 +363,8 @@ def test_environment_table_covers_every_documented_variable() -> None:
         "TRACKER_DIR",
         "TRACKER_SILENT",
         "TRACKER_CONSOLE",
+        "TRACKER_STATS_INTERVAL_SECONDS",
+        "TRACKER_DISABLE_STATS",
         "TRACKER_DISABLE_GIT",
         "TRACKER_SAVE_REQUIREMENTS",
     }
@@ -453,6 +473,21 @@ def test_tracker_silent_parses_boolean_words(
             "TRACKER_CONSOLE",
             "tee",
             "TRACKER_CONSOLE='tee' is not a console capture mode; use auto, off or redirect",
+        ),
+        (
+            "TRACKER_STATS_INTERVAL_SECONDS",
+            "fast",
+            "TRACKER_STATS_INTERVAL_SECONDS='fast' is not a number; use digits, e.g. 15",
+        ),
+        (
+            "TRACKER_STATS_INTERVAL_SECONDS",
+            "0.01",
+            "TRACKER_STATS_INTERVAL_SECONDS='0.01' is not a number of seconds >= 0.1",
+        ),
+        (
+            "TRACKER_DISABLE_STATS",
+            "maybe",
+            "TRACKER_DISABLE_STATS='maybe' is not a boolean; use 1, true",
         ),
     ],
 )

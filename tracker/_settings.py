@@ -54,6 +54,8 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = types.MappingProxyType(
         "TRACKER_DIR": "root_dir",
         "TRACKER_SILENT": "silent",
         "TRACKER_CONSOLE": "console",
+        "TRACKER_STATS_INTERVAL_SECONDS": "stats_interval_seconds",
+        "TRACKER_DISABLE_STATS": "disable_stats",
         "TRACKER_DISABLE_GIT": "disable_git",
         "TRACKER_SAVE_REQUIREMENTS": "save_requirements",
     }
@@ -191,6 +193,19 @@ def _count(
     return check
 
 
+def _stats_interval(value: object) -> object:
+    """Accept a finite number of seconds of at least 0.1: sampling more often than ten times
+    a second would cost the program more CPU than what it measures is worth."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value) if abs(value) < 1e300 else math.inf
+        if math.isfinite(seconds) and seconds >= 0.1:
+            return seconds
+    raise _Invalid(
+        "is not a number of seconds >= 0.1; use a finite int or float of at least 0.1, "
+        "e.g. 15 (or disable_stats=True to take no samples)"
+    )
+
+
 _CHECKS: dict[str, Callable[[object], object]] = {
     "mode": _choice("mode", _MODES, optional=True),
     "base_url": _base_url,
@@ -220,6 +235,8 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "retry_max_wait_seconds": _seconds(allow_zero=False, example="60"),
     "fsync_policy": _choice("fsync policy", ("flush", "batch", "never"), optional=False),
     "console": _choice("console capture mode", ("auto", "off", "redirect"), optional=False),
+    "stats_interval_seconds": _stats_interval,
+    "disable_stats": _bool,
     "disable_git": _bool,
     "save_requirements": _bool,
 }
@@ -278,6 +295,9 @@ class Settings:
         console: capture the program's stdout and stderr into the run: "auto" (wrap
             ``sys.stdout``/``sys.stderr``), "redirect" (file descriptors 1 and 2, so
             C extensions and child processes are captured too) or "off".
+        stats_interval_seconds: how often system metrics (CPU, memory, disk, network,
+            GPUs) are sampled into the run's ``system`` stream; at least 0.1.
+        disable_stats: take no system metrics samples.
         disable_git: record no git state (remote, commit, branch, dirty) and no
             ``diff.patch``.
         save_requirements: store the installed packages as ``requirements.txt``.
@@ -310,6 +330,8 @@ class Settings:
     retry_max_wait_seconds: float = 60.0
     fsync_policy: str = "flush"
     console: str = "auto"
+    stats_interval_seconds: float = 15.0
+    disable_stats: bool = False
     disable_git: bool = False
     save_requirements: bool = True
 
@@ -392,6 +414,11 @@ def _parse_environment_value(field: str, raw: str) -> object:
         raise _Invalid(
             f"is not a resume policy; use {_words((*_RESUME_POLICIES, 'true', 'false'))}"
         )
+    if isinstance(_DEFAULTS[field], float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise _Invalid("is not a number; use digits, e.g. 15 or 0.5") from None
     if _CHECKS[field] is _bool:
         word = raw.strip().lower()
         if word in _TRUE_WORDS:

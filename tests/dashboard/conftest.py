@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 import tracker._init
-from tracker._records import kinds
 from tracker._run import Run
 from tracker._server._runner import EmbeddedServer
 
@@ -138,11 +137,11 @@ def start_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
 
 @pytest.fixture
 def system_sample() -> Callable[..., None]:
-    """``system_sample(run, **metrics)`` appends one ``system`` record (``_timestamp``: now,
-    unless given) to a live run, on the path the system sampler appends them by."""
+    """``system_sample(run, **metrics)`` appends one ``system`` record (``_timestamp``: now)
+    to a live run as its system sampler does, for metrics no machine here has (GPUs) and
+    exact values."""
 
     def sample(run: Run, **metrics: float) -> None:
-        with run._outbox.lock:
-            run._emit(kinds.SYSTEM, {"_timestamp": time.time(), **metrics})
+        assert run._record_system({"_timestamp": time.time(), **metrics})
 
     return sample

@@ -4,7 +4,9 @@ real server fed by real runs."""
 from __future__ import annotations
 
 import os
+import platform
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard.test_browser import wait_for
+from tests.test_metadata import git, make_repo
 from tracker._run import Run
 from tracker._server._runner import EmbeddedServer
 from tracker._server._streams import CONSOLE_TAIL_LINES
@@ -20,6 +23,8 @@ pytestmark = pytest.mark.dashboard
 
 StartRun = Callable[..., Run]
 Sample = Callable[..., None]
+SAMPLED = {"disable_stats": False, "stats_interval_seconds": 0.2}
+"""The settings of a run that takes system samples every 0.2 s."""
 
 # the points each uPlot series of a system metric's panel holds (x first), or null
 _LENGTHS = """metric => {
@@ -55,11 +60,32 @@ def _lines(page: Any) -> list[str]:
     return page.locator(".console .line .text").all_inner_texts()  # type: ignore[no-any-return]
 
 
-def test_run_page_charts_each_system_metric_in_its_group_live(
+def test_a_sampled_run_shows_its_system_metrics_live(
+    page: Any, server: EmbeddedServer, start_run: StartRun
+) -> None:
+    """A run taking system samples every 0.2 s shows them in System, grouped, and new
+    samples join the charts while the page stays open."""
+    run = start_run(server, project="proj", settings=SAMPLED)
+    run.log({"loss": 1.0})
+    page.goto(f"{server.url}/local/proj/runs/{run.id}")
+    page.get_by_role("heading", name="System").scroll_into_view_if_needed()
+    first = wait_for(lambda: page.evaluate(_LENGTHS, "proc.rss_mb"), what="the RSS chart")
+    assert first[0] == first[1] >= 1
+    groups = page.locator(".system-group h3").all_inner_texts()
+    assert groups[:5] == ["Process", "CPU", "Memory", "Disk", "Network"]
+    wait_for(
+        lambda: page.evaluate(_LENGTHS, "proc.rss_mb")[1] >= first[1] + 3,
+        what="samples taken after the page opened",
+    )
+    assert page.evaluate("() => window.trackerSystem.plot('proc.rss_mb').data[1].at(-1)") > 1
+
+
+def test_run_page_charts_each_system_metric_in_its_group(
     page: Any, server: EmbeddedServer, start_run: StartRun, system_sample: Sample
 ) -> None:
-    """A run's system samples draw one panel per metric, grouped (process, CPU, memory,
-    disk, network, each GPU), and samples arriving later join the charts without a reload."""
+    """System samples (GPUs' too: appended as the sampler appends them) draw one panel per
+    metric, grouped (process, CPU, memory, disk, network, each GPU) in that order, on the
+    time since the run was created or the wall time; later samples join without a reload."""
     run = start_run(server, project="proj", name="sampled")
     run.log({"loss": 1.0})
     _samples(system_sample, run, 3)
@@ -95,25 +121,25 @@ def test_a_run_without_system_metrics_says_so(
 
 
 def test_comparing_runs_overlays_their_system_metrics(
-    page: Any, server: EmbeddedServer, start_run: StartRun, system_sample: Sample
+    page: Any, server: EmbeddedServer, start_run: StartRun
 ) -> None:
     """Selected runs' system metrics are overlaid on the project page, one series per run."""
-    for name, count in (("one", 4), ("two", 6), ("three", 2)):
-        run = start_run(server, project="proj", name=name)
+    for name in ("one", "two", "three"):
+        run = start_run(server, project="proj", name=name, settings=SAMPLED)
         run.log({"loss": 1.0})
-        _samples(system_sample, run, count)
+        time.sleep(0.5)  # a few samples each
         run.finish(quiet=True)
     page.goto(f"{server.url}/local/proj")
     page.get_by_label("Select run one").check()
-    page.get_by_label("Select run two").check()
-    page.get_by_role("heading", name="System").scroll_into_view_if_needed()
-    wait_for(
-        lambda: page.evaluate(_LENGTHS, "memory.percent") == [10, 4, 6], what="two system series"
-    )
-    assert page.evaluate(_LABELS, "memory.percent") == ["one", "two"]
-    page.locator('[data-metric="gpu.1.utilization"]').scroll_into_view_if_needed()
-    wait_for(lambda: page.evaluate(_LENGTHS, "gpu.1.utilization"), what="the GPU 1 chart")
-    assert page.evaluate(_LABELS, "gpu.1.utilization") == ["one", "two"]
+    page.get_by_label("Select run three").check()
+    page.locator('[data-metric="memory.used_mb"]').scroll_into_view_if_needed()
+    lengths = wait_for(lambda: page.evaluate(_LENGTHS, "memory.used_mb"), what="the memory chart")
+    assert len(lengths) == 3
+    assert min(lengths[1:]) >= 1
+    assert page.evaluate(_LABELS, "memory.used_mb") == ["one", "three"]
+    page.locator('[data-metric="proc.rss_mb"]').scroll_into_view_if_needed()
+    wait_for(lambda: page.evaluate(_LENGTHS, "proc.rss_mb"), what="the RSS chart")
+    assert page.evaluate(_LABELS, "proc.rss_mb") == ["one", "three"]
 
 
 def test_logs_tab_shows_the_console_live_collapsed_and_as_text(
@@ -177,15 +203,50 @@ def test_logs_of_a_long_console_show_its_end_and_download_it_whole(
     assert text.splitlines() == [f"line {index}" for index in range(total)]
 
 
-def test_environment_panel_shows_metadata_git_and_file_links(
+def test_environment_panel_shows_a_runs_git_state_and_links_its_files(
+    page: Any,
+    server: EmbeddedServer,
+    start_run: StartRun,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    metadata_recorded: Callable[[Run], None],
+) -> None:
+    """A run started in a dirty git repository shows its commit, branch and remote (no
+    credentials) and links the diff and the requirements it stored."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "train.py").write_text("lr = 0.2\n")
+    monkeypatch.chdir(repo)
+    run = start_run(
+        server, project="proj", settings={"disable_git": False, "save_requirements": True}
+    )
+    metadata_recorded(run)
+    run.finish(quiet=True)
+    page.goto(f"{server.url}/local/proj/runs/{run.id}")
+    environment = page.locator(".environment")
+    environment.get_by_role("link", name="requirements.txt", exact=True).wait_for()
+    rows = dict(row.split("\t", 1) for row in page.locator(".environment tr").all_inner_texts())
+    assert rows["Git commit"] == git(repo, "rev-parse", "HEAD").strip()
+    assert rows["Git branch"] == "main"
+    assert rows["Git remote"] == "https://git.example.com/team/project.git"
+    assert rows["Uncommitted changes"] == "yes"
+    assert rows["OS"] == platform.platform()
+    assert rows["CPUs"] == str(os.cpu_count())
+    assert rows["Working directory"] == str(repo)
+    with page.expect_download() as download:
+        environment.get_by_role("link", name="diff.patch", exact=True).click()
+    assert "+lr = 0.2" in Path(download.value.path()).read_text()
+
+
+def test_environment_panel_shows_metadata_as_text_and_leaves_out_the_absent(
     page: Any,
     server: EmbeddedServer,
     start_run: StartRun,
     tmp_path: Path,
     metadata_recorded: Callable[[Run], None],
 ) -> None:
-    """The Environment panel lists host, OS, Python, command, CPUs, GPUs and git, links the
-    run's diff.patch and requirements.txt, leaves out what is absent, and shows text as text."""
+    """The Environment panel lists host, OS, Python, command, CPUs, GPUs and git (a
+    detached HEAD said so), links the run's diff.patch and requirements.txt, leaves out
+    what is absent, and shows text as text."""
     run = start_run(server, project="proj", name="env")
     metadata_recorded(run)  # the run's own os and gpus first, then these over them
     run._record_metadata(
