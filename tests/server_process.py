@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,22 @@ def child_env(tmp_path: Path, **settings: Any) -> dict[str, str]:
     env["TRACKER_DISABLE_STATS"] = "1"  # as in this process (conftest); tests that sample say so
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def run_script(cwd: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the Python ``script`` (dedented) in ``cwd`` with ``env``, within a minute; it must
+    exit 0 (its stderr is the failure's message)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=cwd,
+        env=env,
+        timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def free_port() -> int:

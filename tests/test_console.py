@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from server_process import child_env
+from server_process import run_script as run_child
 
 import tracker
 from tracker._console import MAX_BUFFER_CHARS, MAX_LINE_CHARS, ConsoleBuffer
@@ -40,17 +41,7 @@ def run_script(
     env = child_env(tmp_path)
     if console is not None:
         env["TRACKER_CONSOLE"] = console
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        cwd=tmp_path,
-        env=env,
-        timeout=TIMEOUT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
+    return run_child(tmp_path, script, env)
 
 
 def texts(lines: list[ConsoleLine], stream: str) -> list[str]:

@@ -12,7 +12,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from server_process import child_env
+from server_process import run_script as run_child
 
 import tracker
 from tracker._cli import main as tracker_cli
@@ -31,7 +31,6 @@ from tracker._server._runner import EmbeddedServer
 from tracker._system import NO_PSUTIL_NOTICE
 from tracker._system._sampler import OsCounters, PsutilCounters, Sampler, find_cgroup_memory
 
-TIMEOUT = 60
 STATS = {"silent": True, "disable_stats": False, "stats_interval_seconds": 0.2}
 HOST_KEYS = {
     "proc.cpu_percent",
@@ -68,17 +67,7 @@ def run_script(tmp_path: Path, script: str, **env_changes: str) -> subprocess.Co
     env = child_env(tmp_path)
     env.update(TRACKER_DISABLE_STATS="0", TRACKER_STATS_INTERVAL_SECONDS="0.2")
     env.update(env_changes)
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        cwd=tmp_path,
-        env=env,
-        timeout=TIMEOUT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
+    return run_child(tmp_path, script, env)
 
 
 def samples_of(run_dir: Path | str) -> list[dict[str, Any]]:

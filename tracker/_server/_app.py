@@ -11,7 +11,6 @@ every storage error through `_http.api_error`; user values in answers are exactl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -48,6 +47,7 @@ from tracker._server._params import (
     run_key,
     run_not_found,
 )
+from tracker._server._tasks import cancel_and_wait
 from tracker._server.storage import RunKey, StartRequest, Store, parse_order
 from tracker._server.storage.errors import FileReplaced, StorageLost
 from tracker._wire.limits import MAX_FILE_BYTES, MAX_PAGE, MAX_STEP, MAX_STREAM_PAGE
@@ -140,9 +140,7 @@ class _Api:
         replica left, while the app runs."""
         task = asyncio.create_task(self._sweep_forever())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def _sweep_forever(self) -> None:
         for sweep in itertools.count(1):

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Final
 
+from tracker._server._tasks import cancel_and_wait
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import StorageError
 
@@ -70,11 +71,8 @@ class RunChanges:
 
     async def close(self) -> None:
         """Stop announcing (what is not sent yet is left: the others' timers find it)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _send(self) -> None:
         try:

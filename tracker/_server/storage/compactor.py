@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
+from tracker._server._tasks import cancel_and_wait
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import StorageClosed, StorageError
 from tracker._server.storage.rowlog import COMPACT_BYTES
@@ -105,11 +106,8 @@ class Compactor:
 
     async def close(self) -> None:
         """Stop the task after the step in flight (what is left stays logged)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _work(self) -> None:
         try:

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import orjson
 
+from tracker._server._tasks import cancel_and_wait
 from tracker._server.storage.backend import BatchWrites, CompactWrites, LoggedBatch, StoredRun
 from tracker._server.storage.document import RunKey
 from tracker._server.storage.errors import (
@@ -254,10 +255,7 @@ class PostgresBackend:
         if self._closed:
             return
         self._closed = True
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await cancel_and_wait(self._listener)
         await self._pool.close()
 
 
