@@ -49,9 +49,8 @@ from tracker._runlog import RunLogReader, RunLogWriter
 from tracker._settings import Settings
 from tracker._status import RunStatus
 
-# loaded with tracker, not by init(): an import there competes for the GIL with the I/O
-# thread importing asyncio, and took ~1.3 ms instead of 0.15 (the sampler's own modules
-# and psutil load on the I/O thread)
+# loaded with tracker, not by init(): imported there it competes for the GIL with the I/O
+# thread importing asyncio (the sampler's own modules and psutil load on the I/O thread)
 from tracker._system import SystemStats
 from tracker._wire.limits import MAX_RECORD_BYTES, MAX_ROW_KEYS, MAX_STEP, MAX_TAG_CHARS
 
