@@ -92,6 +92,9 @@ for index in range(1000):
 run.flush()  # online: durable and acknowledged by the server
 tell(path=run.path)
 sys.stdin.readline()  # the server is frozen now
+checkpoint = Path(root) / "checkpoint.bin"
+checkpoint.write_bytes(b"w" * 2**20)
+run.save(str(checkpoint), policy="now")  # its upload hangs until the thaw, beside the rows
 Path("/proc/self/clear_refs").write_text("5")  # restart the peak-RSS mark
 base = kilobytes("VmRSS")
 log, clock = run.log, time.perf_counter
@@ -130,9 +133,11 @@ FREEZES: dict[str, tuple[float, dict[str, object]]] = {
 def test_frozen_server_keeps_client_memory_bounded_and_log_fast(
     case: str, tracker_server: ServerProcess, tmp_path: Path, figures: Figures
 ) -> None:
-    """A client process logs 300,000 rows while the server is frozen (SIGSTOP): its peak
-    RSS grows less than 150 MB, no log() call takes 200 ms, and after SIGCONT every row
-    lands exactly once (with unanswered pings, the client notices the dead peer)."""
+    """A client process saves a file and logs 300,000 rows while the server is frozen
+    (SIGSTOP): its peak RSS grows less than 150 MB, no log() call takes 200 ms, and after
+    SIGCONT every row lands exactly once and the file too (with unanswered pings, the
+    client notices the dead peer: the upload hanging meanwhile holds neither the rows nor
+    the pings back)."""
     frozen_seconds, settings = FREEZES[case]
     child = subprocess.Popen(
         [
@@ -187,6 +192,9 @@ def test_frozen_server_keeps_client_memory_bounded_and_log_fast(
     if "heartbeat_interval" in settings:
         assert connection_while_frozen != "connected", "unanswered pings went unnoticed"
     assert tracker.Api(tracker_server.url).run(path).state == "finished"
+    assert "checkpoint.bin" in [
+        file.name for file in tracker.Api(tracker_server.url).run(path).files()
+    ]
 
 
 def _ask(child: subprocess.Popen[str], say: str | None = None) -> dict[str, Any]:

@@ -133,6 +133,9 @@ class Sender:
         self._rest_frame = (0, 0)
         self._cursor = FrameCursor(log_path)
         self._uploads: deque[tuple[str, Path]] = deque()
+        # files go up beside the records, never in their way: a large file, or a server
+        # that stops answering mid-upload, must not hold the rows or the pings back
+        self._uploading: asyncio.Task[None] | None = None
         self._websocket_failures = 0
         self._handshake_done = True  # init made the first handshake
         self._watermark_at = 0.0
@@ -266,6 +269,7 @@ class Sender:
                 raise _Reconnect from exc
             raise
         finally:
+            await self._stop_uploading()
             await transport.close()
 
     def _open_transport(self) -> BatchTransport:
@@ -308,7 +312,7 @@ class Sender:
             failure = transport.failure()
             if failure is not None:
                 raise failure
-            await self._send_uploads()
+            self._keep_uploading()
             complete = self._log_complete()
             if not complete:
                 # While the run lives, one message per _PACE_SECONDS carries many batches of
@@ -416,10 +420,38 @@ class Sender:
         if window_was_full or self._log_complete():  # otherwise new data wakes the pump
             self.notify()
 
+    def _keep_uploading(self) -> None:
+        """Start a task sending the queued files when there are some and none runs; raise
+        what ended the last one (the session then fails and reconnects, as for records)."""
+        import asyncio
+
+        task = self._uploading
+        if task is not None and task.done():
+            self._uploading = None
+            task.result()
+        if self._uploads and self._uploading is None:
+            self._uploading = asyncio.get_running_loop().create_task(self._send_uploads())
+
+    async def _stop_uploading(self) -> None:
+        """Cancel the upload in flight (its file stays queued, sent again next session)."""
+        import asyncio
+
+        task, self._uploading = self._uploading, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TransportError):
+                await task
+
     async def _send_uploads(self) -> None:
         """PUT the queued files, each read from disk as it is sent; a file over the server's
         limit is left out with an error (it stays in the run directory), never failing the
-        stream of the run's records."""
+        stream of the run's records. Wakes the pump when it ends."""
+        try:
+            await self._upload_queued()
+        finally:
+            self.notify()
+
+    async def _upload_queued(self) -> None:
         while self._uploads:
             name, path = self._uploads[0]
             size = path.stat().st_size if path.is_file() else None
