@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import tracker._metadata
 from tests.dashboard.test_browser import wait_for
 from tests.test_metadata import git, make_repo
 from tracker._run import Run
@@ -235,6 +237,36 @@ def test_environment_panel_shows_a_runs_git_state_and_links_its_files(
     with page.expect_download() as download:
         environment.get_by_role("link", name="diff.patch", exact=True).click()
     assert "+lr = 0.2" in Path(download.value.path()).read_text()
+
+
+def test_environment_panel_of_a_page_opened_at_once_fills_in_as_the_run_collects_it(
+    page: Any,
+    server: EmbeddedServer,
+    start_run: StartRun,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page opened before the run's metadata thread delivered (git, OS, the two files;
+    live events carry no metadata) shows them once they arrive, without a reload."""
+    release = threading.Event()
+    collect = tracker._metadata.collect
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return collect(*args, **kwargs)
+
+    monkeypatch.setattr(tracker._metadata, "collect", held)
+    run = start_run(server, project="proj", settings={"save_requirements": True})
+    run.log({"loss": 1.0})
+    run.flush()
+    page.goto(f"{server.url}/local/proj/runs/{run.id}")
+    environment = page.locator(".environment")
+    environment.get_by_text("Python executable").wait_for()
+    assert "OS" not in environment.inner_text()
+    release.set()
+    environment.get_by_role("link", name="requirements.txt", exact=True).wait_for()
+    rows = dict(row.split("\t", 1) for row in page.locator(".environment tr").all_inner_texts())
+    assert rows["OS"] == platform.platform()
+    run.finish(quiet=True)
 
 
 def test_environment_panel_shows_metadata_as_text_and_leaves_out_the_absent(

@@ -1,7 +1,7 @@
 // Chart panels, one per metric, with the shown runs overlaid (uPlot), kept live over SSE.
 
 import { decodeExact, getJson, path } from "./api.js";
-import { el, formatDuration, formatNumber, runColor } from "./format.js";
+import { el, formatDuration, formatNumber, formatTick, runColor } from "./format.js";
 import { LiveFeed } from "./live.js";
 
 /** Points per key and run the server sends (it keeps each bucket's extremes). */
@@ -231,7 +231,10 @@ export class PanelGrid {
             value: (_, value) => (value === null || value === undefined ? "" : formatNumber(value)),
           })),
         ],
-        axes: [xAxis, { ...axis, size: 60, values: (_, splits) => splits.map(formatNumber) }],
+        axes: [
+          xAxis,
+          { ...axis, size: 60, values: (_, splits, _axis, _space, step) => splits.map((v) => formatTick(v, step)) },
+        ],
         cursor: { sync: { key: this.syncKey } },
         legend: { live: true },
       },

@@ -17,6 +17,16 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+/** An axis tick: as `formatNumber`, with as many decimals as the ticks' step needs, so
+ * ticks 0.0005 apart on a scale near 27.16 do not all read "27.16". */
+export function formatTick(value, step) {
+  if (!(step > 0) || !Number.isFinite(value) || Math.abs(value) >= 1e6 || step < 1e-9) {
+    return formatNumber(value);
+  }
+  const decimals = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
+  return decimals === 0 ? formatNumber(value) : value.toFixed(Math.min(decimals, 9));
+}
+
 /** A number for a table cell or legend: integers whole, others with 4 significant digits. */
 export function formatNumber(value) {
   if (typeof value === "bigint") return value.toString();
@@ -88,10 +98,11 @@ export function formatAgo(seconds) {
   return `${Math.floor(age / 86400)} d ago`;
 }
 
-/** Seconds as a duration, e.g. "42s", "3m 05s", "2h 10m". */
+/** Seconds as a duration, e.g. "0.5s", "42s", "3m 05s", "2h 10m". */
 export function formatDuration(seconds) {
   if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "";
-  const whole = Math.max(0, Math.round(seconds));
+  if (seconds < 9.95) return `${Number(Math.max(0, seconds).toPrecision(2))}s`;
+  const whole = Math.round(seconds);
   if (whole < 60) return `${whole}s`;
   const two = (number) => String(number).padStart(2, "0");
   if (whole < 3600) return `${Math.floor(whole / 60)}m ${two(whole % 60)}s`;

@@ -21,6 +21,10 @@ const ENVIRONMENT_FILES = [
   ["requirements.txt", "Requirements"],
 ];
 
+/** How many times a page reads a live run's metadata again, waiting for what it collects
+ * after init() (a run written by a tracker that collects none never has it). */
+const ENVIRONMENT_RELOADS = 5;
+
 /** Draw the page of a run into `main`. */
 export async function showRun(main, entity, project, runId) {
   await new RunPage(entity, project, runId, main).load();
@@ -39,6 +43,7 @@ class RunPage {
     this.logs = new ConsoleView(feed, entity, project, runId);
     this.media = new MediaPanels(this.api);
     this.fileList = [];
+    this.environmentReloads = 0;
   }
 
   async load() {
@@ -176,8 +181,30 @@ class RunPage {
 
   /** A live change of the run (state, timing, summary) or an edit's answer. */
   update(document) {
+    const moved = document.updated_at !== this.run.updated_at;
     this.run = { ...this.run, ...document };
     this.render();
+    if (moved && this.environmentReloads < ENVIRONMENT_RELOADS && !this.environmentCollected())
+      this.reloadEnvironment();
+  }
+
+  /** Whether the metadata a run collects after init() (OS, GPUs, git) is on the page: live
+   * events leave the metadata out, so a page opened at once reads it again as it changes. */
+  environmentCollected() {
+    return "os" in (this.run.metadata || {});
+  }
+
+  /** Read the run's metadata and files again, for the Environment panel. */
+  async reloadEnvironment() {
+    this.environmentReloads += 1;
+    try {
+      const { metadata } = await getExact(this.api);
+      this.run = { ...this.run, metadata };
+    } catch {
+      return; // the next change tries again
+    }
+    this.renderEnvironment();
+    if (this.environmentCollected()) this.loadFiles();
   }
 
   render() {
