@@ -23,8 +23,10 @@ export function formatTick(value, step) {
   if (!(step > 0) || !Number.isFinite(value) || Math.abs(value) >= 1e6 || step < 1e-9) {
     return formatNumber(value);
   }
-  const decimals = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
-  return decimals === 0 ? formatNumber(value) : value.toFixed(Math.min(decimals, 9));
+  let decimals = 0; // the fewest that write the step exactly: 0.25 needs 2, 0.0005 needs 4
+  while (decimals < 9 && Math.abs(step * 10 ** decimals - Math.round(step * 10 ** decimals)) > 1e-6)
+    decimals += 1;
+  return decimals === 0 ? formatNumber(value) : value.toFixed(decimals);
 }
 
 /** A number for a table cell or legend: integers whole, others with 4 significant digits. */
