@@ -71,8 +71,12 @@ def test_a_sampled_run_shows_its_system_metrics_live(
     run.log({"loss": 1.0})
     page.goto(f"{server.url}/local/proj/runs/{run.id}")
     page.get_by_role("heading", name="System").scroll_into_view_if_needed()
-    first = wait_for(lambda: page.evaluate(_LENGTHS, "proc.rss_mb"), what="the RSS chart")
-    assert first[0] == first[1] >= 1
+
+    def drawn() -> Any:
+        lengths = page.evaluate(_LENGTHS, "proc.rss_mb")
+        return lengths if lengths and lengths[0] == lengths[1] >= 1 else None
+
+    first = wait_for(drawn, what="the RSS chart, a time for each sample")
     groups = page.locator(".system-group h3").all_inner_texts()
     assert groups[:5] == ["Process", "CPU", "Memory", "Disk", "Network"]
     wait_for(
