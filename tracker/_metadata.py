@@ -2,7 +2,7 @@
 installed packages, as W&B records them without being asked.
 
 `process_fields` costs microseconds and goes into the run's first ``run`` record, on the
-caller's thread. The rest costs tens of milliseconds (`platform.platform()` reads the
+caller's thread. The rest costs tens of milliseconds (`os_name` reads the
 interpreter's binary, git runs several subprocesses, `importlib.metadata` reads every
 installed distribution's metadata, NVML loads a driver library), so `MetadataCollection`
 gathers it on a "tracker-metadata" thread and hands a `Collected` to the run: a second
@@ -40,6 +40,7 @@ __all__ = [
     "MetadataCollection",
     "collect",
     "installed_requirements",
+    "os_name",
     "process_fields",
     "reset_after_fork",
     "strip_credentials",
@@ -82,6 +83,21 @@ def process_fields() -> dict[str, Any]:
     }
 
 
+def os_name() -> str:
+    """What ``platform.platform()`` says, e.g. ``Linux-6.1.0-x86_64-with-glibc2.36``, without
+    the ``uname -p`` child process it starts on Linux for the processor's name: a child
+    forked as the run's process dies holds the run's lock a moment, and the run would read
+    as running instead of crashed."""
+    import platform
+
+    system, release, machine = platform.system(), platform.release(), platform.machine()
+    if system != "Linux":
+        return platform.platform()
+    libc, version = platform.libc_ver()
+    with_libc = f"with-{libc}{version}" if libc else ""
+    return "-".join(filter(None, (system, release, machine, with_libc)))
+
+
 @dataclass(frozen=True)
 class Collected:
     """What the metadata thread found: ``run`` record fields, files to store (name and
@@ -95,11 +111,9 @@ class Collected:
 def collect(cwd: str, *, git: bool, requirements: bool) -> Collected:
     """Gather the slow metadata of a run started in ``cwd`` (see the module docstring);
     ``git`` and ``requirements`` say whether to ask git and to list the packages."""
-    import platform
-
     deadline = time.monotonic() + GIT_SECONDS
     gpus = _GpuNames()  # beside git, with as long
-    fields: dict[str, Any] = {"os": platform.platform()}
+    fields: dict[str, Any] = {"os": os_name()}
     files: list[tuple[str, bytes]] = []
     notices: list[str] = []
     if git:
