@@ -124,6 +124,47 @@ def test_http_transport_streams_too(server: ServerProcess, tmp_path: Path) -> No
     assert len(tracker.Api(server.url).run(run.path).history()) == 1000
 
 
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+def test_rows_past_the_run_key_limit_are_refused_and_the_stream_goes_on(
+    server: ServerProcess, tmp_path: Path, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run whose third wide row would take it past 20,000 keys: that row is refused, the
+    rows after it are stored, status() and the log say which rows and what to do, the run
+    counts it in rows_refused; an offline copy synced later is stored alike."""
+    online = _online(server, tmp_path, settings={"transport": transport})
+    offline = tracker.init(
+        project="p",
+        dir=tmp_path / "offline",
+        mode="offline",
+        settings={"silent": True},
+        reinit="create_new",
+    )
+    for run in (online, offline):
+        for wide in range(3):
+            run.log({f"w{wide}_{index}": 1.0 for index in range(9000)})
+        for step in range(100):
+            run.log({"loss": step})
+        run.flush()
+    status = online.status()
+    online.finish()
+    offline.finish()
+    assert status.connection == "connected"
+    assert status.acknowledged == status.written
+    assert status.last_error is not None
+    assert "holds at most 20000 keys: 1 row(s) adding more, from step 2" in status.last_error
+    assert [record.levelname for record in caplog.records if "at most 20000" in record.message] == [
+        "ERROR"
+    ]
+    synced = python(["-m", "tracker", "sync", str(offline.dir), "--base-url", server.url])
+    assert synced.returncode == 0, synced.stderr
+    assert "at most 20000" in synced.stderr
+    for run in (online, offline):
+        stored = tracker.Api(server.url).run(run.path)
+        assert [row["_step"] for row in stored.history(keys=["loss"])] == list(range(3, 103))
+        assert stored.metadata["rows_refused"] == 1
+        assert len(tracker.read_run(run.dir).history()) == 103  # the run directory keeps all
+
+
 def test_server_restart_mid_run_loses_and_duplicates_nothing(
     server: ServerProcess, tmp_path: Path
 ) -> None:

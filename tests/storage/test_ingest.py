@@ -30,9 +30,9 @@ async def test_resending_a_batch_stores_nothing_twice(store: Store) -> None:
     """A batch sent again is skipped: same acked seq, same rows, same summary."""
     await start(store)
     batch = records(("summary", {"count": 1})) + rows(range(3), seq=1)
-    assert await store.ingest(KEY, LOG, batch, NOW) == 3
+    assert (await store.ingest(KEY, LOG, batch, NOW)).seq == 3
     before = await store.get_run(KEY)
-    assert await store.ingest(KEY, LOG, batch, NOW) == 3
+    assert (await store.ingest(KEY, LOG, batch, NOW)).seq == 3
     assert await history_steps(store) == [0, 1, 2]
     after = await store.get_run(KEY)
     assert before is not None
@@ -45,7 +45,7 @@ async def test_an_overlapping_batch_applies_only_new_records(store: Store) -> No
     await start(store)
     await store.ingest(KEY, LOG, rows(range(5)), NOW)
     overlap = records(*(("row", step, 0.0, {"again": step}) for step in range(3, 8)), seq=3)
-    assert await store.ingest(KEY, LOG, overlap, NOW) == 7
+    assert (await store.ingest(KEY, LOG, overlap, NOW)).seq == 7
     history = await store.history(KEY, None, None, None, None)
     assert [row.get("again") for row in history] == [None, None, None, None, None, 5, 6, 7]
 
@@ -64,8 +64,8 @@ async def test_a_seq_gap_is_refused_and_changes_nothing(store: Store) -> None:
 async def test_two_log_ids_of_one_run_are_acked_separately(store: Store) -> None:
     """Each log id has its own stored seq; both logs' rows land in the one run."""
     await start(store)
-    assert await store.ingest(KEY, LOG, rows(range(3)), NOW) == 2
-    assert await store.ingest(KEY, LOG2, rows(range(3, 5)), NOW) == 1
+    assert (await store.ingest(KEY, LOG, rows(range(3)), NOW)).seq == 2
+    assert (await store.ingest(KEY, LOG2, rows(range(3, 5)), NOW)).seq == 1
     assert (await start(store, "continue", log_id=LOG)).acked_seq == 2
     assert (await start(store, "continue", log_id=LOG2)).acked_seq == 1
     assert await history_steps(store) == [0, 1, 2, 3, 4]
@@ -211,7 +211,7 @@ async def test_unknown_and_file_records_are_skipped_but_acked(store: Store) -> N
     await start(store)
     batch = [*records(("future", {"x": 1}), ("file", {"name": "a.txt", "size": 1}))]
     batch.append([2, "future2", 1, 2, {"y": 3}])
-    assert await store.ingest(KEY, LOG, batch, NOW) == 2
+    assert (await store.ingest(KEY, LOG, batch, NOW)).seq == 2
     run = await store.get_run(KEY)
     assert run is not None
     assert (run["summary"], run["metadata"], run["last_step"]) == ({}, {}, -1)
@@ -424,8 +424,8 @@ async def test_a_lost_record_moves_the_ack_past_the_hole_and_counts(store: Store
     await start(store)
     await store.ingest(KEY, LOG, rows(range(3)), NOW)
     batch = [[3, "lost", {"through": 9, "offset": 100}], *rows(range(10, 12), seq=10)]
-    assert await store.ingest(KEY, LOG, batch, NOW) == 11
-    assert await store.ingest(KEY, LOG, batch, NOW) == 11
+    assert (await store.ingest(KEY, LOG, batch, NOW)).seq == 11
+    assert (await store.ingest(KEY, LOG, batch, NOW)).seq == 11
     assert await history_steps(store) == [0, 1, 2, 10, 11]
     run = await store.get_run(KEY)
     assert run is not None
@@ -440,7 +440,7 @@ async def test_a_second_copy_of_a_log_resumed_apart_is_refused_not_merged(store:
     # both copies' syncs shake hands before either stores its resumed session
     await start(store, "continue", sessions=[[0, "1.0"], [3, "2.0"]])
     await start(store, "continue", sessions=[[0, "1.0"], [3, "3.0"]])
-    assert await store.ingest(KEY, LOG, session(3, 2.0) + rows(range(2, 4), seq=4), NOW) == 5
+    assert (await store.ingest(KEY, LOG, session(3, 2.0) + rows(range(2, 4), seq=4), NOW)).seq == 5
     with pytest.raises(LogConflict, match="--run-id"):
         await store.ingest(KEY, LOG, session(3, 3.0) + rows(range(2, 6), seq=4), NOW)
     with pytest.raises(LogConflict):

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from tracker._server.storage import RunKey, Store
+from tracker._server.storage import Acked, RunKey, Store
 from tracker._server.storage.errors import SeqGap
 from tracker._server.storage.stored import new_run_fields
 
@@ -24,7 +24,7 @@ async def test_concurrent_ingest_calls_of_one_run_apply_in_call_order(store: Sto
     batches = [rows(range(index * 50, index * 50 + 50), seq=index * 50) for index in range(20)]
     tasks = [asyncio.ensure_future(store.ingest(KEY, LOG, batch, NOW)) for batch in batches]
     acks = await asyncio.gather(*tasks)
-    assert acks == [index * 50 + 49 for index in range(20)]
+    assert [ack.seq for ack in acks] == [index * 50 + 49 for index in range(20)]
     assert await history_steps(store) == list(range(1000))
     stored = await store.get_run(KEY)
     assert stored is not None
@@ -43,10 +43,10 @@ async def test_a_gap_among_concurrent_calls_refuses_only_the_batches_after_it(
         store.ingest(KEY, LOG, second, NOW),
         return_exceptions=True,
     )
-    assert results[0] == 4
+    assert results[0] == Acked(4)
     assert isinstance(results[1], SeqGap)
     assert results[1].acked_seq == 4
-    assert results[2] == 9
+    assert results[2] == Acked(9)
     assert await history_steps(store) == list(range(10))
 
 

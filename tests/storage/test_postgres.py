@@ -41,7 +41,7 @@ async def test_a_write_holds_its_run_against_another_server_process(url: str) ->
             await asyncio.sleep(0.3)
             assert not waiting.done()
             await tx.update_run(held["pk"], {"notes": "first"})
-        assert await waiting == 2
+        assert (await waiting).seq == 2
         run = await second.get_run(KEY)
         assert run is not None
         assert run["notes"] == "first"

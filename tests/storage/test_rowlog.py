@@ -200,12 +200,13 @@ async def test_a_row_over_the_key_limit_is_refused_before_the_ack(store: Store) 
     assert await history_steps(store) == []
 
 
-async def test_a_run_over_the_key_limit_is_refused_across_batches_and_restarts(
+async def test_rows_past_the_run_key_limit_are_refused_and_the_rest_stored(
     store: Store,
 ) -> None:
-    """Keys add up over a run's batches: the batch taking it past MAX_RUN_KEYS is
-    too_many_keys (nothing of it stored), also for a store that starts afresh on the same
-    database (its keys read from the series and the row log); known keys stay welcome."""
+    """Keys add up over a run's batches: a row taking the run past MAX_RUN_KEYS is refused
+    (the ack says so, the run counts it in rows_refused, its step is not stored), also for a
+    store that starts afresh on the same database (its keys read from the series and the
+    row log); the rows after it and the run's known keys are stored."""
     other = RunKey("local", "mnist", "other")
     half = MAX_RUN_KEYS // 2
     first = {f"a{index}": 1.0 for index in range(half)}
@@ -217,13 +218,19 @@ async def test_a_run_over_the_key_limit_is_refused_across_batches_and_restarts(
     await store.ingest(KEY, LOG, row_records([(1, second)], seq=1), NOW)
     await logged(store, row_records([(1, second)], seq=1), other)
     for fresh, key in ((store, KEY), (Store(store.backend), other)):
-        with pytest.raises(BadRequest) as caught:
-            await fresh.ingest(key, LOG, row_records([(2, {"c": 1.0})], seq=2), NOW)
-        assert caught.value.code == "too_many_keys"
-        assert f"at most {MAX_RUN_KEYS}" in caught.value.message
-        assert f"has {MAX_RUN_KEYS} keys" in caught.value.message
-        assert await fresh.ingest(key, LOG, row_records([(2, {"a0": 2.0})], seq=2), NOW) == 2
-        assert await history_steps(store, key) == [0, 1, 2]
+        batch = row_records([(2, {"c": 1.0}), (3, {"a0": 2.0}), (4, {"d": 1.0, "a1": 1.0})], seq=2)
+        acked = await fresh.ingest(key, LOG, batch, NOW)
+        assert acked.seq == 4
+        assert acked.refused is not None
+        assert f"holds at most {MAX_RUN_KEYS} keys: 2 row(s)" in acked.refused
+        assert "from step 2 (e.g. key 'c')" in acked.refused
+        assert "reuse keys" in acked.refused
+        assert (await fresh.ingest(key, LOG, row_records([(5, {"b0": 2.0})], seq=5), NOW)).seq == 5
+        assert await history_steps(store, key) == [0, 1, 3, 5]
+        await fresh.compacted()
+        run = await fresh.get_run(key)
+        assert run is not None
+        assert run["metadata"]["rows_refused"] == 2
 
 
 async def test_a_big_batch_is_logged_in_pieces_of_whole_lines(store: Store) -> None:

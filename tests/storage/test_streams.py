@@ -32,7 +32,7 @@ async def test_stream_records_are_kept_apart_from_the_history(store: Store) -> N
     """System records interleaved with rows land in the stream, the rows alone in the history."""
     await start(store)
     batch = rows(range(2)) + samples(range(1000, 1002), seq=2) + rows(range(2, 4), seq=4)
-    assert await store.ingest(KEY, LOG, batch, NOW) == 5
+    assert (await store.ingest(KEY, LOG, batch, NOW)).seq == 5
     assert await history_steps(store) == [0, 1, 2, 3]
     run = await store.get_run(KEY)
     assert run is not None

@@ -137,6 +137,7 @@ class Sender:
         # that stops answering mid-upload, must not hold the rows or the pings back
         self._uploading: asyncio.Task[None] | None = None
         self._websocket_failures = 0
+        self._refusal_said = False
         self._handshake_done = True  # init made the first handshake
         self._watermark_at = 0.0
 
@@ -404,7 +405,15 @@ class Sender:
         (a link that dies early loses little), then `_WINDOW_BYTES`."""
         return _WINDOW_BYTES if self._acks_on_connection else self._batch_limit
 
-    def _on_ack(self, seq: int) -> None:
+    def _on_ack(self, seq: int, refused: str | None = None) -> None:
+        """The server stored the log through ``seq``; ``refused``: why it refused rows of
+        the batch (past the run's key limit): in ``last_error``, and on the log the first
+        time (a run adding a key every step would say it with every batch)."""
+        if refused is not None:
+            if not self._refusal_said:
+                self._refusal_said = True
+                logger.error("tracker: %s", refused)
+            self.last_error = f"the server refused rows: {refused}"
         # the window in effect when the batch went, before this ack widens it
         window_was_full = self._inflight_bytes >= self._window()
         if seq > self.acked_seq:

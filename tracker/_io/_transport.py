@@ -142,7 +142,7 @@ class WebSocketTransport:
         path: str,
         log_id: str,
         heartbeat_interval: float,
-        on_ack: Callable[[int], None],
+        on_ack: Callable[[int, str | None], None],
         on_event: Callable[[], None],
     ) -> None:
         """Prepare the stream of one run log; ``on_event`` wakes the sender."""
@@ -188,7 +188,7 @@ class WebSocketTransport:
                     continue
                 event = orjson.loads(message.data)
                 if event.get("type") == "ack":
-                    self._on_ack(int(event["seq"]))
+                    self._on_ack(int(event["seq"]), event.get("refused"))
                 elif event.get("type") == "error":
                     self._failure = TransportError(
                         f"the server answered {event.get('status')}: {event.get('message')}",
@@ -257,7 +257,7 @@ class HttpTransport:
         client: ServerClient,
         path: str,
         log_id: str,
-        on_ack: Callable[[int], None],
+        on_ack: Callable[[int, str | None], None],
     ) -> None:
         """Prepare the POSTs of one run log."""
         self._client = client
@@ -277,7 +277,8 @@ class HttpTransport:
             content_type="application/x-ndjson",
             params={"log_id": self._log_id},
         )
-        self._on_ack(int(orjson.loads(body)["acked_seq"]))
+        answer = orjson.loads(body)
+        self._on_ack(int(answer["acked_seq"]), answer.get("refused"))
 
     async def heartbeat(self) -> None:
         """POST a heartbeat."""

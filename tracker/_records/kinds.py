@@ -252,7 +252,8 @@ def _check_lost(record: Record) -> None:
 
 def _apply_lost(state: RunState, record: Record) -> None:
     lost = record[2]["through"] - record[0] + 1
-    state.metadata["records_lost"] = state.metadata.get("records_lost", 0) + lost
+    counted = "rows_refused" if "refused" in record[2] else "records_lost"
+    state.metadata[counted] = state.metadata.get(counted, 0) + lost
 
 
 def _lost_through(record: Record) -> int:
@@ -343,11 +344,12 @@ KINDS: Final[dict[str, RecordKind]] = {
         RecordKind(FILE, (), "a file stored with the run", _check_file, _apply_file),
         RecordKind(EXIT, (), "the end of a session", _check_exit, _apply_exit),
         # Never in a run log: the sender puts one where a damaged stretch of its run log
-        # held records, so the server learns they are lost instead of waiting for them.
+        # held records, so the server learns they are lost instead of waiting for them;
+        # the server stores one (marked "refused") for a row it refuses past the key limit.
         RecordKind(
             LOST,
             (),
-            "records lost to a damaged run log, through a sequence number",
+            "records lost to a damaged run log (or refused), through a sequence number",
             _check_lost,
             _apply_lost,
             _lost_through,

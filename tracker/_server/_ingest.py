@@ -24,7 +24,7 @@ from tracker._server._auth import ApiError
 from tracker._server._budget import ByteBudget
 from tracker._server._http import api_error, json_answer, read_body
 from tracker._server._params import log_id_param, run_key, run_not_found
-from tracker._server.storage import RunKey, Store
+from tracker._server.storage import Acked, RunKey, Store
 from tracker._server.storage.errors import StorageError
 from tracker._wire.limits import MAX_BATCH_BYTES
 
@@ -156,8 +156,11 @@ class Ingest:
         if failure is not None:
             await _refuse(socket, *failure)
             return
+        ack: dict[str, Any] = {"type": "ack", "seq": acked.seq}
+        if acked.refused is not None:
+            ack["refused"] = acked.refused
         with contextlib.suppress(ConnectionError):
-            await socket.send_str(f'{{"type":"ack","seq":{acked}}}')
+            await socket.send_str(orjson.dumps(ack).decode())
 
     async def _on_text(self, key: RunKey, message: Any) -> None:
         if message.type is WSMsgType.TEXT:
@@ -176,7 +179,7 @@ class Ingest:
                 await self._storage.heartbeat(key, time.time())
             # other types come from newer clients; ignoring them keeps this server compatible
 
-    async def _ingest(self, key: RunKey, log_id: str, batch: ParsedBatch) -> int:
+    async def _ingest(self, key: RunKey, log_id: str, batch: ParsedBatch) -> Acked:
         records, lines = batch
         return await self._storage.ingest(key, log_id, records, time.time(), lines)
 
@@ -188,7 +191,10 @@ class Ingest:
         async with self._ingest_budget.holding(size):
             body = await read_body(request, MAX_BATCH_BYTES, "the batch")
             acked = await self._ingest(key, log_id, await _parse(body))
-        return json_answer({"acked_seq": acked})
+        answer: dict[str, Any] = {"acked_seq": acked.seq}
+        if acked.refused is not None:
+            answer["refused"] = acked.refused
+        return json_answer(answer)
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         """The HTTP heartbeat: the run's client is alive."""

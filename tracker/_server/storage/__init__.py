@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from tracker._errors import UsageError
-from tracker._server.storage.document import RunDocument, RunKey
+from tracker._server.storage.document import Acked, RunDocument, RunKey
 from tracker._server.storage.filters import RunSort, parse_order, parse_sort
 from tracker._server.storage.migrations import Migrated
 from tracker._server.storage.store import StartRequest, StartResult, Store
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY",
+    "Acked",
     "Migrated",
     "RunDocument",
     "RunKey",

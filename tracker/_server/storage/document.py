@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 __all__ = [
+    "Acked",
     "ChartAnswer",
     "ChartColumns",
     "FileInfo",
@@ -28,6 +29,15 @@ class RunKey:
     entity: str
     project: str
     run_id: str
+
+
+@dataclass(frozen=True)
+class Acked:
+    """What an ingest stored: the log's new stored seq, and when rows of the batch were
+    refused (stored as gaps, counted in the run's ``rows_refused``), why."""
+
+    seq: int
+    refused: str | None = None
 
 
 class Parent(TypedDict):

@@ -47,10 +47,10 @@ from tracker._wire.limits import MAX_ROW_KEYS, MAX_RUN_KEYS
 
 __all__ = [
     "check_batch",
-    "check_run_keys",
     "check_sessions",
     "checked_lines",
     "decide",
+    "refuse_past_run_keys",
     "row_keys",
 ]
 
@@ -137,21 +137,39 @@ def row_keys(records: Sequence[Sequence[Any]]) -> set[str]:
     return set().union(*(record[4] for record in records if record[1] == ROW))
 
 
-def check_run_keys(key: RunKey, known: set[str], added: set[str]) -> None:
-    """Refuse rows that would take a run past `MAX_RUN_KEYS` keys (``known``: its keys so
-    far, ``added``: the batch's).
-
-    Raises:
-        BadRequest: ``too_many_keys``.
-    """
-    new = added - known
-    if new and len(known) + len(new) > MAX_RUN_KEYS:
-        raise BadRequest(
-            "too_many_keys",
-            f"run {key.run_id} has {len(known)} keys and the batch adds {len(new)} (e.g. "
-            f"{sorted(new)[0]!r:.60}); a run holds at most {MAX_RUN_KEYS}: reuse keys across "
-            "steps, or nest related values in one key (a list or a table)",
-        )
+def refuse_past_run_keys(
+    key: RunKey, known: set[str], records: list[list[Any]], lines: list[str]
+) -> tuple[list[list[Any]], list[str], str | None]:
+    """The batch with each row that would take the run past `MAX_RUN_KEYS` keys (``known``:
+    its keys so far, which grow by the rows kept) turned into a ``lost`` record marked
+    ``refused``: stored as a gap the acks move past and counted, so the rows after it, and
+    the run's known keys, still go in. The records, their lines, and why rows were refused
+    (None: all kept)."""
+    refused: list[tuple[int, str]] = []
+    kept_keys = set(known)
+    for index, record in enumerate(records):
+        if record[1] != ROW:
+            continue
+        new = record[4].keys() - kept_keys
+        if len(kept_keys) + len(new) <= MAX_RUN_KEYS:
+            kept_keys |= new
+            continue
+        if not refused:
+            records, lines = list(records), list(lines)
+        refused.append((record[2], sorted(new)[0]))
+        gap = [record[0], LOST, {"through": record[0], "offset": None, "refused": "too_many_keys"}]
+        records[index] = gap
+        lines[index] = encode_record((record[0], LOST), gap[2], "a refused row")[:-1].decode()
+    if not refused:
+        return records, lines, None
+    (step, example), count = refused[0], len(refused)
+    message = (
+        f"run {key.run_id} holds at most {MAX_RUN_KEYS} keys: {count} row(s) adding more, "
+        f"from step {step} (e.g. key {example!r:.60}), were refused and not stored, the "
+        "others were; reuse keys across steps, or nest related values in one key (a list "
+        "or a table)"
+    )
+    return records, lines, message
 
 
 def decide(

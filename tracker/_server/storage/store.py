@@ -30,17 +30,16 @@ from tracker._records.kinds import STREAMS
 from tracker._server.storage import series
 from tracker._server.storage.backend import (
     Backend,
-    BatchWrites,
     Notifier,
     Reader,
     RunFields,
     StoredRow,
-    StoredRun,
     StreamSpan,
 )
 from tracker._server.storage.changes import RunChanges
 from tracker._server.storage.compactor import Compactor
 from tracker._server.storage.document import (
+    Acked,
     ChartAnswer,
     ChartColumns,
     FileInfo,
@@ -52,10 +51,10 @@ from tracker._server.storage.errors import BadRequest, FileReplaced, RunExists
 from tracker._server.storage.filters import RunQuery, RunSort, check_page, parse_filters
 from tracker._server.storage.ingest import (
     check_batch,
-    check_run_keys,
     check_sessions,
     checked_lines,
     decide,
+    refuse_past_run_keys,
     row_keys,
 )
 from tracker._server.storage.rowlog import COMPACT_BYTES, Merged, compact_fold, read_tail
@@ -65,7 +64,7 @@ from tracker._server.storage.stored import (
     new_run_fields,
     run_document,
 )
-from tracker._wire.limits import MAX_EDITED_TAG_CHARS, MAX_STEP, MAX_STREAM_PAGE
+from tracker._wire.limits import MAX_EDITED_TAG_CHARS, MAX_RUN_KEYS, MAX_STEP, MAX_STREAM_PAGE
 
 __all__ = ["StartRequest", "StartResult", "Store", "check_stream"]
 
@@ -295,16 +294,18 @@ class Store:
         records: list[list[Any]],
         now: float,
         lines: Sequence[str] | None = None,
-    ) -> int:
+    ) -> Acked:
         """Log decoded records (``[seq, kind, ..., payload]``, seq increasing by one) in
         one transaction, skipping those with seq <= the log's stored seq; return the log's
-        new stored seq. ``lines``, the records' JSON lines as received, are logged as they
-        came (else the records are encoded again). The compactor folds them later; every
-        read sees them at once.
+        new stored seq, and why rows were refused when rows past `MAX_RUN_KEYS` were (each
+        stored as a gap, counted in the run's ``rows_refused``, the rest stored).
+        ``lines``, the records' JSON lines as received, are logged as they came (else the
+        records are encoded again). The compactor folds them later; every read sees them
+        at once.
 
         Raises:
             BadRequest: ``bad_batch``, a malformed batch or record; ``too_many_keys``, a
-                row or run over `MAX_ROW_KEYS` / `MAX_RUN_KEYS` (nothing is stored).
+                row over `MAX_ROW_KEYS` (nothing is stored).
             RunNotFound: the run had no handshake.
             SeqGap: the first new record is past the stored seq + 1.
             LogConflict: a copy of the run's log resumed apart.
@@ -312,36 +313,28 @@ class Store:
         check_batch(records)
         kept = checked_lines(records, lines)
         added = row_keys(records)
-        decision = partial(decide, key, log_id, records, kept, now)
+        refused = None
         with self._compactor.acking():
             async with self._locks.hold(key):
-                writes = await self._logged(key, log_id, decision, added)
+                if added:
+                    known = await self._run_keys(key)
+                    if len(added - known) + len(known) > MAX_RUN_KEYS:
+                        records, kept, refused = refuse_past_run_keys(key, known, records, kept)
+                        added = row_keys(records)
+                decision = partial(decide, key, log_id, records, kept, now)
+                writes = await self.backend.ingest_batch(key, log_id, decision)
+                if added:
+                    known |= added
         if writes.logged:
             self._compactor.logged(writes.pk, key, sum(len(piece.body) for piece in writes.logged))
         self.changes.changed(key)
-        return writes.acked_seq
+        return Acked(writes.acked_seq, refused)
 
-    async def _logged(
-        self,
-        key: RunKey,
-        log_id: str,
-        decision: Callable[[StoredRun | None], BatchWrites],
-        added: set[str],
-    ) -> BatchWrites:
-        """The ack's transaction, the run key limit checked (the caller holds the lock)."""
-        if added:
-            await self._check_run_keys(key, added)
-        writes = await self.backend.ingest_batch(key, log_id, decision)
-        known = self._known_keys.get(key)
-        if known is not None:
-            known |= added
-        return writes
-
-    async def _check_run_keys(self, key: RunKey, added: set[str]) -> None:
-        """Refuse rows taking the run past `MAX_RUN_KEYS` keys: its keys are read (stored
-        series and logged rows) at its first batch since this process started or handshook
-        it, then kept in memory with each batch's (so keys another replica adds meanwhile
-        count from the run's next handshake here)."""
+    async def _run_keys(self, key: RunKey) -> set[str]:
+        """The run's keys, to keep it within `MAX_RUN_KEYS`: read (stored series and logged
+        rows) at its first batch since this process started or handshook it, then kept in
+        memory with each batch's (so keys another replica adds meanwhile count from the
+        run's next handshake here). The caller holds the run's lock."""
         known = self._known_keys.get(key)
         if known is None:
             async with self.backend.read() as snap:
@@ -355,7 +348,7 @@ class Store:
             if len(self._known_keys) > _KNOWN_KEYS_RUNS:
                 self._known_keys.popitem(last=False)
         self._known_keys.move_to_end(key)
-        check_run_keys(key, known, added)
+        return known
 
     async def heartbeat(self, key: RunKey, now: float) -> None:
         """Note that the run's client is alive (a crashed run is running again).
