@@ -13,7 +13,6 @@ cannot hold up a run; NVML gets as long, beside it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -424,22 +423,11 @@ class _GpuNames:
     def _ask(self) -> None:
         try:
             import pynvml  # type: ignore[import-not-found, unused-ignore]
-
-            pynvml.nvmlInit()
-        except Exception:  # no driver, no GPU, an old pynvml: no names to report
+        except Exception:  # an install that does not import
             return
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(count)]
-            names = [pynvml.nvmlDeviceGetName(handle) for handle in handles]
-            self._names = [
-                name.decode() if isinstance(name, bytes) else str(name) for name in names
-            ]
-        except Exception:
-            logger.debug("tracker: NVML did not name the GPUs", exc_info=True)
-        finally:
-            with contextlib.suppress(Exception):
-                pynvml.nvmlShutdown()
+        from tracker._system._gpu import gpu_names
+
+        self._names = gpu_names(pynvml)
 
     def result(self, timeout: float) -> list[str]:
         """The names, once asked (waiting up to ``timeout`` seconds); [] when unknown."""

@@ -528,11 +528,16 @@ class Run:
         self._outbox.put(encode_record((self._seq, kind), payload, f"{kind} record"))
         self._seq += 1
 
+    def _closed_to_background(self) -> bool:
+        """Whether the I/O and metadata threads' records are too late: the exit record is
+        written, or this is a forked child's copy of the run. Caller holds the lock."""
+        return self._outbox.closing or self._lifecycle is Lifecycle.FORKED
+
     def _ship_console(self, buffer: ConsoleBuffer, final: bool) -> bool:
         """Append the captured console text as ``console`` records (the I/O thread's call);
         False when the outbox has no room now: the text waits in its bounded buffer."""
         with self._outbox.lock:
-            if self._outbox.closing or self._lifecycle is Lifecycle.FORKED:
+            if self._closed_to_background():
                 return True
             if not final and self._outbox.is_full():
                 return False
@@ -545,7 +550,7 @@ class Run:
         takes no more: its exit record is written, or a forked child inherited it. (A run
         that is finishing still takes the first sample, which `finish()` waits for.)"""
         with self._outbox.lock:
-            if self._outbox.closing or self._lifecycle is Lifecycle.FORKED:
+            if self._closed_to_background():
                 return False
             self._emit(kinds.SYSTEM, payload)
         return True
@@ -554,7 +559,7 @@ class Run:
         """Start collecting the run's git state, packages and machine (``run`` record fields
         and files) off the caller's thread; `finish()` waits for them. init() calls it
         last, and the I/O thread starts it once its loop runs: a thread collecting during
-        init() takes the GIL from it (a process's first init() took 1.3 ms -> 5 ms)."""
+        init() would take the GIL from it."""
         if self._run_dir is None:
             return
         self._metadata = MetadataCollection(
@@ -568,9 +573,10 @@ class Run:
     def _record_collected(self, collected: Collected) -> None:
         """Store what the metadata thread collected (its call): the files, then a ``run``
         record and their ``file`` records, unless the run has written its exit record."""
-        if not self._settings.silent:
-            for line in collected.notices:
-                print(line, file=sys.stderr)
+        from tracker._start import notice
+
+        for line in collected.notices:
+            notice(self._settings, line)
         assert self._files is not None, "a run without a directory collects no metadata"
         try:
             stored = [self._files.write(name, content) for name, content in collected.files]
@@ -578,7 +584,7 @@ class Run:
             logger.warning("tracker: cannot store run %s's metadata files: %s", self._id, exc)
             stored = []
         with self._outbox.lock:
-            if self._outbox.closing or self._lifecycle is Lifecycle.FORKED:
+            if self._closed_to_background():
                 return
             self._emit(kinds.RUN, collected.fields)
             for target, record in stored:

@@ -155,9 +155,12 @@ def _bool(value: object) -> object:
     raise _Invalid("is not a bool; use True or False")
 
 
-def _seconds(*, allow_zero: bool, example: str) -> Callable[[object], object]:
-    """Build a check for a finite duration in seconds (> 0, or >= 0 when `allow_zero`)."""
-    bound = ">= 0" if allow_zero else "> 0"
+def _seconds(
+    *, allow_zero: bool, example: str, at_least: float | None = None
+) -> Callable[[object], object]:
+    """Build a check for a finite duration in seconds (> 0, or >= 0 when `allow_zero`, or
+    >= `at_least` when given)."""
+    bound = f">= {at_least}" if at_least is not None else ">= 0" if allow_zero else "> 0"
 
     def check(value: object) -> object:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -165,7 +168,11 @@ def _seconds(*, allow_zero: bool, example: str) -> Callable[[object], object]:
                 seconds = float(value)
             except OverflowError:
                 seconds = math.inf
-            if math.isfinite(seconds) and (seconds > 0 or (allow_zero and seconds == 0)):
+            if at_least is not None:
+                fits = seconds >= at_least
+            else:
+                fits = seconds > 0 or (allow_zero and seconds == 0)
+            if math.isfinite(seconds) and fits:
                 return seconds
         raise _Invalid(
             f"is not a number of seconds {bound}; use a finite int or float, e.g. {example}"
@@ -191,19 +198,6 @@ def _count(
         raise _Invalid(f"is not an int {bound}; use a whole number of {unit}, e.g. {example}")
 
     return check
-
-
-def _stats_interval(value: object) -> object:
-    """Accept a finite number of seconds of at least 0.1: sampling more often than ten times
-    a second would cost the program more CPU than what it measures is worth."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value) if abs(value) < 1e300 else math.inf
-        if math.isfinite(seconds) and seconds >= 0.1:
-            return seconds
-    raise _Invalid(
-        "is not a number of seconds >= 0.1; use a finite int or float of at least 0.1, "
-        "e.g. 15 (or disable_stats=True to take no samples)"
-    )
 
 
 _CHECKS: dict[str, Callable[[object], object]] = {
@@ -235,7 +229,10 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "retry_max_wait_seconds": _seconds(allow_zero=False, example="60"),
     "fsync_policy": _choice("fsync policy", ("flush", "batch", "never"), optional=False),
     "console": _choice("console capture mode", ("auto", "off", "redirect"), optional=False),
-    "stats_interval_seconds": _stats_interval,
+    # sampling more than ten times a second costs more CPU than what it measures is worth
+    "stats_interval_seconds": _seconds(
+        allow_zero=False, example="15 (or disable_stats=True to take no samples)", at_least=0.1
+    ),
     "disable_stats": _bool,
     "disable_git": _bool,
     "save_requirements": _bool,

@@ -440,6 +440,7 @@ class Sender:
             task.result()
         if self._uploads and self._uploading is None:
             self._uploading = asyncio.get_running_loop().create_task(self._send_uploads())
+            self._uploading.add_done_callback(lambda _: self.notify())  # the pump looks again
 
     async def _stop_uploading(self) -> None:
         """Cancel the upload in flight (its file stays queued, sent again next session)."""
@@ -454,13 +455,7 @@ class Sender:
     async def _send_uploads(self) -> None:
         """PUT the queued files, each read from disk as it is sent; a file over the server's
         limit is left out with an error (it stays in the run directory), never failing the
-        stream of the run's records. Wakes the pump when it ends."""
-        try:
-            await self._upload_queued()
-        finally:
-            self.notify()
-
-    async def _upload_queued(self) -> None:
+        stream of the run's records."""
         while self._uploads:
             name, path = self._uploads[0]
             size = path.stat().st_size if path.is_file() else None

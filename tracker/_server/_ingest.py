@@ -156,9 +156,7 @@ class Ingest:
         if failure is not None:
             await _refuse(socket, *failure)
             return
-        ack: dict[str, Any] = {"type": "ack", "seq": acked.seq}
-        if acked.refused is not None:
-            ack["refused"] = acked.refused
+        ack = {"type": "ack", "seq": acked.seq, **_refusal(acked)}
         with contextlib.suppress(ConnectionError):
             await socket.send_str(orjson.dumps(ack).decode())
 
@@ -191,10 +189,7 @@ class Ingest:
         async with self._ingest_budget.holding(size):
             body = await read_body(request, MAX_BATCH_BYTES, "the batch")
             acked = await self._ingest(key, log_id, await _parse(body))
-        answer: dict[str, Any] = {"acked_seq": acked.seq}
-        if acked.refused is not None:
-            answer["refused"] = acked.refused
-        return json_answer(answer)
+        return json_answer({"acked_seq": acked.seq, **_refusal(acked)})
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         """The HTTP heartbeat: the run's client is alive."""
@@ -210,6 +205,11 @@ class Ingest:
             ),
             return_exceptions=True,
         )
+
+
+def _refusal(acked: Acked) -> dict[str, str]:
+    """What an ack adds when rows of its batch were refused (docs/protocol.md)."""
+    return {} if acked.refused is None else {"refused": acked.refused}
 
 
 async def _parse(body: bytes) -> ParsedBatch:

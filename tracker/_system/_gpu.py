@@ -9,6 +9,7 @@ sampling. When ``nvmlInit`` fails there are no GPU keys at all.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -18,11 +19,37 @@ if TYPE_CHECKING:
     import asyncio
     from types import ModuleType
 
-__all__ = ["GpuReader", "read_gpus"]
+__all__ = ["GpuReader", "gpu_names", "read_gpus"]
+
+logger = logging.getLogger(__name__)
 
 MB: Final = 2**20
 
 Reading = dict[str, float]
+
+
+def _device_handles(nvml: ModuleType) -> list[Any]:
+    """Start NVML and take a handle of every GPU (raising what NVML raises: no driver...)."""
+    nvml.nvmlInit()
+    return [nvml.nvmlDeviceGetHandleByIndex(index) for index in range(nvml.nvmlDeviceGetCount())]
+
+
+def gpu_names(nvml: ModuleType) -> list[str]:
+    """The GPUs' names ([] without a driver or a GPU), NVML shut down again; call it off
+    the caller's thread (loading the driver takes seconds on some machines, may hang)."""
+    try:
+        handles = _device_handles(nvml)
+    except Exception:  # no driver, no GPU, an old pynvml: no names to report
+        return []
+    try:
+        names = [nvml.nvmlDeviceGetName(handle) for handle in handles]
+        return [name.decode() if isinstance(name, bytes) else str(name) for name in names]
+    except Exception:
+        logger.debug("tracker: NVML did not name the GPUs", exc_info=True)
+        return []
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
 
 
 def read_gpus(nvml: ModuleType, handles: list[Any]) -> Reading:
@@ -91,8 +118,7 @@ class GpuReader:
     def _serve(self) -> None:
         nvml = self._nvml
         try:
-            nvml.nvmlInit()
-            handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+            handles: list[Any] | None = _device_handles(nvml)
         except Exception:  # no driver, no device, a library that does not load
             handles = None
             self.failed = True
